@@ -1,0 +1,47 @@
+"""The `fleetplan` command line: a thin Typer layer over the library.
+
+Each command group lives in its own module and registers itself on `app`. User mistakes
+(`FleetplanError`) are printed as one clear message with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from fleetplan.cli._app import app, err_console
+from fleetplan.errors import FleetplanError
+
+# Command modules register on `app` when imported (one import per command group).
+from fleetplan.cli import catalog as _catalog  # noqa: E402,F401,I001
+
+__all__ = ["app", "main", "run"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `fleetplan` script; returns the exit status."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except FleetplanError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        return e.exit_code
+    except SystemExit as e:  # typer/click exits (--help, usage errors already printed)
+        return int(e.code or 0)
+    except Exception as e:
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script wrapper: exit with `main()`'s status."""
+    sys.exit(main())
