@@ -1,0 +1,104 @@
+"""A deployment: one model served on one replica's GPUs with a layout, precision and engine.
+
+`Deployment` is the frozen input of every performance formula. `Deployment.build` resolves names
+through the catalog and checks that the layout is possible (TP divides the heads, the GPU
+computes the precision, the engine supports it) with an error that names the flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, get_engine, get_gpu, get_model, get_quant
+from fleetplan.errors import UsageError
+from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
+
+__all__ = ["Deployment"]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    model: ModelSpec
+    gpu: GPU
+    quant: Quant
+    engine: Engine
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    kv_quant: Quant | None = None  # KV-cache dtype; defaults to the weight quantization's KV dtype
+    efficiency: Efficiency = field(default=DEFAULT_EFFICIENCY)
+
+    @property
+    def gpus(self) -> int:
+        """GPUs in one replica (TP x PP; EP reuses the same GPUs)."""
+        return self.tp * self.pp
+
+    @property
+    def kv_bytes_per_element(self) -> float:
+        return (self.kv_quant or self.quant).kv_bytes
+
+    @property
+    def compute_dtype(self) -> str:
+        return self.quant.compute_dtype
+
+    def with_efficiency(self, eff: Efficiency) -> Deployment:
+        return replace(self, efficiency=eff)
+
+    @classmethod
+    def build(
+        cls,
+        model: str | ModelSpec,
+        gpu: str | GPU,
+        precision: str | Quant = "bf16",
+        engine: str | Engine = "vllm",
+        *,
+        tp: int = 1,
+        pp: int = 1,
+        ep: int = 1,
+        kv_precision: str | None = None,
+        efficiency: Efficiency | None = None,
+    ) -> Deployment:
+        m = model if isinstance(model, ModelSpec) else get_model(model)
+        g = gpu if isinstance(gpu, GPU) else get_gpu(gpu)
+        q = precision if isinstance(precision, Quant) else get_quant(precision)
+        e = engine if isinstance(engine, Engine) else get_engine(engine)
+        kvq = get_quant(kv_precision, where="--kv-precision") if kv_precision else None
+        dep = cls(m, g, q, e, tp, pp, ep, kvq, efficiency or DEFAULT_EFFICIENCY)
+        dep.check()
+        return dep
+
+    def problems(self) -> list[str]:
+        """Why this layout cannot run (empty when it can)."""
+        out: list[str] = []
+        m, a = self.model, self.model.attention
+        for flag, v in (("--tp", self.tp), ("--pp", self.pp), ("--ep", self.ep)):
+            if v < 1:
+                out.append(f"{flag} must be >= 1, got {v}")
+        if out:
+            return out
+        if a.num_heads % self.tp:
+            out.append(f"--tp {self.tp} does not divide {m.name}'s {a.num_heads} attention heads")
+        if m.num_layers < self.pp:
+            out.append(f"--pp {self.pp} exceeds {m.name}'s {m.num_layers} layers")
+        if self.ep > 1 and (m.moe is None or m.moe.num_experts % self.ep):
+            out.append(f"--ep {self.ep} needs a MoE model whose expert count it divides")
+        if not self.gpu.native(self.quant.compute_dtype):
+            out.append(
+                f"{self.gpu.name} does not compute {self.quant.compute_dtype} natively "
+                f"(needed by {self.quant.name})"
+            )
+        if self.quant.name not in self.engine.quantizations:
+            out.append(f"{self.engine.name} does not support {self.quant.name}")
+        if self.gpu.vendor not in self.engine.gpu_vendors:
+            out.append(f"{self.engine.name} does not run on {self.gpu.vendor} GPUs")
+        if self.gpus > self.gpu.interconnect.domain_gpus and self.tp > self.gpu.interconnect.domain_gpus:
+            out.append(
+                f"--tp {self.tp} exceeds {self.gpu.name}'s scale-up domain of "
+                f"{self.gpu.interconnect.domain_gpus} GPUs"
+            )
+        return out
+
+    def check(self) -> None:
+        probs = self.problems()
+        if probs:
+            raise UsageError("; ".join(probs), where="deployment")

@@ -1,0 +1,217 @@
+"""Roofline time of one engine step, and the prefill / decode figures built on it.
+
+A step's time is the sum of its parts, each bounded by the slower of compute and memory traffic:
+
+  t = max(linear FLOPs / achievable FLOP/s, weight bytes / achievable bytes/s)     (GEMMs)
+    + max(attention FLOPs / achievable FLOP/s, KV bytes / achievable bytes/s)      (attention)
+    + collectives (TP all-reduce, EP all-to-all, PP send/recv)
+    + fixed step overhead + per-sequence overhead.
+
+- Linear FLOPs = 2 x active non-embedding params x tokens + 2 x hidden x vocab per sampled token.
+- MoE weight bytes: the dense part plus the experts the step touches; T tokens choosing k of E
+  experts touch E x (1 - (1 - k/E)^T) experts per layer in expectation (uniform routing).
+- Attention FLOPs per query-key pair per layer = 2 x heads x (qk_dim + v_dim); MLA decode uses the
+  absorbed form (qk_dim = kv_lora_rank + rope dim, v_dim = kv_lora_rank).
+- All-reduce (ring) = 2 (TP-1)/TP x bytes / achievable link bytes/s + latency, two per layer.
+- Pipeline parallelism: one batch passes the stages in turn, so a step's latency is the sum of
+  the stages' (= the whole model's work split TP ways) plus PP-1 activation transfers.
+
+With no prefill in the batch the step time is affine in the decode context tokens (plus a kink
+where sliding windows fill), so a run of decode steps has a closed-form total: the simulator
+skips over decode steps without iterating them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fleetplan.perf.deployment import Deployment
+from fleetplan.perf.memory import embedding_params, kv_bytes_per_token_per_gpu
+from fleetplan.perf.params import active_param_count, param_count
+from fleetplan.perf.step import StepBatch
+
+__all__ = ["RooflineStepModel", "StepBreakdown"]
+
+ACT_BYTES = 2.0  # bytes per activation element exchanged by collectives (bf16)
+
+
+@dataclass(frozen=True, slots=True)
+class StepBreakdown:
+    """Seconds spent by part of one step, and what bounds the GEMMs."""
+
+    linear_s: float
+    linear_bound: str  # "compute" or "bandwidth"
+    attention_s: float
+    attention_bound: str
+    comm_s: float
+    overhead_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.linear_s + self.attention_s + self.comm_s + self.overhead_s
+
+
+@dataclass(frozen=True, slots=True)
+class _Coeffs:
+    """t(c) = const + full_per_ctx * c + sliding_per_ctx * min(c, sliding_cap) for decode
+    context tokens c (prefill parts are folded into const)."""
+
+    const: float
+    full_per_ctx: float
+    sliding_per_ctx: float
+    sliding_cap: float
+
+
+class RooflineStepModel:
+    """The analytic step-time model of a deployment (implements `StepTimeModel`)."""
+
+    def __init__(self, dep: Deployment) -> None:
+        self.dep = dep
+        m, g, eff = dep.model, dep.gpu, dep.efficiency
+        a = m.attention
+        self.peak_flops = g.flops_per_s[dep.quant.compute_dtype].value
+        self.attn_flops = g.flops_per_s["bf16"].value * eff.attention
+        self.bw = g.hbm_bytes_per_s.value * eff.bandwidth
+        self.link = g.interconnect.bytes_per_s.value * eff.comm
+        emb = embedding_params(m)
+        self.active_linear_params = active_param_count(m) - emb
+        self.lm_head_flops = 2.0 * m.hidden_size * m.vocab_size
+        wb = dep.quant.weight_bytes
+        self.expert_params = 0.0
+        self.moe_layers = 0
+        if m.moe:
+            ffn_mats = 3 if m.ffn_kind == "gated" else 2
+            self.expert_params = ffn_mats * m.hidden_size * m.moe.expert_intermediate_size
+            self.moe_layers = m.num_layers - m.moe.dense_layers
+        expert_total = self.expert_params * self.moe_layers * (m.moe.num_experts if m.moe else 0)
+        dense = param_count(m) - emb - expert_total
+        # Bytes read per step: dense weights + LM head (input embedding rows are gathered).
+        self.dense_weight_bytes = dense * wb + m.vocab_size * m.hidden_size * 2.0
+        # Attention: per pair per layer FLOPs (prefill and decode forms), heads per GPU.
+        heads = a.num_heads
+        if a.kind == "mla":
+            assert a.kv_lora_rank is not None and a.qk_rope_head_dim is not None
+            qk = (a.qk_nope_head_dim or a.head_dim) + a.qk_rope_head_dim
+            v = a.v_head_dim or a.head_dim
+            self.prefill_pair_flops = 2.0 * heads * (qk + v)
+            self.decode_pair_flops = 2.0 * heads * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
+        else:
+            v = a.v_head_dim or a.head_dim
+            self.prefill_pair_flops = self.decode_pair_flops = 2.0 * heads * (a.head_dim + v)
+        self.kv_token_bytes_stage = kv_bytes_per_token_per_gpu(dep)  # per GPU, per PP stage
+        attn_layers = a.full_layers + a.sliding_layers
+        self.full_frac = a.full_layers / attn_layers if attn_layers else 0.0
+        self.window = a.sliding_window or 0
+
+    # ---- parts -------------------------------------------------------------------------
+    def _linear(self, tokens: int, sampled: int) -> tuple[float, str]:
+        dep, eff = self.dep, self.dep.efficiency
+        if tokens <= 0:
+            return 0.0, "bandwidth"
+        flops = 2.0 * self.active_linear_params * tokens + self.lm_head_flops * sampled
+        t_c = flops / dep.tp / (self.peak_flops * eff.compute_at(tokens))
+        wbytes = self.dense_weight_bytes
+        m = dep.model
+        if m.moe:
+            e, k = m.moe.num_experts, m.moe.experts_per_token
+            touched = e * (1.0 - (1.0 - k / e) ** tokens)
+            wbytes += self.moe_layers * touched * self.expert_params * dep.quant.weight_bytes
+        t_m = wbytes / dep.tp / self.bw
+        return (t_c, "compute") if t_c >= t_m else (t_m, "bandwidth")
+
+    def _attn_per_pair(self, decode: bool) -> tuple[float, float]:
+        """(FLOP seconds, byte seconds) per query-key pair summed over the model's layers."""
+        dep = self.dep
+        a = dep.model.attention
+        layers = a.full_layers + a.sliding_layers
+        pf = self.decode_pair_flops if decode else self.prefill_pair_flops
+        flop_s = pf * layers / dep.tp / self.attn_flops
+        byte_s = self.kv_token_bytes_stage * dep.pp / self.bw
+        return flop_s, byte_s
+
+    def _comm(self, tokens: int) -> float:
+        dep, eff = self.dep, self.dep.efficiency
+        if tokens <= 0:
+            return 0.0
+        m = dep.model
+        msg = tokens * m.hidden_size * ACT_BYTES
+        t = 0.0
+        if dep.tp > 1:
+            per_call = 2.0 * (dep.tp - 1) / dep.tp * msg / self.link + eff.collective_latency_s
+            t += 2 * m.num_layers * per_call
+        if dep.ep > 1 and m.moe:
+            k = m.moe.experts_per_token
+            per_call = msg * k * (dep.ep - 1) / dep.ep / self.link + eff.collective_latency_s
+            t += 2 * self.moe_layers * per_call
+        if dep.pp > 1:
+            t += (dep.pp - 1) * (msg / self.link + eff.collective_latency_s)
+        return t
+
+    def _coeffs(self, b: StepBatch) -> tuple[_Coeffs, StepBreakdown]:
+        eff = self.dep.efficiency
+        tokens = b.tokens
+        lin, lin_bound = self._linear(tokens, b.decode_seqs + b.prefill_seqs)
+        # Prefill attention: FLOPs over pairs, bytes over the KV the chunks read.
+        pf_flop, pf_byte = self._attn_per_pair(decode=False)
+        pairs_full = b.prefill_attn_pairs * self.full_frac
+        pairs_slide = min(b.prefill_attn_pairs, b.prefill_tokens * float(self.window)) * (
+            1.0 - self.full_frac
+        )
+        pre_c = (pairs_full + pairs_slide) * pf_flop
+        pre_m = b.prefill_kv_read_tokens * pf_byte
+        pre_attn = max(pre_c, pre_m)
+        dc_flop, dc_byte = self._attn_per_pair(decode=True)
+        per_ctx = max(dc_flop, dc_byte)
+        comm = self._comm(tokens)
+        over = 0.0 if tokens == 0 else eff.step_overhead_s + eff.seq_overhead_s * (
+            b.decode_seqs + b.prefill_seqs
+        )
+        coeffs = _Coeffs(
+            const=lin + pre_attn + comm + over,
+            full_per_ctx=per_ctx * self.full_frac,
+            sliding_per_ctx=per_ctx * (1.0 - self.full_frac),
+            sliding_cap=float(b.decode_seqs * self.window),
+        )
+        dec_attn = coeffs.full_per_ctx * b.decode_ctx_tokens + coeffs.sliding_per_ctx * min(
+            b.decode_ctx_tokens, coeffs.sliding_cap
+        )
+        attn_bound = "compute" if (pre_c > pre_m if b.prefill_tokens else dc_flop > dc_byte) else "bandwidth"
+        brk = StepBreakdown(lin, lin_bound, pre_attn + dec_attn, attn_bound, comm, over)
+        return coeffs, brk
+
+    # ---- StepTimeModel ---------------------------------------------------------------------
+    def breakdown(self, batch: StepBatch) -> StepBreakdown:
+        return self._coeffs(batch)[1]
+
+    def step_time_s(self, batch: StepBatch) -> float:
+        return self._coeffs(batch)[1].total_s
+
+    def decode_run_time_s(self, decode_seqs: int, decode_ctx_tokens: int, n_steps: int) -> float:
+        if n_steps <= 0 or decode_seqs <= 0:
+            return 0.0
+        c, _ = self._coeffs(StepBatch(decode_seqs=decode_seqs, decode_ctx_tokens=decode_ctx_tokens))
+        s, c0, n = float(decode_seqs), float(decode_ctx_tokens), n_steps
+        sum_ctx = n * c0 + s * n * (n - 1) / 2.0
+        total = n * c.const + c.full_per_ctx * sum_ctx
+        if c.sliding_per_ctx:
+            below = min(n, max(0, math.ceil((c.sliding_cap - c0) / s)))
+            sum_below = below * c0 + s * below * (below - 1) / 2.0
+            total += c.sliding_per_ctx * (sum_below + (n - below) * c.sliding_cap)
+        return total
+
+    # ---- derived figures -------------------------------------------------------------------
+    def prefill_time_s(self, prompt_tokens: int, chunk_tokens: int | None = None) -> float:
+        """Time to prefill one prompt alone, in chunks of `chunk_tokens` (the engine's
+        `max_num_batched_tokens` by default)."""
+        chunk = int(chunk_tokens or self.dep.engine.max_num_batched_tokens.value)
+        t, done = 0.0, 0
+        while done < prompt_tokens:
+            n = min(chunk, prompt_tokens - done)
+            t += self.step_time_s(StepBatch.prefill_chunk(n, done))
+            done += n
+        return t
+
+    def decode_step_time_s(self, batch: int, context_tokens: int) -> float:
+        """One decode step of `batch` sequences each at `context_tokens` of context."""
+        return self.step_time_s(StepBatch(decode_seqs=batch, decode_ctx_tokens=batch * context_tokens))
