@@ -1,0 +1,120 @@
+"""Which trace format a file is, from its first bytes and header (never from its whole body)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from pathlib import Path
+
+from fleetplan.errors import InputFileError, UsageError
+
+__all__ = ["FORMATS", "detect_format", "head_text", "is_gzip", "plain_suffix"]
+
+FORMATS: tuple[str, ...] = (
+    "azure", "burstgpt", "mooncake", "litellm", "otel", "csv", "jsonl", "parquet",
+)
+
+_AZURE = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}
+_BURSTGPT = {"Timestamp", "Request tokens", "Response tokens"}
+_MOONCAKE = {"timestamp", "input_length", "output_length"}
+_LITELLM = {"startTime", "prompt_tokens", "completion_tokens"}
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the file starts with the gzip magic bytes."""
+    with path.open("rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def plain_suffix(path: Path) -> str:
+    """The file's extension without a trailing `.gz`, lower case (`.csv`, `.jsonl`, ...)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def head_text(path: Path, n_bytes: int = 65536) -> str:
+    """The first `n_bytes` of the (decompressed) file as text."""
+    try:
+        if is_gzip(path):
+            with gzip.open(path, "rb") as g:
+                raw = g.read(n_bytes)
+        else:
+            with path.open("rb") as f:
+                raw = f.read(n_bytes)
+    except OSError as e:
+        raise InputFileError(f"cannot read file: {e}", path=str(path)) from e
+    return raw.decode("utf-8-sig", errors="replace")
+
+
+def _columns_format(columns: set[str]) -> str | None:
+    for fmt, needed in (
+        ("azure", _AZURE), ("burstgpt", _BURSTGPT), ("mooncake", _MOONCAKE), ("litellm", _LITELLM),
+    ):
+        if needed <= columns:
+            return fmt
+    return None
+
+
+def _parquet_columns(path: Path) -> set[str]:
+    import polars as pl
+
+    try:
+        return set(pl.scan_parquet(path).collect_schema().names())
+    except Exception as e:
+        raise InputFileError(f"not a readable Parquet file: {e}", path=str(path)) from e
+
+
+def detect_format(path: Path, *, has_mapping: bool) -> str:
+    """Guess the format; with a column mapping, only the container (csv/jsonl/parquet) matters."""
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1":
+        cols = _parquet_columns(path)
+        return "parquet" if has_mapping else (_columns_format(cols) or "parquet")
+    text = head_text(path)
+    stripped = text.lstrip()
+    if not stripped:
+        raise InputFileError("the file is empty: no requests", path=str(path), line=1)
+    if stripped[0] in "[{":
+        if '"resourceSpans"' in text[:4096] or "resourceSpans" in text[:200]:
+            return "otel"
+        if has_mapping:
+            return "jsonl"
+        return _json_head_format(path, stripped)
+    header = next(csv.reader(io.StringIO(stripped.splitlines()[0])))
+    if has_mapping:
+        return "csv"
+    fmt = _columns_format({h.strip() for h in header})
+    if fmt is None:
+        raise UsageError(
+            f"cannot tell the trace format of {path} from its header {header[:8]}; "
+            "give --format or a column mapping (--map timestamp=...,input_tokens=...,"
+            "output_tokens=...)",
+            where="--format",
+        )
+    return fmt
+
+
+def _json_head_format(path: Path, stripped: str) -> str:
+    first = stripped.splitlines()[0]
+    record: object = None
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        # A JSON array or a pretty-printed document: look at the first object's keys.
+        pass
+    if isinstance(record, dict):
+        fmt = _columns_format(set(record))
+        if fmt in ("mooncake", "litellm"):
+            return fmt
+    for fmt, needed in (("mooncake", _MOONCAKE), ("litellm", _LITELLM)):
+        if all(f'"{k}"' in stripped[:8192] for k in needed):
+            return fmt
+    raise UsageError(
+        f"cannot tell the trace format of JSON file {path}; give --format or --map",
+        where="--format",
+    )

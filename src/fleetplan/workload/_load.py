@@ -1,0 +1,84 @@
+"""`load()`: a path or preset name → a validated `Workload`, format detected or forced."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+
+from fleetplan.errors import InputFileError, UsageError
+from fleetplan.workload._detect import FORMATS, detect_format
+from fleetplan.workload._model import Workload
+from fleetplan.workload._readers import read_raw
+from fleetplan.workload._validate import to_workload
+
+__all__ = ["load", "preset_path", "presets"]
+
+# Preset name → (file under workload/presets/, format).
+_PRESETS: dict[str, tuple[str, str]] = {
+    "azure-code-2023": ("AzureLLMInferenceTrace_code.csv.gz", "azure"),
+    "azure-conv-2023": ("AzureLLMInferenceTrace_conv.csv.gz", "azure"),
+    "mooncake-synthetic": ("mooncake_synthetic_trace.jsonl.gz", "mooncake"),
+}
+
+
+def presets() -> list[str]:
+    """Names of the bundled traces, usable wherever a trace path is."""
+    return sorted(_PRESETS)
+
+
+def preset_path(name: str) -> Path:
+    """The file of a bundled trace."""
+    if name not in _PRESETS:
+        raise UsageError(f"unknown preset '{name}'; presets: {presets()}", where="workload")
+    root = resources.files("fleetplan.workload") / "presets" / _PRESETS[name][0]
+    return Path(str(root))
+
+
+def _resolve(path_or_preset: str, fmt: str | None) -> tuple[Path, str | None]:
+    if path_or_preset in _PRESETS:
+        return preset_path(path_or_preset), fmt or _PRESETS[path_or_preset][1]
+    path = Path(path_or_preset)
+    if not path.exists():
+        raise InputFileError(
+            f"no such file (and not a preset; presets: {', '.join(presets())})",
+            path=path_or_preset,
+        )
+    if path.is_dir():
+        raise InputFileError("is a directory, not a trace file", path=path_or_preset)
+    return path, fmt
+
+
+def load(
+    path_or_preset: str,
+    *,
+    format: str | None = None,  # noqa: A002 - the public name the planner uses
+    mapping: dict[str, str] | None = None,
+    on_error: str = "raise",
+) -> Workload:
+    """Read a trace file (or a bundled preset) into the canonical `Workload`.
+
+    `format` forces a reader (`fleetplan.workload.FORMATS`); `mapping` maps canonical names
+    (timestamp, input_tokens, output_tokens, tenant, model, workflow_id, hash_ids) and the
+    options timestamp_unit / block_tokens to a generic CSV / Parquet / JSONL file's columns.
+    `on_error="skip"` leaves bad rows out and records them in `Workload.skipped`.
+    """
+    if format is not None and format not in FORMATS:
+        raise UsageError(f"unknown format '{format}'; formats: {list(FORMATS)}", where="--format")
+    path, fmt = _resolve(path_or_preset, format)
+    if path.stat().st_size == 0:
+        raise InputFileError("the file is empty: no requests", path=str(path), line=1)
+    if fmt is None:
+        fmt = detect_format(path, has_mapping=bool(mapping))
+    try:
+        try:
+            raw = read_raw(path, fmt, mapping, as_text=False)
+            return to_workload(raw, path, fmt, on_error, path_or_preset)
+        except pl.exceptions.ComputeError:
+            # A value the typed scan could not parse: re-read as text to find the row.
+            raw = read_raw(path, fmt, mapping, as_text=True)
+            return to_workload(raw, path, fmt, on_error, path_or_preset)
+    except pl.exceptions.PolarsError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputFileError(f"cannot read as {fmt}: {first}", path=str(path)) from e

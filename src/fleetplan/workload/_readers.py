@@ -1,0 +1,265 @@
+"""Readers: each trace format → a `RawTrace` (lazy polars frame with canonical column names).
+
+Readers only rename and select; parsing, validation and line numbers live in `_validate`.
+CSV, Parquet and JSONL are scanned lazily, so only the selected columns are read. The raw
+frame has `ts` (timestamp in any form), `input_tokens`, `output_tokens` and optional
+`tenant`, `model`, `workflow_id`, `hash_ids`; `_line` (file line) where rows are not lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from fleetplan.errors import InputFileError, UsageError
+from fleetplan.workload._detect import is_gzip, plain_suffix
+
+__all__ = ["MAPPING_KEYS", "RawTrace", "read_raw"]
+
+MOONCAKE_BLOCK_TOKENS = 512  # Mooncake's KV block: 512 tokens per hash id
+
+MAPPING_KEYS: tuple[str, ...] = (
+    "timestamp", "input_tokens", "output_tokens", "tenant", "model", "workflow_id", "hash_ids",
+)
+# Mapping options that are not columns.
+MAPPING_OPTIONS: tuple[str, ...] = ("timestamp_unit", "block_tokens")
+TS_UNITS: tuple[str, ...] = ("datetime", "s", "ms", "us", "ns")
+
+
+@dataclass(frozen=True)
+class RawTrace:
+    """A lazily read trace with canonical names; `fields` maps canonical → the file's name.
+
+    `line_offset` is the file line of row 0 (2 for a CSV with a header, 1 for JSONL), or None
+    when rows are not lines (then `_line` is a column, or errors name the record number).
+    `ts_unit` is how to read `ts`: "datetime" (strings or datetimes) or a numeric unit.
+    `record_noun` is how errors name a row whose place is not a line ("span", "record").
+    """
+
+    frame: pl.LazyFrame
+    fields: dict[str, str]
+    line_offset: int | None
+    ts_unit: str
+    block_tokens: int | None = None
+    record_noun: str = "line"
+
+
+def _scan_csv(path: Path, *, as_text: bool) -> pl.LazyFrame:
+    return pl.scan_csv(
+        path,
+        infer_schema=not as_text,
+        infer_schema_length=10000,
+        truncate_ragged_lines=False,
+        low_memory=False,
+    )
+
+
+def _check_columns(path: Path, names: list[str], fields: dict[str, str], line: int | None) -> None:
+    for canon in ("timestamp", "input_tokens", "output_tokens"):
+        col = fields.get(canon)
+        if col is None:
+            raise UsageError(f"the column mapping lacks '{canon}'", where="--map")
+        if col not in names:
+            raise InputFileError(
+                f"missing required column '{col}' ({canon}); the file has {names[:12]}",
+                path=str(path), line=line, field=col,
+            )
+    for canon, col in fields.items():
+        if col not in names:
+            raise InputFileError(
+                f"missing column '{col}' named in the mapping for {canon}",
+                path=str(path), line=line, field=col,
+            )
+
+
+def _select(frame: pl.LazyFrame, fields: dict[str, str]) -> pl.LazyFrame:
+    exprs = [pl.col(fields["timestamp"]).alias("ts")]
+    exprs += [pl.col(src).alias(canon) for canon, src in fields.items() if canon != "timestamp"]
+    return frame.select(exprs)
+
+
+def _present(names: list[str], wanted: dict[str, str]) -> dict[str, str]:
+    """Optional fields: keep those whose column exists."""
+    return {k: v for k, v in wanted.items() if v in names}
+
+
+def _csv_like(
+    path: Path, fields: dict[str, str], optional: dict[str, str], ts_unit: str,
+    *, as_text: bool = False, block_tokens: int | None = None,
+) -> RawTrace:
+    suffix = plain_suffix(path)
+    container = "parquet" if _is_parquet(path) else ("jsonl" if suffix in (".jsonl", ".json",
+                                                                            ".ndjson") else "csv")
+    if container == "parquet":
+        frame = pl.scan_parquet(path)
+        offset: int | None = None
+    elif container == "jsonl":
+        frame = _ndjson_text(path) if as_text else _scan_ndjson(path)
+        offset = 1
+    else:
+        frame = _scan_csv(path, as_text=as_text)
+        offset = 2
+    try:
+        names = frame.collect_schema().names()
+    except pl.exceptions.NoDataError as e:
+        raise InputFileError("the file is empty: no requests", path=str(path), line=1) from e
+    except pl.exceptions.PolarsError as e:
+        raise InputFileError(f"cannot read the file: {e}", path=str(path), line=1) from e
+    all_fields = {**fields, **_present(names, optional)}
+    _check_columns(path, names, all_fields, 1 if offset == 2 else None)
+    noun = "line" if offset is not None else "row"
+    return RawTrace(_select(frame, all_fields), all_fields, offset, ts_unit, block_tokens, noun)
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"PAR1"
+
+
+def _scan_ndjson(path: Path) -> pl.LazyFrame:
+    if is_gzip(path):
+        with gzip.open(path, "rb") as g:
+            return pl.read_ndjson(g.read()).lazy()
+    return pl.scan_ndjson(path, infer_schema_length=10000)
+
+
+def _ndjson_text(path: Path) -> pl.LazyFrame:
+    """JSONL read line by line with scalars as text: the slow path that finds a bad line."""
+    opener: Callable[..., object] = gzip.open if is_gzip(path) else open
+    rows: list[dict[str, object]] = []
+    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[attr-defined]
+        for n, line in enumerate(f, start=1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputFileError(f"invalid JSON: {e.msg}", path=str(path), line=n) from e
+            if not isinstance(rec, dict):
+                raise InputFileError("expected a JSON object", path=str(path), line=n)
+            rows.append({k: v if isinstance(v, list) or v is None else str(v)
+                         for k, v in rec.items()})
+    return pl.from_dicts(rows, infer_schema_length=None).lazy()
+
+
+def read_azure(path: Path, as_text: bool) -> RawTrace:
+    """Azure LLM inference traces 2023/2024: TIMESTAMP,ContextTokens,GeneratedTokens."""
+    fields = {"timestamp": "TIMESTAMP", "input_tokens": "ContextTokens",
+              "output_tokens": "GeneratedTokens"}
+    return _csv_like(path, fields, {}, "datetime", as_text=as_text)
+
+
+def read_burstgpt(path: Path, as_text: bool) -> RawTrace:
+    """BurstGPT: Timestamp (s from start), Model, Request tokens, Response tokens, ..."""
+    fields = {"timestamp": "Timestamp", "input_tokens": "Request tokens",
+              "output_tokens": "Response tokens"}
+    return _csv_like(path, fields, {"model": "Model"}, "s", as_text=as_text)
+
+
+def read_mooncake(path: Path, as_text: bool) -> RawTrace:
+    """Mooncake / Qwen-style JSONL: timestamp (ms), input_length, output_length, hash_ids."""
+    fields = {"timestamp": "timestamp", "input_tokens": "input_length",
+              "output_tokens": "output_length"}
+    optional = {"hash_ids": "hash_ids"}
+    return _csv_like(path, fields, optional, "ms", as_text=as_text,
+                     block_tokens=MOONCAKE_BLOCK_TOKENS)
+
+
+def read_litellm(path: Path, as_text: bool) -> RawTrace:
+    """LiteLLM SpendLogs export (CSV, JSONL or a JSON array of rows)."""
+    fields = {"timestamp": "startTime", "input_tokens": "prompt_tokens",
+              "output_tokens": "completion_tokens"}
+    optional = {"model": "model", "tenant": "team_id", "workflow_id": "session_id"}
+    text_head = _first_char(path)
+    if text_head == "[":
+        rows = _load_json(path)
+        frame = pl.from_dicts(rows, infer_schema_length=None).lazy()
+        names = frame.collect_schema().names()
+        all_fields = {**fields, **_present(names, optional)}
+        _check_columns(path, names, all_fields, None)
+        return RawTrace(_select(frame, all_fields), all_fields, None, "datetime",
+                        record_noun="record")
+    return _csv_like(path, fields, optional, "datetime", as_text=as_text)
+
+
+def read_mapped(path: Path, mapping: dict[str, str], as_text: bool) -> RawTrace:
+    """Any CSV / Parquet / JSONL with a user mapping canonical name → column."""
+    unknown = set(mapping) - set(MAPPING_KEYS) - set(MAPPING_OPTIONS)
+    if unknown:
+        raise UsageError(
+            f"unknown mapping keys {sorted(unknown)}; use {list(MAPPING_KEYS + MAPPING_OPTIONS)}",
+            where="--map",
+        )
+    unit = mapping.get("timestamp_unit", "auto")
+    if unit not in (*TS_UNITS, "auto"):
+        raise UsageError(f"timestamp_unit must be one of {TS_UNITS}", where="--map")
+    block: int | None = None
+    if "block_tokens" in mapping:
+        try:
+            block = int(mapping["block_tokens"])
+        except ValueError as e:
+            raise UsageError("block_tokens must be an integer", where="--map") from e
+    fields = {k: v for k, v in mapping.items() if k in MAPPING_KEYS}
+    required = {k: fields[k] for k in ("timestamp", "input_tokens", "output_tokens") if k in fields}
+    optional = {k: v for k, v in fields.items() if k not in required}
+    raw = _csv_like(path, required, {}, unit, as_text=as_text, block_tokens=block)
+    if optional:
+        names = _names_of(path)
+        all_fields = {**required, **optional}
+        _check_columns(path, names, all_fields, 1 if raw.line_offset == 2 else None)
+        raw = _csv_like(path, all_fields, {}, unit, as_text=as_text, block_tokens=block)
+    if "hash_ids" in fields and block is None:
+        raise UsageError("a hash_ids mapping needs block_tokens=N (tokens per block)",
+                         where="--map")
+    return raw
+
+
+def _names_of(path: Path) -> list[str]:
+    if _is_parquet(path):
+        return pl.scan_parquet(path).collect_schema().names()
+    if plain_suffix(path) in (".jsonl", ".json", ".ndjson"):
+        return _scan_ndjson(path).collect_schema().names()
+    return pl.scan_csv(path, infer_schema=False).collect_schema().names()
+
+
+def _first_char(path: Path) -> str:
+    from fleetplan.workload._detect import head_text
+
+    return head_text(path, 256).lstrip()[:1]
+
+
+def _load_json(path: Path) -> list[dict[str, object]]:
+    opener: Callable[..., object] = gzip.open if is_gzip(path) else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[attr-defined]
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputFileError(f"invalid JSON: {e.msg}", path=str(path), line=e.lineno) from e
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise InputFileError("expected a JSON array of objects", path=str(path), line=1)
+    if not data:
+        raise InputFileError("the file is empty: no requests", path=str(path), line=1)
+    return data
+
+
+def read_raw(path: Path, fmt: str, mapping: dict[str, str] | None, *, as_text: bool) -> RawTrace:
+    """Dispatch on the format name; `as_text` reads CSV columns as strings (for diagnosis)."""
+    if mapping:
+        return read_mapped(path, mapping, as_text)
+    if fmt == "otel":
+        from fleetplan.workload._otel import read_otel
+
+        return read_otel(path)
+    readers: dict[str, Callable[[Path, bool], RawTrace]] = {
+        "azure": read_azure, "burstgpt": read_burstgpt, "mooncake": read_mooncake,
+        "litellm": read_litellm,
+    }
+    if fmt not in readers:
+        raise UsageError(
+            f"format '{fmt}' needs a column mapping (--map timestamp=...,input_tokens=...,"
+            "output_tokens=...)", where="--format",
+        )
+    return readers[fmt](path, as_text)

@@ -1,0 +1,195 @@
+"""Raw trace → validated canonical `Workload`: parse, check, locate bad rows, sort.
+
+Validation is vectorized: the whole table is parsed in one polars pass and bad rows show up as
+nulls or negatives. Only when some exist are the raw values of the first few bad rows read
+again, to say which field was wrong and why, at which file line.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import polars as pl
+
+from fleetplan.errors import InputFileError, UsageError
+from fleetplan.workload._model import SkipReport, Workload
+from fleetplan.workload._readers import RawTrace
+
+__all__ = ["to_workload"]
+
+_NS_PER_UNIT = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
+_TZ = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+_NUMERIC = re.compile(r"^\s*[+-]?\d+(\.\d*)?([eE][+-]?\d+)?\s*$")
+_EPOCH_MIN_S = 1e8  # numeric times above this (1973) are read as Unix epoch seconds
+MAX_LISTED = 5  # bad rows named in an error / skip report
+
+
+def _token_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    col = pl.col(name)
+    if dtype.is_integer():
+        return col.cast(pl.Int64)
+    if dtype.is_float():
+        return pl.when(col == col.floor()).then(col).otherwise(None).cast(pl.Int64, strict=False)
+    if dtype == pl.String:
+        return col.str.strip_chars().cast(pl.Int64, strict=False)
+    if dtype == pl.Null:
+        return col.cast(pl.Int64)
+    raise TypeError(f"a token count column of type {dtype}")
+
+
+def _first_value(frame: pl.LazyFrame) -> object:
+    head = frame.select(pl.col("ts").drop_nulls().first()).collect()
+    return head.item() if head.height else None
+
+
+def _ts_expr(raw: RawTrace, dtype: pl.DataType) -> tuple[pl.Expr, bool]:
+    """(expr giving int ns since epoch, or float s; True when the result is an absolute time)."""
+    col = pl.col("ts")
+    unit = raw.ts_unit
+    if isinstance(dtype, pl.Datetime) or dtype == pl.Date:
+        return col.cast(pl.Datetime("ns")).dt.epoch("ns"), True
+    if dtype == pl.String:
+        sample = _first_value(raw.frame)
+        text = str(sample) if sample is not None else ""
+        if unit != "datetime" or _NUMERIC.match(text):
+            factor = _NS_PER_UNIT.get(unit, 1e9)
+            return col.str.strip_chars().cast(pl.Float64, strict=False) * (factor / 1e9), False
+        if _TZ.search(text.strip()):
+            parsed = col.str.strip_chars().str.to_datetime(
+                "%+", strict=False, time_unit="ns", time_zone="UTC")
+        else:
+            parsed = col.str.strip_chars().str.replace("T", " ", literal=True).str.to_datetime(
+                "%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="ns")
+        return parsed.dt.epoch("ns"), True
+    if dtype.is_numeric():
+        factor = _NS_PER_UNIT.get(unit, 1e9)  # "datetime"/"auto" on numbers: seconds
+        return col.cast(pl.Float64) * (factor / 1e9), False
+    raise TypeError(f"a timestamp column of type {dtype}")
+
+
+def _parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
+    schema = raw.frame.collect_schema()
+    try:
+        ts, absolute = _ts_expr(raw, schema["ts"])
+        exprs = [ts.alias("ts"), _token_expr("input_tokens", schema["input_tokens"]).alias(
+            "input_tokens"), _token_expr("output_tokens", schema["output_tokens"]).alias(
+            "output_tokens")]
+    except TypeError as e:
+        raise InputFileError(f"unsupported column type: {e}", path=str(path)) from e
+    for name in ("tenant", "model", "workflow_id"):
+        if name in schema:
+            exprs.append(pl.col(name).cast(pl.String))
+    if "hash_ids" in schema:
+        exprs.append(pl.col("hash_ids").cast(pl.List(pl.Int64)))
+    if "_line" in schema:
+        exprs.append(pl.col("_line"))
+    return raw.frame.select(exprs), absolute
+
+
+def _bad_mask(df: pl.DataFrame) -> pl.Series:
+    mask = (
+        df["ts"].is_null() | df["input_tokens"].is_null() | df["output_tokens"].is_null()
+        | (df["input_tokens"] < 0) | (df["output_tokens"] < 0)
+    )
+    if df["ts"].dtype == pl.Float64:
+        mask = mask | df["ts"].is_nan() | (df["ts"] < 0)
+    return mask
+
+
+def _location(raw: RawTrace, row: int, line_col: int | None) -> tuple[int | None, str]:
+    if line_col is not None:
+        return (line_col, "") if raw.record_noun == "line" else (None, f"span {line_col}: ")
+    if raw.line_offset is not None:
+        return row + raw.line_offset, ""
+    return None, f"{raw.record_noun} {row + 1}: "
+
+
+def _reason(raw_row: dict[str, object], parsed: dict[str, object], raw: RawTrace) -> tuple[
+        str, str]:
+    """(field name in the file, what is wrong) for one bad row."""
+    for canon in ("timestamp", "input_tokens", "output_tokens"):
+        key = "ts" if canon == "timestamp" else canon
+        value, got = raw_row.get(key), parsed.get(key)
+        name = raw.fields.get(canon, canon)
+        if value is None:
+            return name, f"missing value for {canon}"
+        if got is None:
+            what = "an unparseable timestamp" if canon == "timestamp" else "a non-numeric or " \
+                "non-integer token count"
+            return name, f"{what}: {value!r}"
+        if isinstance(got, int | float) and got < 0:
+            return name, f"a negative {'time' if canon == 'timestamp' else 'token count'}: {got}"
+    return raw.fields.get("timestamp", "timestamp"), "not a number (NaN) timestamp"
+
+
+def _diagnose(raw: RawTrace, df: pl.DataFrame, bad_rows: list[int]) -> list[
+        tuple[int | None, str, str, str]]:
+    """(line, prefix, field, reason) for the given bad row indices."""
+    raw_rows = raw.frame.with_row_index("_row").filter(pl.col("_row").is_in(bad_rows)).collect()
+    by_row = {int(r["_row"]): r for r in raw_rows.iter_rows(named=True)}
+    out = []
+    for row in bad_rows:
+        parsed = df.row(row, named=True)
+        line_col = parsed.get("_line")
+        line, prefix = _location(raw, row, int(line_col) if line_col is not None else None)
+        field, why = _reason(by_row.get(row, {}), parsed, raw)
+        out.append((line, prefix, field, why))
+    return out
+
+
+def _handle_bad(raw: RawTrace, df: pl.DataFrame, path: Path, on_error: str) -> tuple[
+        pl.DataFrame, SkipReport]:
+    mask = _bad_mask(df)
+    n_bad = int(mask.sum())
+    if n_bad == 0:
+        return df, SkipReport()
+    bad_rows = mask.arg_true().head(MAX_LISTED).to_list()
+    found = _diagnose(raw, df, bad_rows)
+    if on_error == "raise":
+        line, prefix, field, why = found[0]
+        more = f" ({n_bad} bad rows in all; --on-error skip leaves them out)" if n_bad > 1 else ""
+        raise InputFileError(f"{prefix}{why}{more}", path=str(path), line=line, field=field)
+    lines = tuple(f[0] if f[0] is not None else bad_rows[i] + 1 for i, f in enumerate(found))
+    reasons = tuple(f"{f[1]}{f[2]}: {f[3]}" for f in found)
+    return df.filter(~mask), SkipReport(n_bad, lines, reasons)
+
+
+def _finish(df: pl.DataFrame, absolute: bool, path: Path) -> tuple[pl.DataFrame, float | None,
+                                                                  tuple[str, ...]]:
+    notes: list[str] = []
+    if not df["ts"].is_sorted():
+        msg = f"{path}: timestamps are not in order; sorted by arrival time"
+        warnings.warn(msg, UserWarning, stacklevel=4)
+        notes.append(msg)
+        df = df.sort("ts", maintain_order=True)
+    first = df["ts"][0]
+    if df["ts"].dtype == pl.Int64:  # absolute ns since the epoch
+        arrival = (pl.col("ts") - first).cast(pl.Float64) / 1e9
+        start: float | None = first / 1e9
+    else:
+        arrival = pl.col("ts") - first
+        start = float(first) if absolute or first > _EPOCH_MIN_S else None
+    keep = [c for c in ("tenant", "model", "workflow_id", "hash_ids") if c in df.columns]
+    table = df.select(arrival.alias("arrival_s"), "input_tokens", "output_tokens", *keep)
+    return table, start, tuple(notes)
+
+
+def to_workload(raw: RawTrace, path: Path, fmt: str, on_error: str, source: str) -> Workload:
+    """Validate a raw trace; raise `InputFileError` on the first bad row or skip bad rows."""
+    if on_error not in ("raise", "skip"):
+        raise UsageError("on_error must be 'raise' or 'skip'", where="--on-error")
+    frame, absolute = _parse(raw, path)
+    df = frame.collect()
+    if df.height == 0:
+        raise InputFileError("the file has no requests", path=str(path),
+                             line=raw.line_offset)
+    df, skipped = _handle_bad(raw, df, path, on_error)
+    if df.height == 0:
+        raise InputFileError(f"every row is bad: {skipped.describe(str(path))}", path=str(path))
+    if "hash_ids" in df.columns and raw.block_tokens is None:
+        raise UsageError("hash_ids need a block size (block_tokens)", where="--map")
+    table, start, notes = _finish(df, absolute, path)
+    block = raw.block_tokens if "hash_ids" in table.columns else None
+    return Workload(table, source, fmt, block, start, skipped, notes)
