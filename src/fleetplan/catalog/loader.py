@@ -22,7 +22,6 @@ from fleetplan.errors import UsageError
 
 __all__ = ["find", "get_engine", "get_gpu", "get_model", "get_quant", "load_catalog", "normalize"]
 
-_FILES = {"gpus": GPU, "models": ModelSpec, "engines": Engine, "quants": Quant}
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -53,8 +52,12 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     """Read every catalog file from `directory` (default: the packaged data)."""
     if directory is None:
         return _packaged()
-    parts = {k: _load_file(directory / f"{k}.yaml", cls) for k, cls in _FILES.items()}
-    return Catalog(**parts)
+    return Catalog(
+        gpus=_load_file(directory / "gpus.yaml", GPU),
+        models=_load_file(directory / "models.yaml", ModelSpec),
+        engines=_load_file(directory / "engines.yaml", Engine),
+        quants=_load_file(directory / "quants.yaml", Quant),
+    )
 
 
 @functools.cache
@@ -78,7 +81,10 @@ def find(kind: str, name: str, table: dict[str, T], *, where: str | None = None)
         if want in _keys(entry):
             return entry
     for entry in table.values():  # "meta-llama/Meta-Llama-3.1-70B-Instruct" -> prefix forms
-        if any(want.startswith(k) and want[len(k) :] in {"instruct", "chat", "it"} for k in _keys(entry)):
+        if any(
+            want.startswith(k) and want[len(k) :] in {"instruct", "chat", "it"}
+            for k in _keys(entry)
+        ):
             return entry
     choices = {k: e.name for e in table.values() for k in _keys(e)}  # type: ignore[attr-defined]
     close = difflib.get_close_matches(want, list(choices), n=5, cutoff=0.4)

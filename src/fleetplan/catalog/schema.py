@@ -21,8 +21,8 @@ __all__ = [
     "EngineFeature",
     "Fig",
     "Interconnect",
-    "ModelSpec",
     "MoESpec",
+    "ModelSpec",
     "Quant",
 ]
 
@@ -95,6 +95,22 @@ class AttentionSpec(_Frozen):
     linear_layers: int = Field(default=0, ge=0)
     linear_state_bytes_per_layer: int | None = None
     linear_params_per_layer: int | None = None
+    # Optional detail (added with the full catalog; all default to "absent"):
+    # q_proj also emits a per-head sigmoid gate on the attention output (Qwen3-Next, Qwen3.5).
+    output_gate: bool = False
+    # q/k/v/o projections carry biases (gpt-oss).
+    bias: bool = False
+    # DeepSeek Sparse Attention lightning indexer (DeepSeek-V3.2, GLM-5): heads, head dim, and
+    # how many past tokens each query attends to.
+    index_n_heads: int | None = None
+    index_head_dim: int | None = None
+    index_topk: int | None = None
+    # Linear-attention (Gated DeltaNet) layer shape, from which the two figures above derive.
+    linear_num_key_heads: int | None = None
+    linear_num_value_heads: int | None = None
+    linear_key_head_dim: int | None = None
+    linear_value_head_dim: int | None = None
+    linear_conv_kernel: int | None = None
 
     @model_validator(mode="after")
     def _check(self) -> AttentionSpec:
@@ -115,8 +131,10 @@ class MoESpec(_Frozen):
     experts_per_token: int = Field(ge=1)
     num_shared_experts: int = Field(default=0, ge=0)
     expert_intermediate_size: int = Field(ge=1)
+    # Width of each shared expert (default: the routed expert width).
     shared_intermediate_size: int | None = None
     dense_layers: int = Field(default=0, ge=0)
+    bias: bool = False  # expert projections and router carry biases (gpt-oss)
 
 
 class ModelSpec(_Frozen):
@@ -138,8 +156,10 @@ class ModelSpec(_Frozen):
     moe: MoESpec | None = None
     mtp_layers: int = 0  # multi-token-prediction heads (not counted in the main params)
     published_params: Fig | None = None
+    published_active_params: Fig | None = None  # MoE: parameters used per token, as published
     source: str = Field(min_length=3)
     as_of: dt.date
+    note: str | None = None
 
     @model_validator(mode="after")
     def _layers_add_up(self) -> ModelSpec:

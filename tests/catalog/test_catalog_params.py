@@ -1,0 +1,122 @@
+"""Parameter counts from architecture: hand calculations and published totals."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetplan.catalog import get_model, load_catalog
+from fleetplan.perf.params import (
+    active_param_count,
+    attention_params_per_layer,
+    layer_param_breakdown,
+    linear_attention_params_per_layer,
+    linear_attention_state_bytes_per_layer,
+    mtp_param_count,
+    param_count,
+)
+
+MODELS = sorted(load_catalog().models)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_total_within_2pct_of_published(name: str) -> None:
+    m = load_catalog().models[name]
+    assert m.published_params is not None, f"{name}: no published_params"
+    assert param_count(m) == pytest.approx(m.published_params.value, rel=0.02)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_active_never_exceeds_total(name: str) -> None:
+    m = load_catalog().models[name]
+    active, total = active_param_count(m), param_count(m)
+    assert 0 < active <= total
+    if m.moe is None:
+        assert active == total
+
+
+def test_llama_3_1_70b_by_hand() -> None:
+    h, f, V, L = 8192, 28672, 128256, 80
+    attention = h * (64 * 128) + 2 * h * (8 * 128) + (64 * 128) * h  # q, k+v, o
+    per_layer = attention + 3 * h * f + 2 * h  # SwiGLU FFN, two RMSNorms
+    total = 2 * V * h + L * per_layer + h  # embedding + untied head, final norm
+    m = get_model("llama-3.1-70b")
+    assert attention_params_per_layer(m) == attention == 150_994_944
+    assert param_count(m) == total == 70_553_706_496  # ≈ 70.55e9
+
+
+def test_llama_3_1_8b_by_hand() -> None:
+    h, f, V, L = 4096, 14336, 128256, 32
+    per_layer = h * 4096 + 2 * h * 1024 + 4096 * h + 3 * h * f + 2 * h
+    assert param_count(get_model("llama-3.1-8b")) == 2 * V * h + L * per_layer + h
+    assert param_count(get_model("llama-3.1-8b")) == pytest.approx(8.03e9, rel=1e-3)
+
+
+def test_deepseek_v3_mla_and_moe_by_hand() -> None:
+    m = get_model("deepseek-v3")
+    h, H = 7168, 128
+    q = h * 1536 + 1536 + 1536 * H * (128 + 64)  # q_a, q_a_norm, q_b
+    kv = h * (512 + 64) + 512 + 512 * H * (128 + 128)  # kv_a (latent + rope key), norm, kv_b
+    o = H * 128 * h
+    assert attention_params_per_layer(m) == q + kv + o
+    b = layer_param_breakdown(m)
+    assert b.expert_ffn_per_expert == 3 * h * 2048
+    assert b.shared_ffn_per_layer == 3 * h * 2048
+    assert b.router_per_layer == h * 256
+    assert (b.dense_layers, b.moe_layers) == (3, 58)
+    assert param_count(m) == pytest.approx(671e9, rel=0.002)
+    assert active_param_count(m) == pytest.approx(37e9, rel=0.02)
+    # The MTP layer is not in the total; DeepSeek publishes 685B with it (and its own
+    # embedding/head copies, ~1.9B, which mtp_param_count does not count twice).
+    assert mtp_param_count(m) == pytest.approx(685e9 - 671e9 - 2 * 129280 * h, rel=0.05)
+
+
+def test_dense_model_has_no_mtp() -> None:
+    assert mtp_param_count(get_model("llama-3.1-8b")) == 0
+
+
+def test_gpt_oss_active_excluding_embedding_matches_model_card() -> None:
+    m = get_model("gpt-oss-120b")
+    b = layer_param_breakdown(m)
+    assert m.attention.sliding_layers == 18 and m.attention.sliding_window == 128
+    # OpenAI counts active parameters without the embedding table (5.13B).
+    assert active_param_count(m) - b.embedding == pytest.approx(5.13e9, rel=0.01)
+
+
+def test_qwen3_5_gated_deltanet_by_hand() -> None:
+    m = get_model("qwen3.5-397b-a17b")
+    a = m.attention
+    assert (a.full_layers, a.linear_layers) == (15, 45)
+    h, n_k, n_v, d_k, d_v, c = 4096, 16, 64, 128, 128, 4
+    key_dim, value_dim = n_k * d_k, n_v * d_v
+    params = (
+        h * (2 * key_dim + 2 * value_dim)  # in_proj_qkvz
+        + h * 2 * n_v  # in_proj_ba
+        + (2 * key_dim + value_dim) * c  # depthwise conv
+        + 2 * n_v  # dt_bias, A_log
+        + d_v  # gated RMSNorm
+        + value_dim * h  # out_proj
+    )
+    state = (c - 1) * (2 * key_dim + value_dim) * 2 + n_v * d_k * d_v * 4  # bf16 conv, fp32 ssm
+    assert linear_attention_params_per_layer(a, h) == params == a.linear_params_per_layer
+    assert linear_attention_state_bytes_per_layer(a) == state == a.linear_state_bytes_per_layer
+    assert state == 4_268_032
+    # Full-attention layers have a gated query: q_proj is twice the query width.
+    assert attention_params_per_layer(m) == 2 * h * 32 * 256 + 2 * h * 2 * 256 + 32 * 256 * h
+
+
+def test_glm5_indexer_counted() -> None:
+    m = get_model("glm-5")
+    assert m.attention.index_n_heads == 32
+    assert m.attention.index_head_dim == 128
+    with_indexer = attention_params_per_layer(m)
+    bare = attention_params_per_layer(
+        m.model_copy(update={"attention": m.attention.model_copy(update={"index_n_heads": None})})
+    )
+    h = 6144
+    assert with_indexer - bare == 2048 * 32 * 128 + h * 128 + 2 * 128 + h * 32
+
+
+def test_tied_embeddings_drop_the_head() -> None:
+    m = get_model("llama-3.1-8b")
+    tied = m.model_copy(update={"tie_word_embeddings": True})
+    assert param_count(m) - param_count(tied) == 128256 * 4096

@@ -1,0 +1,302 @@
+"""Convert a Hugging Face `config.json` into a `models.yaml` catalog entry.
+
+Reproducible: the catalog's models.yaml is this script's output over the configs copied into
+`src/fleetplan/catalog/data/sources/model_configs/` and the hand-written metadata (names,
+aliases, published parameter counts with their sources) in
+`src/fleetplan/catalog/data/sources/models_meta.yaml`:
+
+    python tools/hf_config_to_catalog.py --all > src/fleetplan/catalog/data/models.yaml
+    python tools/hf_config_to_catalog.py path/to/config.json --name my-model --hf-id org/model
+
+The second form prints one entry from any config (architecture only; add the rest by hand).
+
+What it reads: `text_config` of multimodal wrappers; GQA/MHA (`num_key_value_heads`, `head_dim`
+defaulting to hidden/heads); MLA (`kv_lora_rank`, `q_lora_rank`, `qk_rope_head_dim`,
+`qk_nope_head_dim`, `v_head_dim`) and the DSA indexer (`index_n_heads`, `index_head_dim`,
+`index_topk`); MoE (`n_routed_experts` / `num_local_experts` / `num_experts`,
+`num_experts_per_tok` / `experts_per_token`, `n_shared_experts`, `moe_intermediate_size`,
+`shared_expert_intermediate_size`, `first_k_dense_replace` / `mlp_only_layers`); layer types
+(`layer_types` full / sliding / linear attention with `sliding_window`, Gated DeltaNet `linear_*`
+dims); MTP layers (`num_nextn_predict_layers`, `mtp_num_hidden_layers`, MiniMax `num_mtp_modules`);
+the checkpoint's weight format (`quantization_config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ROOT / "src" / "fleetplan" / "catalog" / "data" / "sources"
+CONFIGS = SOURCES / "model_configs"
+META = SOURCES / "models_meta.yaml"
+
+_SSM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def _text(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The language model's config: `text_config` of a multimodal wrapper, else the config."""
+    inner = cfg.get("text_config")
+    if not isinstance(inner, dict):
+        return cfg
+    merged = dict(inner)
+    if "tie_word_embeddings" not in merged and "tie_word_embeddings" in cfg:
+        merged["tie_word_embeddings"] = cfg["tie_word_embeddings"]
+    return merged
+
+
+def _native_dtype(c: dict[str, Any]) -> str:
+    q = c.get("quantization_config") or {}
+    method = str(q.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8"
+    if method == "mxfp4":
+        return "fp4"
+    if method == "compressed-tensors":
+        bits = {g.get("weights", {}).get("num_bits") for g in q.get("config_groups", {}).values()}
+        if bits == {4}:
+            return "int4"
+        if bits == {8}:
+            return "int8"
+    dtype = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
+    return "fp16" if dtype == "float16" else "bf16"
+
+
+def _layer_counts(c: dict[str, Any], n: int) -> tuple[int, int, int]:
+    """(full, sliding, linear) attention layer counts."""
+    types = c.get("layer_types")
+    if isinstance(types, list) and len(types) == n:
+        sliding = sum(t == "sliding_attention" for t in types)
+        linear = sum(t == "linear_attention" for t in types)
+        return n - sliding - linear, sliding, linear
+    if c.get("use_sliding_window") and c.get("sliding_window"):
+        return 0, n, 0
+    return n, 0, 0
+
+
+def _attention(c: dict[str, Any]) -> dict[str, Any]:
+    h = int(c["hidden_size"])
+    heads = int(c["num_attention_heads"])
+    kv = int(c.get("num_key_value_heads") or heads)
+    n = int(c["num_hidden_layers"])
+    full, sliding, linear = _layer_counts(c, n)
+    a: dict[str, Any] = {}
+    if c.get("kv_lora_rank"):
+        rope, nope = int(c["qk_rope_head_dim"]), int(c["qk_nope_head_dim"])
+        a = {
+            "kind": "mla",
+            "num_heads": heads,
+            "num_kv_heads": heads,  # MLA expands the latent to every head
+            "head_dim": nope + rope,
+            "v_head_dim": int(c["v_head_dim"]),
+            "q_lora_rank": c.get("q_lora_rank"),
+            "kv_lora_rank": int(c["kv_lora_rank"]),
+            "qk_rope_head_dim": rope,
+            "qk_nope_head_dim": nope,
+        }
+        if c.get("index_n_heads"):
+            a |= {
+                "index_n_heads": int(c["index_n_heads"]),
+                "index_head_dim": int(c["index_head_dim"]),
+                "index_topk": int(c["index_topk"]),
+            }
+    else:
+        a = {
+            "kind": "mha" if kv == heads else "gqa",
+            "num_heads": heads,
+            "num_kv_heads": kv,
+            "head_dim": int(c.get("head_dim") or h // heads),
+        }
+    a["full_layers"] = full
+    if sliding:
+        a |= {"sliding_layers": sliding, "sliding_window": int(c["sliding_window"])}
+    if linear:
+        a |= _linear(c, h, linear)
+    if c.get("attn_output_gate"):
+        a["output_gate"] = True
+    if c.get("attention_bias"):
+        a["bias"] = True
+    return a
+
+
+def _linear(c: dict[str, Any], h: int, linear: int) -> dict[str, Any]:
+    """Gated DeltaNet shape, its per-sequence state bytes and per-layer params.
+
+    Formulas as in fleetplan.perf.params (repeated here so the tool stands alone):
+    state = (c-1)*(2*n_k*d_k + n_v*d_v)*2 B (bf16 conv state) + n_v*d_k*d_v*s B (SSM state,
+    s = 4 for `mamba_ssm_dtype: float32`, else 2); params = h*(2*key_dim + 2*value_dim)
+    + h*2*n_v + (2*key_dim + value_dim)*c + 2*n_v + d_v + value_dim*h.
+    """
+    n_k, n_v = int(c["linear_num_key_heads"]), int(c["linear_num_value_heads"])
+    d_k, d_v = int(c["linear_key_head_dim"]), int(c["linear_value_head_dim"])
+    k = int(c["linear_conv_kernel_dim"])
+    key_dim, value_dim = n_k * d_k, n_v * d_v
+    ssm = _SSM_BYTES.get(str(c.get("mamba_ssm_dtype", "bfloat16")), 2)
+    state = (k - 1) * (2 * key_dim + value_dim) * 2 + n_v * d_k * d_v * ssm
+    params = (
+        h * (2 * key_dim + 2 * value_dim)
+        + h * 2 * n_v
+        + (2 * key_dim + value_dim) * k
+        + 2 * n_v
+        + d_v
+        + value_dim * h
+    )
+    return {
+        "linear_layers": linear,
+        "linear_state_bytes_per_layer": state,
+        "linear_params_per_layer": params,
+        "linear_num_key_heads": n_k,
+        "linear_num_value_heads": n_v,
+        "linear_key_head_dim": d_k,
+        "linear_value_head_dim": d_v,
+        "linear_conv_kernel": k,
+    }
+
+
+def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
+    experts = c.get("n_routed_experts") or c.get("num_local_experts") or c.get("num_experts")
+    if not experts:
+        return None
+    width = int(c.get("moe_intermediate_size") or c["intermediate_size"])
+    shared_w = c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
+    shared = int(c.get("n_shared_experts") or (1 if shared_w else 0))
+    m: dict[str, Any] = {
+        "num_experts": int(experts),
+        "experts_per_token": int(c.get("num_experts_per_tok") or c["experts_per_token"]),
+        "num_shared_experts": shared,
+        "expert_intermediate_size": width,
+    }
+    if shared and shared_w:
+        m["shared_intermediate_size"] = int(shared_w)
+    dense = c.get("first_k_dense_replace")
+    if dense is None:
+        dense = len(c.get("mlp_only_layers") or [])
+    if dense:
+        m["dense_layers"] = int(dense)
+    if c.get("model_type") == "gpt_oss":
+        m["bias"] = True  # gpt-oss experts and router carry biases (modeling_gpt_oss.py)
+    return m
+
+
+def _mtp(c: dict[str, Any]) -> int:
+    if c.get("num_nextn_predict_layers"):
+        return int(c["num_nextn_predict_layers"])
+    if c.get("mtp_num_hidden_layers"):
+        return int(c["mtp_num_hidden_layers"])
+    if c.get("use_mtp") and c.get("num_mtp_modules"):
+        return int(c["num_mtp_modules"])
+    return 0
+
+
+def convert(config: dict[str, Any]) -> dict[str, Any]:
+    """Architecture fields of a catalog entry (no names, sources or published figures)."""
+    c = _text(config)
+    moe = _moe(c)
+    inter = c.get("intermediate_size") or c.get("moe_intermediate_size")
+    out: dict[str, Any] = {
+        "num_layers": int(c["num_hidden_layers"]),
+        "hidden_size": int(c["hidden_size"]),
+        "intermediate_size": int(inter),
+        "vocab_size": int(c["vocab_size"]),
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "max_context_tokens": int(c["max_position_embeddings"]),
+        "native_dtype": _native_dtype(c),
+        "attention": {k: v for k, v in _attention(c).items() if v is not None},
+    }
+    if moe:
+        out["moe"] = moe
+    mtp = _mtp(c)
+    if mtp:
+        out["mtp_layers"] = mtp
+    return out
+
+
+_ORDER = [
+    "name", "hf_id", "aliases", "family", "num_layers", "hidden_size", "intermediate_size",
+    "vocab_size", "tie_word_embeddings", "max_context_tokens", "native_dtype", "ffn_kind",
+    "attention", "moe", "mtp_layers", "published_params", "published_active_params", "source",
+    "as_of", "note",
+]  # fmt: skip
+
+
+def entry(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A full entry: the converted architecture, then the metadata (which may override it)."""
+    e = convert(config) | {k: v for k, v in meta.items() if k != "config"}
+    return {k: e[k] for k in _ORDER if k in e}
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _list(d: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    return d.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_Dumper.add_representer(list, _list)
+
+
+def dump(entries: list[dict[str, Any]]) -> str:
+    """YAML text: one block per model; nested records (attention, moe, figures) on one line."""
+    blocks = []
+    for e in entries:
+        lines = []
+        for k, v in e.items():
+            if isinstance(v, dict):
+                d = yaml.dump(
+                    v, Dumper=_Dumper, default_flow_style=True, width=10_000, sort_keys=False
+                )
+                lines.append(f"{k}: {d.strip()}")
+            else:
+                text = yaml.dump({k: v}, Dumper=_Dumper, width=10_000, sort_keys=False)
+                lines.append(text.strip())
+        first, *rest = lines
+        blocks.append("\n".join([f"- {first}", *(f"  {x}" for x in rest)]))
+    return "\n".join(blocks) + "\n"
+
+
+HEADER = (
+    "# Model architectures from each model's published Hugging Face config.json.\n"
+    "# GENERATED by tools/hf_config_to_catalog.py --all from sources/model_configs/*.json and\n"
+    "# sources/models_meta.yaml (names, aliases, published parameter counts); edit those.\n"
+)
+
+
+def build_all(meta_path: Path = META, configs: Path = CONFIGS) -> str:
+    metas = yaml.safe_load(meta_path.read_text())
+    entries = [entry(m, json.loads((configs / m["config"]).read_text())) for m in metas]
+    return HEADER + dump(entries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("config", nargs="?", type=Path, help="a config.json")
+    p.add_argument("--all", action="store_true", help="print the whole models.yaml")
+    p.add_argument("--name", default="unnamed")
+    p.add_argument("--hf-id", default="org/unnamed")
+    p.add_argument("--family", default="unknown")
+    args = p.parse_args(argv)
+    if args.all:
+        sys.stdout.write(build_all())
+        return 0
+    if args.config is None:
+        p.error("give a config.json or --all")
+    meta = {
+        "name": args.name,
+        "hf_id": args.hf_id,
+        "family": args.family,
+        "source": f"huggingface.co/{args.hf_id} config.json",
+        "as_of": dt.date.today(),
+    }
+    sys.stdout.write(dump([entry(meta, json.loads(args.config.read_text()))]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
