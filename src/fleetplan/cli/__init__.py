@@ -13,6 +13,8 @@ from fleetplan.errors import FleetplanError
 
 # Command modules register on `app` when imported (one import per command group).
 from fleetplan.cli import catalog as _catalog  # noqa: E402,F401,I001
+from fleetplan.cli import workload as _workload  # noqa: E402,F401,I001
+from fleetplan.cli import plan as _plan  # noqa: E402,F401,I001
 
 __all__ = ["app", "main", "run"]
 

@@ -63,7 +63,11 @@ class Deployment:
         q = precision if isinstance(precision, Quant) else get_quant(precision)
         e = engine if isinstance(engine, Engine) else get_engine(engine)
         kvq = get_quant(kv_precision, where="--kv-precision") if kv_precision else None
-        dep = cls(m, g, q, e, tp, pp, ep, kvq, efficiency or DEFAULT_EFFICIENCY)
+        if efficiency is None:
+            from fleetplan.perf.calibration import efficiency_for
+
+            efficiency = efficiency_for(g.name, e.name, q.name)
+        dep = cls(m, g, q, e, tp, pp, ep, kvq, efficiency)
         dep.check()
         return dep
 

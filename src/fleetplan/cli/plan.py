@@ -1,0 +1,144 @@
+"""`fleetplan plan`: the capacity worksheet and the ranked, priced candidate table."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fleetplan.catalog import get_engine, get_gpu, get_model, get_quant, load_catalog
+from fleetplan.cli._app import app, console
+from fleetplan.plan import PlanFactors, make_plan, parse_slo, resolve_demand
+from fleetplan.plan.worksheet import Plan
+
+DEFAULT_GPUS = "h100-sxm,h200-sxm,b200,a100-sxm-80gb,l40s,mi300x"
+
+
+def _split(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _tps(text: str) -> tuple[int, ...]:
+    from fleetplan.errors import UsageError
+
+    try:
+        out = tuple(int(x) for x in _split(text))
+    except ValueError:
+        raise UsageError(f"expected comma-separated integers such as 1,2,4,8, got '{text}'", where="--tp") from None
+    if not out or any(t < 1 for t in out):
+        raise UsageError(f"each TP size must be >= 1, got '{text}'", where="--tp")
+    return out
+
+
+@app.command()
+def plan(
+    model: Annotated[str, typer.Option("--model", help="model name, alias or HF id")] = "llama-3.1-70b",
+    gpus: Annotated[str, typer.Option("--gpus", help="comma-separated GPU names ('all' for every GPU)")] = DEFAULT_GPUS,
+    workload: Annotated[str | None, typer.Option("--workload", help="preset (chat, code, long-context), trace preset or trace file")] = None,
+    rate: Annotated[float | None, typer.Option("--rate", help="mean requests per second")] = None,
+    isl: Annotated[int | None, typer.Option("--isl", help="mean input tokens")] = None,
+    osl: Annotated[int | None, typer.Option("--osl", help="mean output tokens")] = None,
+    slo: Annotated[str, typer.Option("--slo", help="e.g. ttft_p95=1s,tpot_p95=50ms")] = "ttft_p95=2s,tpot_p95=50ms",
+    engine: Annotated[str, typer.Option("--engine")] = "vllm",
+    precisions: Annotated[str | None, typer.Option("--precision", help="comma-separated; default: every one the engine and GPU support")] = None,
+    tp: Annotated[str, typer.Option("--tp", help="TP sizes to try")] = "1,2,4,8",
+    burst: Annotated[float | None, typer.Option("--burst", help="peak/mean factor (default: measured from a trace, else 3)")] = None,
+    burst_bin: Annotated[str, typer.Option("--burst-bin", help="bin of the measured burst factor: 1s, 1min, 1h")] = "1min",
+    headroom: Annotated[float, typer.Option("--headroom", help="fraction, e.g. 0.4")] = 0.40,
+    efficiency_tax: Annotated[float, typer.Option("--efficiency-tax")] = 0.20,
+    top: Annotated[int, typer.Option("--top", help="rows of the ranked table")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Size and price a fleet for a model, a workload and SLO targets."""
+    m = get_model(model, where="--model")
+    gpu_names = list(load_catalog().gpus) if gpus.strip().lower() == "all" else _split(gpus)
+    gpu_list = [get_gpu(g, where="--gpus") for g in gpu_names]
+    eng = get_engine(engine, where="--engine")
+    quants = [get_quant(q, where="--precision") for q in _split(precisions)] if precisions else None
+    targets = parse_slo(slo)
+    demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin)
+    if burst is not None:
+        factors = PlanFactors(efficiency_tax, burst, headroom, "--burst flag")
+    elif demand.burst_factor is not None:
+        factors = PlanFactors(
+            efficiency_tax, max(1.0, demand.burst_factor), headroom,
+            f"measured from the trace (peak/mean at {demand.burst_bin} bins)",
+        )
+    else:
+        factors = PlanFactors(efficiency_tax, 3.0, headroom)
+    result = make_plan(m, gpu_list, eng, demand, targets, factors, tps=_tps(tp), precisions=quants)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False, default=_jsonable))
+        return
+    render(result, top)
+
+
+def _jsonable(o: Any) -> Any:
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _fmt_gpus(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def render(result: Plan, top: int) -> None:
+    """Print the worksheet and the ranked table."""
+    ws = result.worksheet()
+    console.rule(f"[bold]Capacity worksheet: {result.model.name}")
+    w1, w2 = ws[0], ws[1]
+    i, o = w1["input_tokens"], w1["output_tokens"]
+    console.print(f"1. Workload   {w1['source']}")
+    console.print(
+        f"   rate {w1['rate_per_s']:.3g} req/s; input mean {i['mean']:.0f} (p50 {i['p50']:.0f}, "
+        f"p99 {i['p99']:.0f}); output mean {o['mean']:.0f} (p50 {o['p50']:.0f}, p99 {o['p99']:.0f})"
+    )
+    console.print(f"2. SLO        {result.slo}")
+    if len(ws) == 2:
+        console.print("[red]No feasible candidate.[/]")
+    else:
+        s3, s4, s5, s6 = ws[2:6]
+        console.print(
+            f"3. Theoretical minimum  {s3['candidate']}: batch {s3['batch_per_replica']} per replica, "
+            f"TPOT {s3['pred_tpot_s'] * 1e3:.1f} ms, TTFT {s3['pred_ttft_s']:.3f} s, "
+            f"{s3['replica_requests_per_s']:.3g} req/s per replica -> {_fmt_gpus(s3['theoretical_gpus'])} GPUs; "
+            f"x(1+{s3['efficiency_tax']:g} tax) = {_fmt_gpus(s3['after_tax_gpus'])}"
+        )
+        console.print(f"   efficiency: {s3['efficiency_source']}")
+        console.print(
+            f"4. Burst      x{s4['burst_factor']:.2f} ({s4['burst_source']}) = {_fmt_gpus(s4['after_burst_gpus'])} GPUs"
+        )
+        console.print(
+            f"5. Headroom   x(1+{s5['headroom']:g}) = {_fmt_gpus(s5['after_headroom_gpus'])} GPUs -> "
+            f"{s5['replicas']} replicas, {s5['gpus_total']} GPUs"
+        )
+        console.print(f"6. Bottleneck {s6['resource']} ({s6['limit']}): {s6['why']}")
+    t = Table(title="Candidates (cheapest feasible first)")
+    for col in ("#", "gpu", "tp", "prec", "feasible / reason", "GPUs", "$/hour", "$/month",
+                "$/1M in", "$/1M out", "TPOT ms", "TTFT s", "bottleneck"):
+        t.add_column(col, justify="right" if col not in {"gpu", "prec", "feasible / reason", "bottleneck"} else "left")
+    for n, c in enumerate(result.candidates[:top], 1):
+        p = c.point
+        if c.feasible and p:
+            t.add_row(
+                str(n), c.gpu, str(c.tp), c.precision, "yes", str(c.gpus_total),
+                f"{c.usd_per_hour:,.0f}", f"{c.usd_per_month:,.0f}",
+                f"{c.usd_per_million_input_tokens:.3f}", f"{c.usd_per_million_output_tokens:.2f}",
+                f"{p.tpot_s * 1e3:.1f}", f"{p.ttft_s:.3f}", c.bottleneck,
+            )
+        else:
+            t.add_row(str(n), c.gpu, str(c.tp), c.precision, f"no: {c.reason}", *[""] * 8)
+    console.print(t)
+    from fleetplan.plan import pareto
+
+    front = pareto(result.candidates)
+    if front:
+        console.print(
+            "Pareto set ($/hour vs TPOT at mean load): "
+            + "; ".join(
+                f"{c.gpu} TP{c.tp} {c.precision} ${c.usd_per_hour:,.0f}/h "
+                f"{c.tpot_at_mean_load_s * 1e3:.1f} ms"
+                for c in front
+            )
+        )

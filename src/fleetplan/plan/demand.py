@@ -1,0 +1,140 @@
+"""Demand: the token distribution and arrival rate a plan must serve.
+
+It comes from flags (`--rate --isl --osl`, fixed lengths), from a named preset (`presets.yaml`,
+each the measured characterization of a bundled public trace), or from a trace file or trace
+preset characterized by `fleetplan.workload` (then the burst factor is measured, not assumed).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetplan.errors import UsageError
+
+__all__ = ["Demand", "TokenStats", "demand_from_flags", "demand_presets", "resolve_demand"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStats:
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+
+    @classmethod
+    def fixed(cls, n: float) -> TokenStats:
+        return cls(n, n, n, n, n, n)
+
+    def scaled_to_mean(self, mean: float) -> TokenStats:
+        k = mean / self.mean
+        return TokenStats(mean, self.p50 * k, self.p90 * k, self.p95 * k, self.p99 * k, self.max * k)
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    rate_per_s: float
+    input_tokens: TokenStats
+    output_tokens: TokenStats
+    source: str
+    burst_factor: float | None = None  # measured peak-to-mean, when from a trace
+    burst_bin: str | None = None
+
+    def with_rate(self, rate: float) -> Demand:
+        return replace(self, rate_per_s=rate)
+
+
+@functools.cache
+def demand_presets() -> dict[str, Demand]:
+    path = Path(str(resources.files("fleetplan.plan") / "presets.yaml"))
+    out: dict[str, Demand] = {}
+    for e in yaml.safe_load(path.read_text()):
+        out[e["name"]] = Demand(
+            rate_per_s=float(e["rate_per_s"]),
+            input_tokens=TokenStats(**e["input_tokens"]),
+            output_tokens=TokenStats(**e["output_tokens"]),
+            source=f"preset '{e['name']}': {e['source']}",
+        )
+    return out
+
+
+def _positive(value: float | None, flag: str, form: str) -> None:
+    if value is not None and not value > 0:
+        raise UsageError(f"must be > 0, got {value:g}; expected {form}", where=flag)
+
+
+def demand_from_flags(rate: float, isl: int, osl: int) -> Demand:
+    return Demand(
+        rate_per_s=rate,
+        input_tokens=TokenStats.fixed(isl),
+        output_tokens=TokenStats.fixed(osl),
+        source=f"flags: --rate {rate:g} --isl {isl} --osl {osl} (fixed lengths)",
+    )
+
+
+def _from_trace(name: str, burst_bin: str) -> Demand:
+    from fleetplan import workload as wl
+
+    w = wl.load(name)
+    ch: Any = wl.characterize(w)
+    d = ch.to_dict()
+
+    def stats(k: str) -> TokenStats:
+        s = d[k]
+        return TokenStats(s["mean"], s["p50"], s["p90"], s["p95"], s["p99"], s["max"])
+
+    bursts = d["burst_factor"]
+    if burst_bin not in bursts:
+        raise UsageError(
+            f"unknown bin '{burst_bin}'; expected one of {', '.join(bursts)}", where="--burst-bin"
+        )
+    return Demand(
+        rate_per_s=float(d["rate_mean_per_s"]),
+        input_tokens=stats("input_tokens"),
+        output_tokens=stats("output_tokens"),
+        source=f"trace '{name}': {d['requests']:,} requests over {d['span_s']:.0f} s",
+        burst_factor=float(bursts[burst_bin]),
+        burst_bin=burst_bin,
+    )
+
+
+def resolve_demand(
+    workload: str | None,
+    rate: float | None,
+    isl: int | None,
+    osl: int | None,
+    *,
+    burst_bin: str = "1min",
+) -> Demand:
+    """Combine `--workload` with `--rate/--isl/--osl` (flags override the workload's means)."""
+    _positive(rate, "--rate", "requests per second, e.g. --rate 20")
+    _positive(isl, "--isl", "mean input tokens per request, e.g. --isl 2000")
+    _positive(osl, "--osl", "mean output tokens per request, e.g. --osl 300")
+    if workload is None:
+        missing = [f for f, v in (("--rate", rate), ("--isl", isl), ("--osl", osl)) if v is None]
+        if missing:
+            raise UsageError(
+                f"give --workload NAME|FILE, or all of --rate, --isl, --osl (missing {', '.join(missing)})",
+                where="plan",
+            )
+        assert rate is not None and isl is not None and osl is not None
+        return demand_from_flags(rate, isl, osl)
+    presets = demand_presets()
+    if workload in presets:
+        d = presets[workload]
+    else:
+        d = _from_trace(workload, burst_bin)
+    if rate is not None:
+        d = d.with_rate(rate)
+    if isl is not None:
+        d = replace(d, input_tokens=d.input_tokens.scaled_to_mean(isl))
+    if osl is not None:
+        d = replace(d, output_tokens=d.output_tokens.scaled_to_mean(osl))
+    return d

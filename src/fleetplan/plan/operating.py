@@ -1,0 +1,190 @@
+"""The operating point of one replica: the largest decode batch that keeps the SLO.
+
+Steady state under continuous batching with mixed chunked prefill (vLLM V1): a replica holding
+B sequences in decode finishes B / osl requests per step, so each step also prefills, on average,
+B x isl / osl prompt tokens. One step of that mixed batch is the time between a request's output
+tokens, i.e. its TPOT. TPOT(B) and TTFT(B) grow with B; the operating point is the largest B with
+
+  TPOT(B) <= TPOT target   (evaluated at the target percentile's context length),
+  TTFT(B) <= TTFT target   (the percentile prompt prefilled in chunks beside B decodes),
+  B x KV(isl + osl/2) <= KV pool,   B <= the engine's max_num_seqs.
+
+Throughput then is B / (osl x TPOT_mean(B)) requests per second. The bottleneck is whichever limit
+binds, and for latency limits, the resource the step spends most of its time on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from fleetplan.perf import Deployment, RooflineStepModel, StepBatch, memory_budget
+from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu
+from fleetplan.plan.demand import Demand, TokenStats
+from fleetplan.plan.slo import SLOTargets
+
+__all__ = ["OperatingPoint", "operating_point", "percentile_tokens"]
+
+
+def percentile_tokens(stats: TokenStats, pct: float | None) -> float:
+    if pct is None:
+        return stats.mean
+    table = {50.0: stats.p50, 90.0: stats.p90, 95.0: stats.p95, 99.0: stats.p99}
+    return table.get(pct, stats.max if pct > 99 else stats.mean)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatingPoint:
+    feasible: bool
+    reason: str
+    batch: int = 0
+    tpot_s: float = math.inf  # at the SLO percentile's context
+    tpot_mean_s: float = math.inf
+    ttft_s: float = math.inf  # prefill of the SLO percentile's prompt, no queueing
+    requests_per_s: float = 0.0
+    input_share: float = 0.0  # fraction of step time spent on prefill
+    limit: str = ""
+    bottleneck: str = ""
+    why: str = ""
+    kv_capacity_seqs: int = 0
+    tpot_floor_s: float = math.inf
+    ttft_floor_s: float = math.inf
+
+
+def _mixed(b: int, isl: float, osl: float) -> StepBatch:
+    """The average step at decode batch `b`: b decodes plus amortized chunked prefill."""
+    per_step_reqs = b / max(osl, 1.0)
+    prefill = round(per_step_reqs * isl)
+    return StepBatch(
+        prefill_tokens=prefill,
+        prefill_seqs=1 if prefill else 0,
+        prefill_attn_pairs=per_step_reqs * isl * (isl + 1) / 2,
+        prefill_kv_read_tokens=prefill,
+        decode_seqs=b,
+        decode_ctx_tokens=round(b * (isl + osl / 2)),
+    )
+
+
+def _ttft(model: RooflineStepModel, b: int, isl: float) -> float:
+    """Prefill `isl` tokens in chunks of the step budget left after `b` decodes."""
+    budget = int(model.dep.engine.max_num_batched_tokens.value) - b
+    if budget <= 0:
+        return math.inf
+    t, done, n = 0.0, 0, int(math.ceil(isl))
+    while done < n:
+        c = min(budget, n - done)
+        t += model.step_time_s(StepBatch.prefill_chunk(c, done) + StepBatch(decode_seqs=b))
+        done += c
+    return t
+
+
+def _bottleneck(model: RooflineStepModel, batch: StepBatch) -> tuple[str, str]:
+    brk = model.breakdown(batch)
+    parts = {
+        "compute": (brk.linear_s if brk.linear_bound == "compute" else 0.0)
+        + (brk.attention_s if brk.attention_bound == "compute" else 0.0),
+        "memory bandwidth": (brk.linear_s if brk.linear_bound == "bandwidth" else 0.0)
+        + (brk.attention_s if brk.attention_bound == "bandwidth" else 0.0),
+        "interconnect": brk.comm_s,
+        "step overhead": brk.overhead_s,
+    }
+    res = max(parts, key=lambda k: parts[k])
+    share = parts[res] / brk.total_s
+    return res, f"{res} takes {share:.0%} of the {brk.total_s * 1e3:.1f} ms step"
+
+
+def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> OperatingPoint:
+    model = RooflineStepModel(dep)
+    budget = memory_budget(dep)
+    if not budget.fits:
+        need = budget.weights_bytes + budget.activation_bytes + budget.overhead_bytes
+        return OperatingPoint(
+            False,
+            f"does not fit: weights {budget.weights_bytes / 1e9:.1f} GB + activations and "
+            f"overhead {(need - budget.weights_bytes) / 1e9:.1f} GB per GPU > usable "
+            f"{budget.usable_bytes / 1e9:.1f} GB",
+        )
+    tpot_t, ttft_t = slo.get("tpot"), slo.get("ttft")
+    isl_m, osl_m = demand.input_tokens.mean, demand.output_tokens.mean
+    isl_p = percentile_tokens(demand.input_tokens, tpot_t.percentile if tpot_t else None)
+    osl_p = percentile_tokens(demand.output_tokens, tpot_t.percentile if tpot_t else None)
+    isl_ttft = percentile_tokens(demand.input_tokens, ttft_t.percentile if ttft_t else None)
+    per_seq = kv_bytes_for_sequence_per_gpu(dep, int(isl_m + osl_m / 2))
+    kv_seqs = int(budget.kv_pool_bytes // per_seq) if per_seq > 0 else 10**9
+    max_b = min(kv_seqs, int(dep.engine.max_num_seqs.value))
+    tpot_floor = model.step_time_s(_mixed(1, isl_p, osl_p))
+    ttft_floor = _ttft(model, 1, isl_ttft)
+    base = OperatingPoint(
+        False, "", kv_capacity_seqs=kv_seqs, tpot_floor_s=tpot_floor, ttft_floor_s=ttft_floor
+    )
+    if max_b < 1:
+        return replace(base, reason=f"KV pool holds no sequence of {isl_m + osl_m / 2:.0f} tokens")
+    if tpot_t and tpot_floor > tpot_t.seconds:
+        return replace(
+            base,
+            reason=f"TPOT floor {tpot_floor * 1e3:.1f} ms above target {tpot_t.seconds * 1e3:g} ms",
+        )
+    if ttft_t and ttft_floor > ttft_t.seconds:
+        return replace(base, reason=f"TTFT floor {ttft_floor:.3f} s above target {ttft_t.seconds:g} s")
+
+    def ok(b: int) -> bool:
+        if tpot_t and model.step_time_s(_mixed(b, isl_p, osl_p)) > tpot_t.seconds:
+            return False
+        return not (ttft_t and _ttft(model, b, isl_ttft) > ttft_t.seconds)
+
+    lo, hi = 1, max_b  # ok(lo) holds; find the largest ok b
+    if ok(hi):
+        lo = hi
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    b = lo
+    mixed_mean = _mixed(b, isl_m, osl_m)
+    tpot_mean = model.step_time_s(mixed_mean)
+    decode_only = model.step_time_s(StepBatch(decode_seqs=b, decode_ctx_tokens=mixed_mean.decode_ctx_tokens))
+    if b == max_b and b == kv_seqs:
+        limit, res = "kv_memory", "KV memory"
+        why = (
+            f"the KV pool ({budget.kv_pool_bytes / 1e9:.1f} GB/GPU) holds {kv_seqs} sequences of "
+            f"~{isl_m + osl_m / 2:.0f} tokens before the latency targets bind"
+        )
+    elif b == max_b:
+        limit, res = "max_num_seqs", "engine batch limit"
+        why = f"the engine's max_num_seqs ({max_b}) binds before latency or KV memory"
+    else:
+        limit = "tpot" if tpot_t and model.step_time_s(_mixed(b + 1, isl_p, osl_p)) > tpot_t.seconds else "ttft"
+        res, detail = _bottleneck(model, mixed_mean)
+        why = f"{limit.upper()} target binds at batch {b + 1}; {detail}"
+    return replace(
+        base,
+        feasible=True,
+        batch=b,
+        tpot_s=model.step_time_s(_mixed(b, isl_p, osl_p)),
+        tpot_mean_s=tpot_mean,
+        ttft_s=_ttft(model, b, isl_ttft),
+        requests_per_s=b / (osl_m * tpot_mean),
+        input_share=max(0.0, (tpot_mean - decode_only) / tpot_mean),
+        limit=limit,
+        bottleneck=res,
+        why=why,
+    )
+
+
+def latency_at_rate(dep: Deployment, demand: Demand, rate_per_replica: float) -> tuple[float, float]:
+    """(mean TPOT, mean decode batch) of one replica serving `rate_per_replica` requests/s.
+
+    Little's law: the decode batch is B = rate x osl x TPOT(B); TPOT grows with B, so the fixed
+    point is found by iteration (it exists while the rate is below the replica's capacity).
+    """
+    model = RooflineStepModel(dep)
+    isl, osl = demand.input_tokens.mean, demand.output_tokens.mean
+    b = 1.0
+    tpot = model.step_time_s(_mixed(1, isl, osl))
+    for _ in range(60):
+        nb = max(1.0, rate_per_replica * osl * tpot)
+        tpot = model.step_time_s(_mixed(max(1, round(nb)), isl, osl))
+        if abs(nb - b) < 0.5:
+            break
+        b = nb
+    return tpot, b

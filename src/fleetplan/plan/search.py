@@ -1,0 +1,242 @@
+"""Configuration search: every GPU x TP x precision, sized by the capacity worksheet and priced.
+
+For each candidate the worksheet method runs on its operating point:
+  theoretical GPUs = rate / (requests/s per replica) x GPUs per replica
+  x (1 + efficiency tax) x burst factor x (1 + headroom), rounded up to whole replicas.
+Cost: GPUs x the catalog's on-demand price. $ per 1M input / output tokens split the fleet's cost
+by the share of step time spent on prefill vs decode at the operating point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, load_catalog
+from fleetplan.errors import InfeasibleError, UsageError
+from fleetplan.perf import Deployment
+from fleetplan.perf.calibration import efficiency_for
+from fleetplan.plan.demand import Demand
+from fleetplan.plan.operating import OperatingPoint, latency_at_rate, operating_point
+from fleetplan.plan.slo import SLOTargets
+
+__all__ = ["Candidate", "PlanFactors", "pareto", "search"]
+
+HOURS_PER_MONTH = 730.0  # 8,760 h / 12
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFactors:
+    """The worksheet's multipliers (defaults: 20% tax, 3x burst, 40% headroom)."""
+
+    efficiency_tax: float = 0.20
+    burst: float = 3.0
+    headroom: float = 0.40
+    burst_source: str = "assumed (default 3x; typical 2.5-4x)"
+
+    def check(self) -> None:
+        if not 0 <= self.efficiency_tax < 1:
+            raise UsageError(f"must be in [0, 1), got {self.efficiency_tax:g}", where="--efficiency-tax")
+        if self.burst < 1:
+            raise UsageError(f"must be >= 1 (peak over mean), got {self.burst:g}", where="--burst")
+        if not 0 <= self.headroom < 5:
+            raise UsageError(f"must be a fraction such as 0.4, got {self.headroom:g}", where="--headroom")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    gpu: str
+    tp: int
+    precision: str
+    engine: str
+    feasible: bool
+    reason: str
+    gpus_per_replica: int
+    point: OperatingPoint | None = None
+    theoretical_gpus: float = math.inf
+    replicas: int = 0
+    gpus_total: int = 0
+    usd_per_hour: float = math.inf
+    usd_per_month: float = math.inf
+    usd_per_million_input_tokens: float = math.inf
+    usd_per_million_output_tokens: float = math.inf
+    sizing: dict[str, float] = field(default_factory=dict)
+    efficiency_source: str = ""
+
+    @property
+    def tpot_at_mean_load_s(self) -> float:
+        return self.sizing.get("tpot_at_mean_load_s", math.inf)
+
+    @property
+    def bottleneck(self) -> str:
+        return self.point.bottleneck if self.point and self.feasible else ""
+
+    def to_dict(self) -> dict[str, object]:
+        p = self.point
+        fin = (lambda x: x if math.isfinite(x) else None)  # noqa: E731
+        return {
+            "gpu": self.gpu,
+            "tp": self.tp,
+            "precision": self.precision,
+            "engine": self.engine,
+            "feasible": self.feasible,
+            "reason": self.reason,
+            "gpus_per_replica": self.gpus_per_replica,
+            "replicas": self.replicas,
+            "gpus_total": self.gpus_total,
+            "theoretical_gpus": fin(self.theoretical_gpus),
+            "usd_per_hour": fin(self.usd_per_hour),
+            "usd_per_month": fin(self.usd_per_month),
+            "usd_per_million_input_tokens": fin(self.usd_per_million_input_tokens),
+            "usd_per_million_output_tokens": fin(self.usd_per_million_output_tokens),
+            "bottleneck": self.bottleneck,
+            "bottleneck_why": p.why if p else "",
+            "batch_per_replica": p.batch if p else 0,
+            "requests_per_s_per_replica": p.requests_per_s if p else 0.0,
+            "pred_tpot_s": fin(p.tpot_s) if p else None,
+            "pred_ttft_s": fin(p.ttft_s) if p else None,
+            "pred_tpot_at_mean_load_s": fin(self.tpot_at_mean_load_s),
+            "tpot_floor_s": fin(p.tpot_floor_s) if p else None,
+            "ttft_floor_s": fin(p.ttft_floor_s) if p else None,
+            "sizing": self.sizing,
+            "efficiency_source": self.efficiency_source,
+        }
+
+
+def _size(
+    dep: Deployment, pt: OperatingPoint, demand: Demand, f: PlanFactors
+) -> dict[str, float]:
+    per_replica = pt.requests_per_s
+    theoretical = demand.rate_per_s / per_replica * dep.gpus
+    taxed = theoretical * (1 + f.efficiency_tax)
+    burst = taxed * f.burst
+    head = burst * (1 + f.headroom)
+    replicas = max(1, math.ceil(head / dep.gpus - 1e-9))
+    return {
+        "replica_requests_per_s": per_replica,
+        "theoretical_gpus": theoretical,
+        "after_tax_gpus": taxed,
+        "after_burst_gpus": burst,
+        "after_headroom_gpus": head,
+        "replicas": float(replicas),
+        "gpus_total": float(replicas * dep.gpus),
+    }
+
+
+def evaluate(
+    dep: Deployment, demand: Demand, slo: SLOTargets, factors: PlanFactors
+) -> Candidate:
+    probs = dep.problems()
+    if probs:
+        return _cand(dep, feasible=False, reason="; ".join(probs))
+    pt = operating_point(dep, demand, slo)
+    if not pt.feasible:
+        return _cand(dep, feasible=False, reason=pt.reason, point=pt)
+    s = _size(dep, pt, demand, factors)
+    gpus_total = int(s["gpus_total"])
+    tpot_load, _ = latency_at_rate(dep, demand, demand.rate_per_s / int(s["replicas"]))
+    s["tpot_at_mean_load_s"] = tpot_load
+    usd_h = gpus_total * dep.gpu.price_usd_per_hour.value
+    in_tok_h = demand.rate_per_s * demand.input_tokens.mean * 3600
+    out_tok_h = demand.rate_per_s * demand.output_tokens.mean * 3600
+    return _cand(
+        dep,
+        feasible=True,
+        reason="",
+        point=pt,
+        theoretical_gpus=s["theoretical_gpus"],
+        replicas=int(s["replicas"]),
+        gpus_total=gpus_total,
+        usd_per_hour=usd_h,
+        usd_per_month=usd_h * HOURS_PER_MONTH,
+        usd_per_million_input_tokens=usd_h * pt.input_share / in_tok_h * 1e6,
+        usd_per_million_output_tokens=usd_h * (1 - pt.input_share) / out_tok_h * 1e6,
+        sizing=s,
+    )
+
+
+def _cand(dep: Deployment, **kw: Any) -> Candidate:
+    return Candidate(
+        gpu=dep.gpu.name,
+        tp=dep.tp,
+        precision=dep.quant.name,
+        engine=dep.engine.name,
+        gpus_per_replica=dep.gpus,
+        efficiency_source=dep.efficiency.provenance,
+        **kw,
+    )
+
+
+def _precisions(engine: Engine, gpu: GPU, wanted: list[Quant] | None) -> list[Quant]:
+    cat = load_catalog()
+    pool = wanted or [cat.quants[q] for q in engine.quantizations if q in cat.quants]
+    return [q for q in pool if gpu.native(q.compute_dtype)] if wanted is None else pool
+
+
+def search(
+    model: ModelSpec,
+    gpus: Iterable[GPU],
+    engine: Engine,
+    demand: Demand,
+    slo: SLOTargets,
+    factors: PlanFactors,
+    *,
+    tps: Iterable[int] = (1, 2, 4, 8),
+    precisions: list[Quant] | None = None,
+) -> list[Candidate]:
+    """Evaluate every candidate; feasible ones first, cheapest first."""
+    factors.check()
+    if demand.input_tokens.mean > model.max_context_tokens:
+        raise UsageError(
+            f"{demand.input_tokens.mean:.0f} input tokens exceed {model.name}'s context of "
+            f"{model.max_context_tokens:,} tokens",
+            where="--isl",
+        )
+    out: list[Candidate] = []
+    for gpu in gpus:
+        for q in _precisions(engine, gpu, precisions):
+            for tp in tps:
+                eff = efficiency_for(gpu.name, engine.name, q.name)
+                dep = Deployment(model, gpu, q, engine, tp=tp, efficiency=eff)
+                out.append(evaluate(dep, demand, slo, factors))
+    if not any(c.feasible for c in out):
+        _raise_floor(out, slo)
+    out.sort(key=lambda c: (not c.feasible, c.usd_per_hour, c.point.tpot_s if c.point else 0.0))
+    return out
+
+
+def _raise_floor(cands: list[Candidate], slo: SLOTargets) -> None:
+    """When nothing is feasible because of a latency target below physics, say so with the floor."""
+    pts = [c.point for c in cands if c.point is not None and math.isfinite(c.point.tpot_floor_s)]
+    tpot_t, ttft_t = slo.get("tpot"), slo.get("ttft")
+    if pts and tpot_t:
+        floor = min(p.tpot_floor_s for p in pts)
+        if floor > tpot_t.seconds:
+            raise InfeasibleError(
+                f"--slo {tpot_t}: below the physical floor; the fastest candidate needs "
+                f"{floor * 1e3:.1f} ms per output token (one read of its weights and KV)"
+            )
+    if pts and ttft_t:
+        floor = min(p.ttft_floor_s for p in pts)
+        if floor > ttft_t.seconds:
+            raise InfeasibleError(
+                f"--slo {ttft_t}: below the physical floor; the fastest candidate needs "
+                f"{floor:.3f} s to prefill the prompt"
+            )
+
+
+def pareto(cands: list[Candidate]) -> list[Candidate]:
+    """Feasible candidates not beaten on both $/hour and TPOT at mean load by another."""
+    feas = sorted(
+        (c for c in cands if c.feasible),
+        key=lambda c: (c.usd_per_hour, c.tpot_at_mean_load_s),
+    )
+    front: list[Candidate] = []
+    best = math.inf
+    for c in feas:
+        if c.tpot_at_mean_load_s < best:
+            front.append(c)
+            best = c.tpot_at_mean_load_s
+    return front
