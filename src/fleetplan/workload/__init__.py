@@ -9,8 +9,12 @@ The first stage of fleetplan's one-way flow; it imports nothing from perf, sim o
 
 from __future__ import annotations
 
+from fleetplan.workload._characterize import Characterization, characterize
 from fleetplan.workload._detect import FORMATS
 from fleetplan.workload._load import load, preset_path, presets
 from fleetplan.workload._model import SkipReport, Workload
 
-__all__ = ["FORMATS", "SkipReport", "Workload", "load", "preset_path", "presets"]
+__all__ = [
+    "FORMATS", "Characterization", "SkipReport", "Workload", "characterize", "load",
+    "preset_path", "presets",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -13,9 +14,10 @@ from fleetplan.errors import InputFileError, UsageError
 __all__ = ["FORMATS", "detect_format", "head_text", "is_gzip", "plain_suffix"]
 
 FORMATS: tuple[str, ...] = (
-    "azure", "burstgpt", "mooncake", "litellm", "otel", "csv", "jsonl", "parquet",
+    "fleetplan", "azure", "burstgpt", "mooncake", "litellm", "otel", "csv", "jsonl", "parquet",
 )
 
+_CANONICAL = {"arrival_s", "input_tokens", "output_tokens"}
 _AZURE = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}
 _BURSTGPT = {"Timestamp", "Request tokens", "Response tokens"}
 _MOONCAKE = {"timestamp", "input_length", "output_length"}
@@ -52,7 +54,8 @@ def head_text(path: Path, n_bytes: int = 65536) -> str:
 
 def _columns_format(columns: set[str]) -> str | None:
     for fmt, needed in (
-        ("azure", _AZURE), ("burstgpt", _BURSTGPT), ("mooncake", _MOONCAKE), ("litellm", _LITELLM),
+        ("fleetplan", _CANONICAL), ("azure", _AZURE), ("burstgpt", _BURSTGPT),
+        ("mooncake", _MOONCAKE), ("litellm", _LITELLM),
     ):
         if needed <= columns:
             return fmt
@@ -102,11 +105,10 @@ def detect_format(path: Path, *, has_mapping: bool) -> str:
 def _json_head_format(path: Path, stripped: str) -> str:
     first = stripped.splitlines()[0]
     record: object = None
-    try:
+    # A JSON array or a pretty-printed document does not parse line by line: then the keys
+    # are looked for in the text below.
+    with contextlib.suppress(json.JSONDecodeError):
         record = json.loads(first)
-    except json.JSONDecodeError:
-        # A JSON array or a pretty-printed document: look at the first object's keys.
-        pass
     if isinstance(record, dict):
         fmt = _columns_format(set(record))
         if fmt in ("mooncake", "litellm"):

@@ -53,7 +53,7 @@ def _resolve(path_or_preset: str, fmt: str | None) -> tuple[Path, str | None]:
 def load(
     path_or_preset: str,
     *,
-    format: str | None = None,  # noqa: A002 - the public name the planner uses
+    format: str | None = None,  # the public name the planner uses
     mapping: dict[str, str] | None = None,
     on_error: str = "raise",
 ) -> Workload:

@@ -13,12 +13,15 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from fleetplan.errors import InputFileError
 from fleetplan.workload._detect import is_gzip
+
+if TYPE_CHECKING:
+    from fleetplan.workload._readers import RawTrace
 
 __all__ = ["read_otel"]
 
@@ -86,10 +89,8 @@ def _row(span: dict[str, Any], attrs: dict[str, Any], line: int | None, n: int) 
     }
 
 
-def read_otel(path: Path) -> Any:
+def read_otel(path: Path) -> RawTrace:
     """Read GenAI spans; returns a RawTrace with string columns (validated downstream)."""
-    from fleetplan.workload._readers import RawTrace
-
     rows: list[dict[str, Any]] = []
     n = 0
     single_doc = True
@@ -110,6 +111,8 @@ def read_otel(path: Path) -> Any:
     schema = {"ts": pl.String, "input_tokens": pl.String, "output_tokens": pl.String,
               "model": pl.String, "workflow_id": pl.String, "_line": pl.Int64}
     frame = pl.DataFrame(rows, schema=schema).lazy()
+    from fleetplan.workload._readers import RawTrace
+
     fields = {"timestamp": "startTimeUnixNano", "input_tokens": "gen_ai.usage.input_tokens",
               "output_tokens": "gen_ai.usage.output_tokens", "model": "gen_ai.request.model",
               "workflow_id": "gen_ai.conversation.id"}

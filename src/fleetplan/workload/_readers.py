@@ -145,6 +145,14 @@ def _ndjson_text(path: Path) -> pl.LazyFrame:
     return pl.from_dicts(rows, infer_schema_length=None).lazy()
 
 
+def read_canonical(path: Path, as_text: bool) -> RawTrace:
+    """fleetplan's own table (e.g. from `workload synth`): arrival_s, input/output_tokens."""
+    fields = {"timestamp": "arrival_s", "input_tokens": "input_tokens",
+              "output_tokens": "output_tokens"}
+    optional = {k: k for k in ("tenant", "model", "workflow_id")}
+    return _csv_like(path, fields, optional, "s", as_text=as_text)
+
+
 def read_azure(path: Path, as_text: bool) -> RawTrace:
     """Azure LLM inference traces 2023/2024: TIMESTAMP,ContextTokens,GeneratedTokens."""
     fields = {"timestamp": "TIMESTAMP", "input_tokens": "ContextTokens",
@@ -252,10 +260,11 @@ def read_raw(path: Path, fmt: str, mapping: dict[str, str] | None, *, as_text: b
     if fmt == "otel":
         from fleetplan.workload._otel import read_otel
 
-        return read_otel(path)
+        otel: RawTrace = read_otel(path)
+        return otel
     readers: dict[str, Callable[[Path, bool], RawTrace]] = {
-        "azure": read_azure, "burstgpt": read_burstgpt, "mooncake": read_mooncake,
-        "litellm": read_litellm,
+        "fleetplan": read_canonical, "azure": read_azure, "burstgpt": read_burstgpt,
+        "mooncake": read_mooncake, "litellm": read_litellm,
     }
     if fmt not in readers:
         raise UsageError(
