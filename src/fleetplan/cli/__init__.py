@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sys
 
-from fleetplan.cli._app import app, err_console
-from fleetplan.errors import FleetplanError
+import typer
 
 # Command modules register on `app` when imported (one import per command group).
-from fleetplan.cli import catalog as _catalog  # noqa: E402,F401,I001
-from fleetplan.cli import workload as _workload  # noqa: E402,F401,I001
-from fleetplan.cli import plan as _plan  # noqa: E402,F401,I001
+from fleetplan.cli import catalog as _catalog  # noqa: F401
+from fleetplan.cli import plan as _plan  # noqa: F401
+from fleetplan.cli import workload as _workload  # noqa: F401
+from fleetplan.cli._app import app, err_console
+from fleetplan.errors import FleetplanError
 
 __all__ = ["app", "main", "run"]
 
@@ -28,15 +29,14 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except SystemExit as e:  # typer/click exits (--help, usage errors already printed)
         return int(e.code or 0)
-    except Exception as e:
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
-            return 130
-        raise
+    except typer.Abort:
+        return 130
+    except typer.TyperException as e:  # click-style usage errors: print them, exit 2
+        show = getattr(e, "show", None)
+        if show is None:
+            raise
+        show()
+        return int(getattr(e, "exit_code", 2))
     return 0
 
 

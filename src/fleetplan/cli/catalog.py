@@ -44,7 +44,9 @@ def _table_for(kind: Kind) -> Table:
                 f"{g.price_usd_per_hour.value:.2f}",
             )
     elif kind is Kind.models:
-        t = Table("name", "hf id", "params B", "active B", "layers", "attention", "KV B/token", "ctx")
+        t = Table(
+            "name", "hf id", "params B", "active B", "layers", "attention", "KV B/token", "ctx"
+        )
         for m in cat.models.values():
             t.add_row(
                 m.name,
@@ -107,7 +109,7 @@ def _lookup(name: str) -> BaseModel:
         except UsageError:
             continue
     every = {**cat.models, **cat.gpus, **cat.engines, **cat.quants}
-    return find("catalog entry", name, every, where="NAME")  # type: ignore[no-any-return]
+    return find("catalog entry", name, every, where="NAME")
 
 
 def describe(entry: BaseModel) -> dict[str, Any]:

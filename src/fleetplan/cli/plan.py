@@ -26,7 +26,9 @@ def _tps(text: str) -> tuple[int, ...]:
     try:
         out = tuple(int(x) for x in _split(text))
     except ValueError:
-        raise UsageError(f"expected comma-separated integers such as 1,2,4,8, got '{text}'", where="--tp") from None
+        raise UsageError(
+            f"expected comma-separated integers such as 1,2,4,8, got '{text}'", where="--tp"
+        ) from None
     if not out or any(t < 1 for t in out):
         raise UsageError(f"each TP size must be >= 1, got '{text}'", where="--tp")
     return out
@@ -34,36 +36,59 @@ def _tps(text: str) -> tuple[int, ...]:
 
 @app.command()
 def plan(
-    model: Annotated[str, typer.Option("--model", help="model name, alias or HF id")] = "llama-3.1-70b",
-    gpus: Annotated[str, typer.Option("--gpus", help="comma-separated GPU names ('all' for every GPU)")] = DEFAULT_GPUS,
-    workload: Annotated[str | None, typer.Option("--workload", help="preset (chat, code, long-context), trace preset or trace file")] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="model name, alias or HF id")
+    ] = "llama-3.1-70b",
+    gpus: Annotated[
+        str, typer.Option("--gpus", help="comma-separated GPU names ('all' for every GPU)")
+    ] = DEFAULT_GPUS,
+    workload: Annotated[
+        str | None,
+        typer.Option(
+            "--workload", help="preset (chat, code, long-context), trace preset or trace file"
+        ),
+    ] = None,
     rate: Annotated[float | None, typer.Option("--rate", help="mean requests per second")] = None,
     isl: Annotated[int | None, typer.Option("--isl", help="mean input tokens")] = None,
     osl: Annotated[int | None, typer.Option("--osl", help="mean output tokens")] = None,
-    slo: Annotated[str, typer.Option("--slo", help="e.g. ttft_p95=1s,tpot_p95=50ms")] = "ttft_p95=2s,tpot_p95=50ms",
+    slo: Annotated[
+        str, typer.Option("--slo", help="e.g. ttft_p95=1s,tpot_p95=50ms")
+    ] = "ttft_p95=2s,tpot_p95=50ms",
     engine: Annotated[str, typer.Option("--engine")] = "vllm",
-    precisions: Annotated[str | None, typer.Option("--precision", help="comma-separated; default: every one the engine and GPU support")] = None,
+    precisions: Annotated[
+        str | None,
+        typer.Option(
+            "--precision", help="comma-separated; default: every one the engine and GPU support"
+        ),
+    ] = None,
     tp: Annotated[str, typer.Option("--tp", help="TP sizes to try")] = "1,2,4,8",
-    burst: Annotated[float | None, typer.Option("--burst", help="peak/mean factor (default: measured from a trace, else 3)")] = None,
-    burst_bin: Annotated[str, typer.Option("--burst-bin", help="bin of the measured burst factor: 1s, 1min, 1h")] = "1min",
+    burst: Annotated[
+        float | None,
+        typer.Option("--burst", help="peak/mean factor (default: measured from a trace, else 3)"),
+    ] = None,
+    burst_bin: Annotated[
+        str, typer.Option("--burst-bin", help="bin of the measured burst factor: 1s, 1min, 1h")
+    ] = "1min",
     headroom: Annotated[float, typer.Option("--headroom", help="fraction, e.g. 0.4")] = 0.40,
     efficiency_tax: Annotated[float, typer.Option("--efficiency-tax")] = 0.20,
     top: Annotated[int, typer.Option("--top", help="rows of the ranked table")] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Size and price a fleet for a model, a workload and SLO targets."""
+    targets = parse_slo(slo)
+    demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin)
     m = get_model(model, where="--model")
     gpu_names = list(load_catalog().gpus) if gpus.strip().lower() == "all" else _split(gpus)
     gpu_list = [get_gpu(g, where="--gpus") for g in gpu_names]
     eng = get_engine(engine, where="--engine")
     quants = [get_quant(q, where="--precision") for q in _split(precisions)] if precisions else None
-    targets = parse_slo(slo)
-    demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin)
     if burst is not None:
         factors = PlanFactors(efficiency_tax, burst, headroom, "--burst flag")
     elif demand.burst_factor is not None:
         factors = PlanFactors(
-            efficiency_tax, max(1.0, demand.burst_factor), headroom,
+            efficiency_tax,
+            max(1.0, demand.burst_factor),
+            headroom,
             f"measured from the trace (peak/mean at {demand.burst_bin} bins)",
         )
     else:
@@ -87,7 +112,7 @@ def render(result: Plan, top: int) -> None:
     """Print the worksheet and the ranked table."""
     ws = result.worksheet()
     console.rule(f"[bold]Capacity worksheet: {result.model.name}")
-    w1, w2 = ws[0], ws[1]
+    w1 = ws[0]
     i, o = w1["input_tokens"], w1["output_tokens"]
     console.print(f"1. Workload   {w1['source']}")
     console.print(
@@ -100,32 +125,61 @@ def render(result: Plan, top: int) -> None:
     else:
         s3, s4, s5, s6 = ws[2:6]
         console.print(
-            f"3. Theoretical minimum  {s3['candidate']}: batch {s3['batch_per_replica']} per replica, "
-            f"TPOT {s3['pred_tpot_s'] * 1e3:.1f} ms, TTFT {s3['pred_ttft_s']:.3f} s, "
-            f"{s3['replica_requests_per_s']:.3g} req/s per replica -> {_fmt_gpus(s3['theoretical_gpus'])} GPUs; "
+            f"3. Theoretical minimum  {s3['candidate']}: batch {s3['batch_per_replica']} "
+            f"per replica, TPOT {s3['pred_tpot_s'] * 1e3:.1f} ms, "
+            f"TTFT {s3['pred_ttft_s']:.3f} s, {s3['replica_requests_per_s']:.3g} req/s per "
+            f"replica -> {_fmt_gpus(s3['theoretical_gpus'])} GPUs; "
             f"x(1+{s3['efficiency_tax']:g} tax) = {_fmt_gpus(s3['after_tax_gpus'])}"
         )
         console.print(f"   efficiency: {s3['efficiency_source']}")
         console.print(
-            f"4. Burst      x{s4['burst_factor']:.2f} ({s4['burst_source']}) = {_fmt_gpus(s4['after_burst_gpus'])} GPUs"
+            f"4. Burst      x{s4['burst_factor']:.2f} ({s4['burst_source']}) = "
+            f"{_fmt_gpus(s4['after_burst_gpus'])} GPUs"
         )
         console.print(
-            f"5. Headroom   x(1+{s5['headroom']:g}) = {_fmt_gpus(s5['after_headroom_gpus'])} GPUs -> "
-            f"{s5['replicas']} replicas, {s5['gpus_total']} GPUs"
+            f"5. Headroom   x(1+{s5['headroom']:g}) = {_fmt_gpus(s5['after_headroom_gpus'])} "
+            f"GPUs -> {s5['replicas']} replicas, {s5['gpus_total']} GPUs"
         )
         console.print(f"6. Bottleneck {s6['resource']} ({s6['limit']}): {s6['why']}")
     t = Table(title="Candidates (cheapest feasible first)")
-    for col in ("#", "gpu", "tp", "prec", "feasible / reason", "GPUs", "$/hour", "$/month",
-                "$/1M in", "$/1M out", "TPOT ms", "TTFT s", "bottleneck"):
-        t.add_column(col, justify="right" if col not in {"gpu", "prec", "feasible / reason", "bottleneck"} else "left")
+    for col in (
+        "#",
+        "gpu",
+        "tp",
+        "prec",
+        "feasible / reason",
+        "GPUs",
+        "$/hour",
+        "$/month",
+        "$/1M in",
+        "$/1M out",
+        "TPOT ms",
+        "TTFT s",
+        "bottleneck",
+    ):
+        t.add_column(
+            col,
+            justify="right"
+            if col not in {"gpu", "prec", "feasible / reason", "bottleneck"}
+            else "left",
+        )
     for n, c in enumerate(result.candidates[:top], 1):
         p = c.point
         if c.feasible and p:
             t.add_row(
-                str(n), c.gpu, str(c.tp), c.precision, "yes", str(c.gpus_total),
-                f"{c.usd_per_hour:,.0f}", f"{c.usd_per_month:,.0f}",
-                f"{c.usd_per_million_input_tokens:.3f}", f"{c.usd_per_million_output_tokens:.2f}",
-                f"{p.tpot_s * 1e3:.1f}", f"{p.ttft_s:.3f}", c.bottleneck,
+                str(n),
+                c.gpu,
+                str(c.tp),
+                c.precision,
+                "yes",
+                str(c.gpus_total),
+                f"{c.usd_per_hour:,.0f}",
+                f"{c.usd_per_month:,.0f}",
+                f"{c.usd_per_million_input_tokens:.3f}",
+                f"{c.usd_per_million_output_tokens:.2f}",
+                f"{p.tpot_s * 1e3:.1f}",
+                f"{p.ttft_s:.3f}",
+                c.bottleneck,
             )
         else:
             t.add_row(str(n), c.gpu, str(c.tp), c.precision, f"no: {c.reason}", *[""] * 8)

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, get_engine, get_gpu, get_model, get_quant
+from fleetplan.catalog import (
+    GPU,
+    Engine,
+    ModelSpec,
+    Quant,
+    get_engine,
+    get_gpu,
+    get_model,
+    get_quant,
+)
 from fleetplan.errors import UsageError
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
 
@@ -95,7 +104,10 @@ class Deployment:
             out.append(f"{self.engine.name} does not support {self.quant.name}")
         if self.gpu.vendor not in self.engine.gpu_vendors:
             out.append(f"{self.engine.name} does not run on {self.gpu.vendor} GPUs")
-        if self.gpus > self.gpu.interconnect.domain_gpus and self.tp > self.gpu.interconnect.domain_gpus:
+        if (
+            self.gpus > self.gpu.interconnect.domain_gpus
+            and self.tp > self.gpu.interconnect.domain_gpus
+        ):
             out.append(
                 f"--tp {self.tp} exceeds {self.gpu.name}'s scale-up domain of "
                 f"{self.gpu.interconnect.domain_gpus} GPUs"

@@ -29,11 +29,11 @@ from fleetplan.perf.params import param_count
 __all__ = [
     "RUNTIME_OVERHEAD_BYTES",
     "MemoryBudget",
+    "activation_bytes_per_gpu",
     "embedding_params",
+    "kv_bytes_for_sequence_per_gpu",
     "kv_bytes_per_token",
     "kv_bytes_per_token_per_gpu",
-    "kv_bytes_for_sequence_per_gpu",
-    "activation_bytes_per_gpu",
     "max_concurrent_sequences",
     "memory_budget",
     "weights_bytes",
@@ -80,8 +80,9 @@ def kv_bytes_for_sequence_per_gpu(dep: Deployment, context_tokens: int) -> float
     per_layer = _kv_per_layer_token(dep.model, dep.kv_bytes_per_element, dep.tp)
     window = min(context_tokens, a.sliding_window or 0)
     linear = a.linear_layers * (a.linear_state_bytes_per_layer or 0) / dep.tp
-    return (a.full_layers * context_tokens * per_layer + a.sliding_layers * window * per_layer
-            + linear) / dep.pp
+    return (
+        a.full_layers * context_tokens * per_layer + a.sliding_layers * window * per_layer + linear
+    ) / dep.pp
 
 
 def weights_bytes(model: ModelSpec, weight_bytes: float) -> float:
@@ -132,7 +133,9 @@ def memory_budget(dep: Deployment, batched_tokens: int | None = None) -> MemoryB
     tokens = int(batched_tokens or eng.max_num_batched_tokens.value)
     act = activation_bytes_per_gpu(dep, tokens)
     pool = usable - w - act - RUNTIME_OVERHEAD_BYTES
-    return MemoryBudget(usable, w, act, RUNTIME_OVERHEAD_BYTES, pool, kv_bytes_per_token_per_gpu(dep))
+    return MemoryBudget(
+        usable, w, act, RUNTIME_OVERHEAD_BYTES, pool, kv_bytes_per_token_per_gpu(dep)
+    )
 
 
 def max_concurrent_sequences(dep: Deployment, context_tokens: int) -> int:

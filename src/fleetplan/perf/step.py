@@ -82,6 +82,8 @@ def summed_decode_run_time_s(
     total = 0.0
     for i in range(n_steps):
         total += model.step_time_s(
-            StepBatch(decode_seqs=decode_seqs, decode_ctx_tokens=decode_ctx_tokens + i * decode_seqs)
+            StepBatch(
+                decode_seqs=decode_seqs, decode_ctx_tokens=decode_ctx_tokens + i * decode_seqs
+            )
         )
     return total

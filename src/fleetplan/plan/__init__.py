@@ -18,8 +18,8 @@ __all__ = [
     "demand_presets",
     "make_plan",
     "operating_point",
-    "parse_slo",
     "pareto",
+    "parse_slo",
     "resolve_demand",
     "search",
 ]

@@ -35,7 +35,9 @@ class TokenStats:
 
     def scaled_to_mean(self, mean: float) -> TokenStats:
         k = mean / self.mean
-        return TokenStats(mean, self.p50 * k, self.p90 * k, self.p95 * k, self.p99 * k, self.max * k)
+        return TokenStats(
+            mean, self.p50 * k, self.p90 * k, self.p95 * k, self.p99 * k, self.max * k
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +123,14 @@ def resolve_demand(
         missing = [f for f, v in (("--rate", rate), ("--isl", isl), ("--osl", osl)) if v is None]
         if missing:
             raise UsageError(
-                f"give --workload NAME|FILE, or all of --rate, --isl, --osl (missing {', '.join(missing)})",
+                "give --workload NAME|FILE, or all of --rate, --isl, --osl "
+                f"(missing {', '.join(missing)})",
                 where="plan",
             )
         assert rate is not None and isl is not None and osl is not None
         return demand_from_flags(rate, isl, osl)
     presets = demand_presets()
-    if workload in presets:
-        d = presets[workload]
-    else:
-        d = _from_trace(workload, burst_bin)
+    d = presets[workload] if workload in presets else _from_trace(workload, burst_bin)
     if rate is not None:
         d = d.with_rate(rate)
     if isl is not None:

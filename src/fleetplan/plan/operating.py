@@ -67,7 +67,7 @@ def _mixed(b: int, isl: float, osl: float) -> StepBatch:
 
 def _ttft(model: RooflineStepModel, b: int, isl: float) -> float:
     """Prefill `isl` tokens in chunks of the step budget left after `b` decodes."""
-    budget = int(model.dep.engine.max_num_batched_tokens.value) - b
+    budget = int(model.dep.engine.max_num_batched_tokens.value - b)
     if budget <= 0:
         return math.inf
     t, done, n = 0.0, 0, int(math.ceil(isl))
@@ -125,7 +125,9 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
             reason=f"TPOT floor {tpot_floor * 1e3:.1f} ms above target {tpot_t.seconds * 1e3:g} ms",
         )
     if ttft_t and ttft_floor > ttft_t.seconds:
-        return replace(base, reason=f"TTFT floor {ttft_floor:.3f} s above target {ttft_t.seconds:g} s")
+        return replace(
+            base, reason=f"TTFT floor {ttft_floor:.3f} s above target {ttft_t.seconds:g} s"
+        )
 
     def ok(b: int) -> bool:
         if tpot_t and model.step_time_s(_mixed(b, isl_p, osl_p)) > tpot_t.seconds:
@@ -142,7 +144,9 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
     b = lo
     mixed_mean = _mixed(b, isl_m, osl_m)
     tpot_mean = model.step_time_s(mixed_mean)
-    decode_only = model.step_time_s(StepBatch(decode_seqs=b, decode_ctx_tokens=mixed_mean.decode_ctx_tokens))
+    decode_only = model.step_time_s(
+        StepBatch(decode_seqs=b, decode_ctx_tokens=mixed_mean.decode_ctx_tokens)
+    )
     if b == max_b and b == kv_seqs:
         limit, res = "kv_memory", "KV memory"
         why = (
@@ -153,7 +157,11 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
         limit, res = "max_num_seqs", "engine batch limit"
         why = f"the engine's max_num_seqs ({max_b}) binds before latency or KV memory"
     else:
-        limit = "tpot" if tpot_t and model.step_time_s(_mixed(b + 1, isl_p, osl_p)) > tpot_t.seconds else "ttft"
+        limit = (
+            "tpot"
+            if tpot_t and model.step_time_s(_mixed(b + 1, isl_p, osl_p)) > tpot_t.seconds
+            else "ttft"
+        )
         res, detail = _bottleneck(model, mixed_mean)
         why = f"{limit.upper()} target binds at batch {b + 1}; {detail}"
     return replace(
@@ -171,7 +179,9 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
     )
 
 
-def latency_at_rate(dep: Deployment, demand: Demand, rate_per_replica: float) -> tuple[float, float]:
+def latency_at_rate(
+    dep: Deployment, demand: Demand, rate_per_replica: float
+) -> tuple[float, float]:
     """(mean TPOT, mean decode batch) of one replica serving `rate_per_replica` requests/s.
 
     Little's law: the decode batch is B = rate x osl x TPOT(B); TPOT grows with B, so the fixed

@@ -38,11 +38,15 @@ class PlanFactors:
 
     def check(self) -> None:
         if not 0 <= self.efficiency_tax < 1:
-            raise UsageError(f"must be in [0, 1), got {self.efficiency_tax:g}", where="--efficiency-tax")
+            raise UsageError(
+                f"must be in [0, 1), got {self.efficiency_tax:g}", where="--efficiency-tax"
+            )
         if self.burst < 1:
             raise UsageError(f"must be >= 1 (peak over mean), got {self.burst:g}", where="--burst")
         if not 0 <= self.headroom < 5:
-            raise UsageError(f"must be a fraction such as 0.4, got {self.headroom:g}", where="--headroom")
+            raise UsageError(
+                f"must be a fraction such as 0.4, got {self.headroom:g}", where="--headroom"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,6 @@ class Candidate:
 
     def to_dict(self) -> dict[str, object]:
         p = self.point
-        fin = (lambda x: x if math.isfinite(x) else None)  # noqa: E731
         return {
             "gpu": self.gpu,
             "tp": self.tp,
@@ -105,9 +108,12 @@ class Candidate:
         }
 
 
-def _size(
-    dep: Deployment, pt: OperatingPoint, demand: Demand, f: PlanFactors
-) -> dict[str, float]:
+def fin(x: float) -> float | None:
+    """JSON-safe float: infinities and NaN become null."""
+    return x if math.isfinite(x) else None
+
+
+def _size(dep: Deployment, pt: OperatingPoint, demand: Demand, f: PlanFactors) -> dict[str, float]:
     per_replica = pt.requests_per_s
     theoretical = demand.rate_per_s / per_replica * dep.gpus
     taxed = theoretical * (1 + f.efficiency_tax)
@@ -125,9 +131,7 @@ def _size(
     }
 
 
-def evaluate(
-    dep: Deployment, demand: Demand, slo: SLOTargets, factors: PlanFactors
-) -> Candidate:
+def evaluate(dep: Deployment, demand: Demand, slo: SLOTargets, factors: PlanFactors) -> Candidate:
     probs = dep.problems()
     if probs:
         return _cand(dep, feasible=False, reason="; ".join(probs))

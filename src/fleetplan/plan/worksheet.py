@@ -105,8 +105,13 @@ class Plan:
             "recommended": best.to_dict() if best else None,
             "candidates": [c.to_dict() for c in self.candidates],
             "pareto": [
-                {"gpu": c.gpu, "tp": c.tp, "precision": c.precision, "usd_per_hour": c.usd_per_hour,
-                 "pred_tpot_at_mean_load_s": c.tpot_at_mean_load_s}
+                {
+                    "gpu": c.gpu,
+                    "tp": c.tp,
+                    "precision": c.precision,
+                    "usd_per_hour": c.usd_per_hour,
+                    "pred_tpot_at_mean_load_s": c.tpot_at_mean_load_s,
+                }
                 for c in pareto(self.candidates)
             ],
         }
