@@ -3,7 +3,7 @@
 Accepts one OTLP document (`{"resourceSpans": [...]}`) or the collector's file exporter output
 (one such document per line). A request is a span that carries `gen_ai.usage.input_tokens`
 and is not an `invoke_agent` / `execute_tool` / `create_agent` span (agent spans sum the
-calls under them and would count tokens twice). A workflow is `gen_ai.conversation.id` when
+calls under them and would count tokens twice). Spans are ordered by start time. A workflow is `gen_ai.conversation.id` when
 set, else the trace id, so one agent run's calls group together.
 """
 
@@ -110,7 +110,10 @@ def read_otel(path: Path) -> RawTrace:
         )
     schema = {"ts": pl.String, "input_tokens": pl.String, "output_tokens": pl.String,
               "model": pl.String, "workflow_id": pl.String, "_line": pl.Int64}
-    frame = pl.DataFrame(rows, schema=schema).lazy()
+    # OTLP exports spans in no particular order (often by end time): order by start here,
+    # so an out-of-order export is not reported as an unsorted trace.
+    frame = pl.DataFrame(rows, schema=schema).lazy().sort(
+        pl.col("ts").cast(pl.Int64, strict=False), nulls_last=True, maintain_order=True)
     from fleetplan.workload._readers import RawTrace
 
     fields = {"timestamp": "startTimeUnixNano", "input_tokens": "gen_ai.usage.input_tokens",

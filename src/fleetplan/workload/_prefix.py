@@ -34,10 +34,18 @@ class PrefixReuse:
         return asdict(self)
 
 
+def _explode(hash_ids: pl.Series) -> pl.Series:
+    """Flatten lists; empty lists contribute nothing (polars < 1.34 gives them as nulls)."""
+    try:
+        return hash_ids.explode(empty_as_null=False)
+    except TypeError:  # pragma: no cover - older polars without the keyword
+        return hash_ids.explode()
+
+
 def _flat(hash_ids: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(flat hashes, request index of each, list lengths)."""
     lens = hash_ids.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = hash_ids.explode().drop_nulls().to_numpy().astype(np.int64)
+    flat = _explode(hash_ids).drop_nulls().to_numpy().astype(np.int64)
     req = np.repeat(np.arange(len(lens)), lens)
     return flat, req, lens
 

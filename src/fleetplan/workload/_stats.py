@@ -112,7 +112,7 @@ def log2_histogram(values: pl.Series) -> dict[str, list[int]]:
     """Counts in bins [0,1), [1,2), [2,4), ... [2^k, 2^(k+1)); `edges` has one more entry."""
     v = values.cast(pl.Float64)
     idx = pl.select(
-        pl.when(v < 1).then(0).otherwise(v.log(2).floor().cast(pl.Int64) + 1).alias("b")
+        pl.when(v < 1).then(0).otherwise(v.clip(1.0).log(2).floor().cast(pl.Int64) + 1).alias("b")
     )["b"].to_numpy()
     counts = np.bincount(idx)
     edges = [0] + [2**k for k in range(len(counts))]

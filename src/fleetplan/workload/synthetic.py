@@ -143,7 +143,8 @@ def generate(
         body = _empirical_lengths(rng, source, n)
     else:
         body = _lognormal_lengths(rng, c, n)
-    table = pl.concat([pl.DataFrame({"arrival_s": times}), body], how="horizontal")
+    table = body.with_columns(pl.Series("arrival_s", times)).select(
+        "arrival_s", *body.columns)
     return Workload(table, f"synthetic({c.source}, seed={seed})", "synthetic")
 
 
