@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from fleetplan.catalog import get_engine, get_gpu, get_model, get_quant, load_catalog
-from fleetplan.cli._app import app, console
+from fleetplan.cli._app import app, console, err_console
 from fleetplan.plan import PlanFactors, make_plan, parse_slo, resolve_demand
 from fleetplan.plan.worksheet import Plan
 
@@ -76,7 +76,8 @@ def plan(
 ) -> None:
     """Size and price a fleet for a model, a workload and SLO targets."""
     targets = parse_slo(slo)
-    demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin)
+    with err_console.status(f"reading workload {workload} ..." if workload else "planning ..."):
+        demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin)
     m = get_model(model, where="--model")
     gpu_names = list(load_catalog().gpus) if gpus.strip().lower() == "all" else _split(gpus)
     gpu_list = [get_gpu(g, where="--gpus") for g in gpu_names]

@@ -1,0 +1,106 @@
+"""CLI: golden output, JSON contract, and bad inputs (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import check_golden
+
+GOLDEN = Path(__file__).parent / "golden"
+PLAN = [
+    "plan",
+    "--model",
+    "llama-3.1-70b",
+    "--gpus",
+    "h100-sxm",
+    "--rate",
+    "20",
+    "--isl",
+    "2000",
+    "--osl",
+    "300",
+    "--slo",
+    "ttft_p95=1s,tpot_p95=50ms",
+]
+
+
+def test_plan_json_contract(cli: Any) -> None:
+    r = cli(*PLAN, "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    assert [s["name"] for s in d["worksheet"]] == [
+        "workload",
+        "slo",
+        "theoretical_minimum",
+        "burst",
+        "headroom",
+        "bottleneck",
+    ]
+    keys = {
+        "gpu",
+        "tp",
+        "precision",
+        "engine",
+        "feasible",
+        "reason",
+        "gpus_total",
+        "usd_per_hour",
+        "usd_per_million_output_tokens",
+        "usd_per_million_input_tokens",
+        "bottleneck",
+    }
+    assert d["candidates"] and all(keys <= set(c) for c in d["candidates"])
+    feas = [c for c in d["candidates"] if c["feasible"]]
+    assert feas == sorted(feas, key=lambda c: c["usd_per_hour"])
+
+
+def test_plan_json_golden(cli: Any) -> None:
+    r = cli(*PLAN, "--json")
+    check_golden(GOLDEN / "plan_llama70b_h100.json", r.out)
+
+
+def test_plan_table_golden(cli: Any) -> None:
+    r = cli(*PLAN)
+    assert r.code == 0
+    check_golden(GOLDEN / "plan_llama70b_h100.txt", r.out)
+
+
+def test_catalog_show_model_json(cli: Any) -> None:
+    r = cli("catalog", "show", "meta-llama/Llama-3.1-70B", "--json")
+    assert r.code == 0
+    d = r.json()
+    assert d["kv_bytes_per_token"] == 327_680
+    assert d["params"] == pytest.approx(70.55e9, rel=0.01)
+
+
+def test_catalog_list_all(cli: Any) -> None:
+    r = cli("catalog", "list")
+    assert r.code == 0
+    for word in ("h100-sxm", "llama-3.1-70b", "vllm", "fp8"):
+        assert word in r.out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ["plan", "--model", "lama-3.1-70", "--rate", "1", "--isl", "10", "--osl", "10"],
+            "llama-3.1-70b",
+        ),
+        (["plan", "--gpus", "h100x", "--rate", "1", "--isl", "10", "--osl", "10"], "h100"),
+        (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--slo", "ttft=1"], "--slo"),
+        (["plan", "--rate", "0", "--isl", "10", "--osl", "10"], "--rate"),
+        (["plan", "--rate", "1", "--isl", "500000", "--osl", "10"], "--isl"),
+        (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--slo", "tpot_p99=0.1ms"], "floor"),
+        (["plan", "--rate", "1"], "--isl"),
+        (["catalog", "show", "nosuchthing"], "closest"),
+    ],
+)
+def test_bad_input_exit_2(cli: Any, args: list[str], needle: str) -> None:
+    r = cli(*args)
+    assert r.code == 2
+    assert needle in r.err
+    assert "Traceback" not in r.err

@@ -1,0 +1,84 @@
+"""Memory and KV formulas against hand calculations."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetplan.catalog import get_model
+from fleetplan.perf import (
+    Deployment,
+    kv_bytes_for_sequence_per_gpu,
+    kv_bytes_per_token,
+    kv_bytes_per_token_per_gpu,
+    max_concurrent_sequences,
+    memory_budget,
+    weights_bytes,
+)
+from fleetplan.perf.memory import RUNTIME_OVERHEAD_BYTES, activation_bytes_per_gpu
+from fleetplan.perf.params import param_count
+
+
+def test_llama70b_kv_per_token_bf16() -> None:
+    # 80 layers x 8 KV heads x 128 head dim x 2 (K and V) x 2 bytes
+    assert kv_bytes_per_token(get_model("llama-3.1-70b"), 2.0) == 80 * 8 * 128 * 2 * 2 == 327_680
+
+
+def test_llama70b_kv_fp8_halves() -> None:
+    assert kv_bytes_per_token(get_model("llama-3.1-70b"), 1.0) == 163_840
+
+
+def test_deepseek_mla_kv_per_token() -> None:
+    # MLA caches the 512-wide latent and the 64-wide RoPE key per layer, 61 layers
+    assert kv_bytes_per_token(get_model("deepseek-v3"), 2.0) == (512 + 64) * 61 * 2
+
+
+def test_llama70b_weights_bf16_about_141_gb() -> None:
+    w = weights_bytes(get_model("llama-3.1-70b"), 2.0)
+    assert w == pytest.approx(141.1e9, rel=0.005)
+
+
+def test_weights_fp8_keep_embeddings_16bit() -> None:
+    m = get_model("llama-3.1-70b")
+    emb = 128_256 * 8192 * 2  # input embedding + untied LM head
+    assert weights_bytes(m, 1.0) == pytest.approx((param_count(m) - emb) * 1 + emb * 2)
+
+
+def test_kv_sharded_by_tp_and_replicated_past_kv_heads() -> None:
+    tp4 = Deployment.build("llama-3.1-70b", "h100-sxm", "bf16", tp=4)
+    assert kv_bytes_per_token_per_gpu(tp4) == 327_680 / 4
+    tp16 = Deployment(tp4.model, tp4.gpu, tp4.quant, tp4.engine, tp=16)
+    # 8 KV heads over 16 GPUs: each GPU still holds one head
+    assert kv_bytes_per_token_per_gpu(tp16) == 80 * 1 * 128 * 2 * 2
+
+
+def test_mla_latent_replicated_across_tp() -> None:
+    dep = Deployment.build("deepseek-v3", "h200-sxm", "fp8", tp=8)
+    assert kv_bytes_per_token_per_gpu(dep) == (512 + 64) * 61 * 1
+
+
+def test_memory_budget_hand_calculation() -> None:
+    dep = Deployment.build("llama-3.1-70b", "h100-sxm", "bf16", tp=4)
+    b = memory_budget(dep)
+    assert b.usable_bytes == pytest.approx(80e9 * 0.9)
+    assert b.weights_bytes == pytest.approx(weights_bytes(dep.model, 2.0) / 4)
+    act = activation_bytes_per_gpu(dep, 8192)
+    assert b.kv_pool_bytes == pytest.approx(72e9 - b.weights_bytes - act - RUNTIME_OVERHEAD_BYTES)
+    assert b.kv_capacity_tokens == int(b.kv_pool_bytes // 81_920)
+    n = max_concurrent_sequences(dep, 4096)
+    assert n == int(b.kv_pool_bytes // (81_920 * 4096))
+
+
+def test_sliding_window_caps_sequence_kv() -> None:
+    dep = Deployment.build("gpt-oss-120b", "h100-sxm", "bf16", tp=1)
+    a = dep.model.attention
+    assert a.sliding_layers and a.sliding_window
+    per_layer_token = a.num_kv_heads * a.head_dim * 2 * 2
+    ctx = 10 * a.sliding_window
+    want = (a.full_layers * ctx + a.sliding_layers * a.sliding_window) * per_layer_token
+    assert kv_bytes_for_sequence_per_gpu(dep, ctx) == pytest.approx(want)
+
+
+def test_model_that_does_not_fit() -> None:
+    dep = Deployment.build("llama-3.1-405b", "h100-sxm", "bf16", tp=1)
+    assert not memory_budget(dep).fits
+    assert max_concurrent_sequences(dep, 1000) == 0

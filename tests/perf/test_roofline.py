@@ -1,0 +1,96 @@
+"""Roofline step times against hand calculations, and the closed-form decode run."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fleetplan.perf import (
+    Deployment,
+    Efficiency,
+    RooflineStepModel,
+    StepBatch,
+    summed_decode_run_time_s,
+)
+from fleetplan.perf.params import param_count
+
+EFF = Efficiency()  # defaults, fixed here so the hand calculation does not drift with calibration
+
+
+def _llama8b() -> RooflineStepModel:
+    return RooflineStepModel(
+        Deployment.build("llama-3.1-8b", "h100-sxm", "bf16", tp=1, efficiency=EFF)
+    )
+
+
+def test_decode_step_hand_calculation() -> None:
+    m = _llama8b()
+    p = param_count(m.dep.model)
+    emb = 128_256 * 4096 * 2
+    # GEMMs: one token; compute at 0.7 x 1/(1+48) of 989.5 TFLOP/s vs bytes at 0.8 x 3.35 TB/s
+    flops = 2 * (p - emb) + 2 * 4096 * 128_256
+    t_c = flops / (989.5e12 * 0.7 * 1 / 49)
+    t_m = ((p - emb) * 2 + 128_256 * 4096 * 2) / (3.35e12 * 0.8)
+    linear = max(t_c, t_m)
+    # attention over 1,000 context tokens: 32 layers x 8 KV heads x (128 K + 128 V) x 2 B
+    kv_s = 1000 * 32 * 8 * 256 * 2 / (3.35e12 * 0.8)
+    attn_flop_s = 1000 * 2 * 32 * 256 * 32 / (989.5e12 * 0.45)
+    want = linear + max(kv_s, attn_flop_s) + 2.5e-3 + 5e-6
+    got = m.step_time_s(StepBatch(decode_seqs=1, decode_ctx_tokens=1000))
+    assert got == pytest.approx(want, rel=1e-9)
+    assert m.breakdown(StepBatch(decode_seqs=1, decode_ctx_tokens=1000)).linear_bound == "bandwidth"
+
+
+def test_prefill_is_compute_bound_and_quadratic_term_counts() -> None:
+    m = _llama8b()
+    short = m.step_time_s(StepBatch.prefill_chunk(4096, 0))
+    brk = m.breakdown(StepBatch.prefill_chunk(4096, 0))
+    assert brk.linear_bound == "compute"
+    # the same chunk after 60k cached tokens costs more (attention over the longer context)
+    assert m.step_time_s(StepBatch.prefill_chunk(4096, 60_000)) > short * 1.3
+
+
+def test_tensor_parallel_adds_allreduce_and_cuts_gemm_time() -> None:
+    one = RooflineStepModel(
+        Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", tp=2, efficiency=EFF)
+    )
+    four = RooflineStepModel(
+        Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", tp=4, efficiency=EFF)
+    )
+    b = StepBatch(decode_seqs=32, decode_ctx_tokens=32 * 2000)
+    assert four.breakdown(b).comm_s > one.breakdown(b).comm_s > 0
+    assert four.breakdown(b).linear_s == pytest.approx(one.breakdown(b).linear_s / 2)
+
+
+def test_moe_reads_only_touched_experts() -> None:
+    m = RooflineStepModel(Deployment.build("deepseek-v3", "h200-sxm", "fp8", tp=8, efficiency=EFF))
+    t1 = m.breakdown(StepBatch(decode_seqs=1, decode_ctx_tokens=1000)).linear_s
+    t64 = m.breakdown(StepBatch(decode_seqs=64, decode_ctx_tokens=64_000)).linear_s
+    # 1 token touches 8 of 256 experts per layer; 64 tokens touch 256 x (1 - (1 - 8/256)^64) ~ 222
+    assert 5 < t64 / t1 < 256 / 8
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from(["llama-3.1-8b", "gpt-oss-120b", "deepseek-v3"]),
+    seqs=st.integers(1, 300),
+    ctx_per_seq=st.integers(1, 20_000),
+    n=st.integers(1, 400),
+)
+def test_decode_run_closed_form_equals_sum(model: str, seqs: int, ctx_per_seq: int, n: int) -> None:
+    gpu = "h200-sxm"
+    m = RooflineStepModel(Deployment.build(model, gpu, "fp8", tp=8, efficiency=EFF))
+    ctx = seqs * ctx_per_seq
+    assert m.decode_run_time_s(seqs, ctx, n) == pytest.approx(
+        summed_decode_run_time_s(m, seqs, ctx, n), rel=1e-9
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 500), ctx=st.integers(1, 30_000))
+def test_step_time_monotone_in_batch_and_context(b: int, ctx: int) -> None:
+    m = _llama8b()
+    t = m.decode_step_time_s(b, ctx)
+    assert m.decode_step_time_s(b + 1, ctx) >= t
+    assert m.decode_step_time_s(b, ctx + 100) >= t

@@ -1,0 +1,112 @@
+"""The worksheet's arithmetic and the search's feasibility reasons."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fleetplan.catalog import get_engine, get_gpu, get_model
+from fleetplan.errors import InfeasibleError, UsageError
+from fleetplan.perf import Deployment, Efficiency, RooflineStepModel
+from fleetplan.plan import PlanFactors, make_plan, operating_point, parse_slo, resolve_demand
+from fleetplan.plan.operating import _mixed
+
+SLO = parse_slo("ttft_p95=1s,tpot_p95=50ms")
+
+
+def _plan(gpus: list[str], **kw: float) -> object:
+    d = resolve_demand(None, 20.0, 2000, 300)
+    return make_plan(
+        get_model("llama-3.1-70b"),
+        [get_gpu(g) for g in gpus],
+        get_engine("vllm"),
+        d,
+        SLO,
+        PlanFactors(**kw),  # type: ignore[arg-type]
+    )
+
+
+def test_worksheet_multiplies_tax_burst_headroom() -> None:
+    plan = _plan(["h100-sxm"])
+    best = plan.best  # type: ignore[attr-defined]
+    assert best is not None and best.point is not None
+    s = best.sizing
+    theo = 20.0 / best.point.requests_per_s * best.gpus_per_replica
+    assert s["theoretical_gpus"] == pytest.approx(theo)
+    assert s["after_tax_gpus"] == pytest.approx(theo * 1.2)
+    assert s["after_burst_gpus"] == pytest.approx(theo * 1.2 * 3.0)
+    assert s["after_headroom_gpus"] == pytest.approx(theo * 1.2 * 3.0 * 1.4)
+    assert (
+        best.gpus_total
+        == math.ceil(theo * 1.2 * 3 * 1.4 / best.gpus_per_replica) * best.gpus_per_replica
+    )
+    assert best.usd_per_hour == pytest.approx(
+        best.gpus_total * get_gpu("h100-sxm").price_usd_per_hour.value
+    )
+
+
+def test_operating_point_is_largest_batch_meeting_tpot() -> None:
+    dep = Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", tp=4, efficiency=Efficiency())
+    d = resolve_demand(None, 20.0, 2000, 300)
+    pt = operating_point(dep, d, SLO)
+    m = RooflineStepModel(dep)
+    assert pt.feasible
+    assert m.step_time_s(_mixed(pt.batch, 2000, 300)) <= 0.050
+    if pt.limit == "tpot":
+        assert m.step_time_s(_mixed(pt.batch + 1, 2000, 300)) > 0.050
+    # Little's law: requests/s = batch / (osl x TPOT)
+    assert pt.requests_per_s == pytest.approx(pt.batch / (300 * pt.tpot_mean_s))
+
+
+def test_infeasible_reasons() -> None:
+    plan = _plan(["h100-sxm"])
+    reasons = {(c.tp, c.precision): c.reason for c in plan.candidates}  # type: ignore[attr-defined]
+    assert reasons[(1, "bf16")].startswith("does not fit")
+
+
+def test_tpot_below_physical_floor() -> None:
+    d = resolve_demand(None, 1.0, 100, 10)
+    with pytest.raises(InfeasibleError, match=r"physical floor.*ms per output token"):
+        make_plan(
+            get_model("llama-3.1-70b"),
+            [get_gpu("h100-sxm")],
+            get_engine("vllm"),
+            d,
+            parse_slo("tpot_p95=1ms"),
+            PlanFactors(),
+        )
+
+
+def test_more_headroom_never_fewer_gpus() -> None:
+    a = _plan(["h100-sxm"], headroom=0.3).best  # type: ignore[attr-defined]
+    b = _plan(["h100-sxm"], headroom=0.5).best  # type: ignore[attr-defined]
+    assert b.gpus_total >= a.gpus_total
+
+
+def test_isl_beyond_context() -> None:
+    d = resolve_demand(None, 1.0, 200_000, 10)
+    with pytest.raises(UsageError, match="--isl"):
+        make_plan(
+            get_model("llama-3.1-8b"),
+            [get_gpu("h100-sxm")],
+            get_engine("vllm"),
+            d,
+            SLO,
+            PlanFactors(),
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [((0.0, 10, 10), "--rate"), ((-1.0, 10, 10), "--rate"), ((1.0, 0, 10), "--isl")],
+)
+def test_bad_demand_flags(args: tuple[float, int, int], flag: str) -> None:
+    with pytest.raises(UsageError, match=flag):
+        resolve_demand(None, *args)
+
+
+def test_preset_workload_and_override() -> None:
+    d = resolve_demand("chat", 10.0, None, None)
+    assert d.rate_per_s == 10.0
+    assert d.input_tokens.p50 == 1020  # Azure conversation 2023 input median
