@@ -3,8 +3,9 @@
 Accepts one OTLP document (`{"resourceSpans": [...]}`) or the collector's file exporter output
 (one such document per line). A request is a span that carries `gen_ai.usage.input_tokens`
 and is not an `invoke_agent` / `execute_tool` / `create_agent` span (agent spans sum the
-calls under them and would count tokens twice). Spans are ordered by start time. A workflow is `gen_ai.conversation.id` when
-set, else the trace id, so one agent run's calls group together.
+calls under them and would count tokens twice). Spans are ordered by start time. A workflow
+is `gen_ai.conversation.id` when set, else the trace id, so one agent run's calls group
+together.
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""`fleetplan workload ...` end to end through `fleetplan.cli.main`, with a golden JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetplan.cli import main
+from fleetplan.workload import load
+
+GOLDEN = Path(__file__).parent / "golden"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _close(a: Any, b: Any, where: str = "") -> None:
+    """Equal JSON trees, floats to 1e-9 relative (last-digit differences across platforms)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            _close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{where}: {a} != {b}"
+    else:
+        assert a == b, where
+
+
+def test_characterize_json_matches_golden(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["workload", "characterize", "azure-conv-2023", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = json.loads((GOLDEN / "characterize_azure_conv_2023.json").read_text())
+    _close(got, want)
+    for key in ("requests", "span_s", "rate_mean_per_s", "rate_peak_per_s", "burst_factor",
+                "input_tokens", "output_tokens", "io_ratio"):
+        assert key in got
+    assert set(got["rate_peak_per_s"]) == {"1s", "1min", "1h"}
+    assert set(got["input_tokens"]) == {"p50", "p90", "p95", "p99", "p999", "max", "mean"}
+
+
+def test_characterize_prefix_reuse_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["workload", "characterize", "mooncake-synthetic", "--json",
+                 "--cache-blocks", "1000"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    p = got["prefix_reuse"]
+    assert {"repeat_block_fraction", "hit_rate_unbounded", "hit_rate_lru"} <= set(p)
+    assert p["hit_rate_lru"] <= p["hit_rate_unbounded"]
+
+
+def test_characterize_table_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    assert main(["workload", "characterize", str(FIXTURES / "burstgpt.csv"),
+                 "--html", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "requests" in text and "p99.9" in text and "ChatGPT" in text
+    page = out.read_text()
+    assert page.count("<svg") == 3
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in page and "<script" not in page
+
+
+def test_mapping_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["workload", "characterize", str(FIXTURES / "mapped.csv"), "--json", "--map",
+                 "timestamp=ts,input_tokens=prompt,output_tokens=completion,tenant=team"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["requests"] == 4
+    assert got["by_tenant"][0]["tenant"] == "a"
+
+
+def test_bad_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "b.csv"
+    bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.1,x,1\n")
+    assert main(["workload", "characterize", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "ContextTokens" in err
+    assert main(["workload", "characterize", str(bad), "--on-error", "skip"]) == 2  # none left
+
+
+def test_skip_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "b.csv"
+    bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.1,x,1\n"
+                   "2023-11-16 18:15:47.1,5,1\n2023-11-16 18:15:48.1,6,1\n")
+    assert main(["workload", "characterize", str(bad), "--on-error", "skip", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["skipped_rows"] == 1
+    assert "skipped 1 bad rows" in cap.err and "lines 2" in cap.err
+
+
+def test_synth_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s.csv"
+    args = ["workload", "synth", "--from", "azure-conv-2023", "--rate-scale", "2",
+            "--duration", "600", "--arrivals", "gamma", "--cv", "2", "--seed", "1",
+            "--out", str(out)]
+    assert main(args) == 0
+    first = out.read_bytes()
+    assert main(args) == 0
+    assert out.read_bytes() == first  # seeded: identical file
+    w = load(str(out))
+    assert 0.7 * 2 * 5.53 < w.requests / 600 < 1.3 * 2 * 5.53
+    assert "wrote" in capsys.readouterr().err
