@@ -198,7 +198,7 @@ def convert(config: dict[str, Any]) -> dict[str, Any]:
     """Architecture fields of a catalog entry (no names, sources or published figures)."""
     c = _text(config)
     moe = _moe(c)
-    inter = c.get("intermediate_size") or c.get("moe_intermediate_size")
+    inter = c.get("intermediate_size") or c.get("moe_intermediate_size") or 0
     out: dict[str, Any] = {
         "num_layers": int(c["num_hidden_layers"]),
         "hidden_size": int(c["hidden_size"]),

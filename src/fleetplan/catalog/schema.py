@@ -209,6 +209,7 @@ class Engine(_Frozen):
     max_num_batched_tokens: Fig
     gpu_memory_utilization: Fig
     preemption: Literal["recompute", "none", "retract"]
+    note: str | None = None  # how the defaults above are to be read (units, formulas, caveats)
 
 
 class Quant(_Frozen):
@@ -226,6 +227,7 @@ class Quant(_Frozen):
     quality_cost: Fig  # typical accuracy drop, fraction (0.01 = 1 point); source says where
     source: str = Field(min_length=3)
     as_of: dt.date
+    note: str | None = None  # what the byte counts include (scales, zero points), caveats
 
 
 class Catalog(_Frozen):
