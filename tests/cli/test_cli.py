@@ -24,6 +24,7 @@ PLAN = [
     "300",
     "--slo",
     "ttft_p95=1s,tpot_p95=50ms",
+    "--no-check",
 ]
 
 
@@ -104,3 +105,40 @@ def test_bad_input_exit_2(cli: Any, args: list[str], needle: str) -> None:
     assert r.code == 2
     assert needle in r.err
     assert "Traceback" not in r.err
+
+
+def test_plan_simulation_check_reports_attainment(cli: Any) -> None:
+    r = cli(
+        "plan",
+        "--model",
+        "llama-3.1-8b",
+        "--gpus",
+        "h100-sxm",
+        "--tp",
+        "1",
+        "--precision",
+        "bf16",
+        "--rate",
+        "5",
+        "--isl",
+        "1000",
+        "--osl",
+        "200",
+        "--slo",
+        "ttft_p95=1s,tpot_p95=40ms",
+        "--mc-runs",
+        "2",
+        "--sim-requests",
+        "300",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    d = r.json()
+    sim = d["simulation"]
+    assert sim["runs"] == 2 and len(sim["at_planned"]) == 2
+    step = d["worksheet"][-1]
+    assert step["name"] == "simulation_check"
+    assert step["final_replicas"] >= sim["planned_replicas"]
+    assert set(sim["at_planned"][0]["targets"]) == {"ttft_p95", "tpot_p95"}
+    needed = sim["replicas_needed"]
+    assert needed["p50"] <= needed["p90"] <= needed["p99"]

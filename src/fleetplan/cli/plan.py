@@ -10,6 +10,7 @@ from rich.table import Table
 
 from fleetplan.catalog import get_engine, get_gpu, get_model, get_quant, load_catalog
 from fleetplan.cli._app import app, console, err_console
+from fleetplan.errors import UsageError
 from fleetplan.plan import PlanFactors, make_plan, parse_slo, resolve_demand
 from fleetplan.plan.worksheet import Plan
 
@@ -21,8 +22,6 @@ def _split(text: str) -> list[str]:
 
 
 def _tps(text: str) -> tuple[int, ...]:
-    from fleetplan.errors import UsageError
-
     try:
         out = tuple(int(x) for x in _split(text))
     except ValueError:
@@ -71,6 +70,13 @@ def plan(
     ] = "1min",
     headroom: Annotated[float, typer.Option("--headroom", help="fraction, e.g. 0.4")] = 0.40,
     efficiency_tax: Annotated[float, typer.Option("--efficiency-tax")] = 0.20,
+    check: Annotated[
+        bool,
+        typer.Option("--check/--no-check", help="verify the best candidate in the simulator"),
+    ] = True,
+    mc_runs: Annotated[int, typer.Option("--mc-runs", help="Monte Carlo simulation runs")] = 3,
+    sim_requests: Annotated[int, typer.Option("--sim-requests", help="requests per run")] = 2000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
     top: Annotated[int, typer.Option("--top", help="rows of the ranked table")] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
@@ -94,7 +100,25 @@ def plan(
         )
     else:
         factors = PlanFactors(efficiency_tax, 3.0, headroom)
-    result = make_plan(m, gpu_list, eng, demand, targets, factors, tps=_tps(tp), precisions=quants)
+    if mc_runs < 1:
+        raise UsageError(f"must be >= 1, got {mc_runs}", where="--mc-runs")
+    if sim_requests < 10:
+        raise UsageError(f"must be >= 10, got {sim_requests}", where="--sim-requests")
+    with err_console.status("searching and simulating ..."):
+        result = make_plan(
+            m,
+            gpu_list,
+            eng,
+            demand,
+            targets,
+            factors,
+            tps=_tps(tp),
+            precisions=quants,
+            check=check,
+            mc_runs=mc_runs,
+            sim_requests=sim_requests,
+            seed=seed,
+        )
     if as_json:
         print(json.dumps(result.to_dict(), indent=2, allow_nan=False, default=_jsonable))
         return
@@ -107,6 +131,30 @@ def _jsonable(o: Any) -> Any:
 
 def _fmt_gpus(x: float) -> str:
     return f"{x:,.2f}"
+
+
+def _render_check(s7: dict[str, Any]) -> None:
+    need = s7["replicas_needed"]
+    console.print(
+        f"7. Simulated  {s7['load']}; {s7['runs']} run(s) x {s7['requests_per_run']} requests: "
+        f"fewest replicas meeting every target P50 {need['p50']} / P90 {need['p90']} / "
+        f"P99 {need['p99']} (planned {s7['planned_replicas']})"
+    )
+    first = s7["attainment_at_planned"][0]["targets"]
+    parts = [
+        f"{k} {v['achieved_s'] * 1e3:.0f} ms ({v['attainment']:.1%} within target)"
+        if v["achieved_s"] is not None
+        else f"{k} n/a"
+        for k, v in first.items()
+    ]
+    verdict = "meets" if s7["met_at_planned"] else "[red]misses[/]"
+    console.print(f"   at the planned size the fleet {verdict} the SLO: " + ", ".join(parts))
+    console.print(
+        f"   final: {s7['final_replicas']} replicas, {s7['final_gpus']} GPUs, "
+        f"${s7['final_usd_per_hour']:,.0f}/hour"
+    )
+    for note in s7["notes"]:
+        console.print(f"   [yellow]{note}[/]")
 
 
 def render(result: Plan, top: int) -> None:
@@ -142,6 +190,8 @@ def render(result: Plan, top: int) -> None:
             f"GPUs -> {s5['replicas']} replicas, {s5['gpus_total']} GPUs"
         )
         console.print(f"6. Bottleneck {s6['resource']} ({s6['limit']}): {s6['why']}")
+        if len(ws) > 6:
+            _render_check(ws[6])
     t = Table(title="Candidates (cheapest feasible first)")
     for col in (
         "#",

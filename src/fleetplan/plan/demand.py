@@ -8,7 +8,7 @@ preset characterized by `fleetplan.workload` (then the burst factor is measured,
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class Demand:
     source: str
     burst_factor: float | None = None  # measured peak-to-mean, when from a trace
     burst_bin: str | None = None
+    trace: Any = field(default=None, compare=False, repr=False)  # the Workload, when from a trace
 
     def with_rate(self, rate: float) -> Demand:
         return replace(self, rate_per_s=rate)
@@ -104,6 +105,7 @@ def _from_trace(name: str, burst_bin: str) -> Demand:
         source=f"trace '{name}': {d['requests']:,} requests over {d['span_s']:.0f} s",
         burst_factor=float(bursts[burst_bin]),
         burst_bin=burst_bin,
+        trace=w,
     )
 
 

@@ -70,7 +70,7 @@ def _ttft(model: RooflineStepModel, b: int, isl: float) -> float:
     budget = int(model.dep.engine.max_num_batched_tokens.value - b)
     if budget <= 0:
         return math.inf
-    t, done, n = 0.0, 0, int(math.ceil(isl))
+    t, done, n = 0.0, 0, math.ceil(isl)
     while done < n:
         c = min(budget, n - done)
         t += model.step_time_s(StepBatch.prefill_chunk(c, done) + StepBatch(decode_seqs=b))

@@ -9,13 +9,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
-from fleetplan.catalog import GPU, Engine, ModelSpec, Quant
+from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, load_catalog
+from fleetplan.perf import Deployment
+from fleetplan.perf.calibration import efficiency_for
 from fleetplan.plan.demand import Demand, TokenStats
 from fleetplan.plan.search import Candidate, PlanFactors, pareto, search
 from fleetplan.plan.slo import SLOTargets
+from fleetplan.plan.verify import Verification, verify
 
 __all__ = ["Plan", "make_plan"]
 
@@ -31,6 +35,7 @@ class Plan:
     slo: SLOTargets
     factors: PlanFactors
     candidates: list[Candidate]
+    verification: Verification | None = None
 
     @property
     def best(self) -> Candidate | None:
@@ -95,12 +100,36 @@ class Plan:
                 "why": p.why,
             },
         ]
+        v = self.verification
+        if v is not None:
+            final = v.recommended_replicas
+            steps.append(
+                {
+                    "step": 7,
+                    "name": "simulation_check",
+                    "load": v.load,
+                    "runs": v.runs,
+                    "requests_per_run": v.requests_per_run,
+                    "planned_replicas": v.planned_replicas,
+                    "replicas_needed": v.to_dict()["replicas_needed"],
+                    "met_at_planned": v.met_at_planned,
+                    "attainment_at_planned": v.at_planned,
+                    "final_replicas": final,
+                    "final_gpus": final * best.gpus_per_replica,
+                    "final_usd_per_hour": final
+                    * best.gpus_per_replica
+                    * best.usd_per_hour
+                    / max(best.gpus_total, 1),
+                    "notes": v.notes,
+                }
+            )
         return steps
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
         return {
             "model": self.model.name,
+            "simulation": self.verification.to_dict() if self.verification else None,
             "worksheet": self.worksheet(),
             "recommended": best.to_dict() if best else None,
             "candidates": [c.to_dict() for c in self.candidates],
@@ -127,6 +156,39 @@ def make_plan(
     *,
     tps: tuple[int, ...] = (1, 2, 4, 8),
     precisions: list[Quant] | None = None,
+    check: bool = False,
+    mc_runs: int = 3,
+    sim_requests: int = 2000,
+    seed: int = 0,
 ) -> Plan:
+    """Search, size and price; with `check`, verify the best candidate in the simulator."""
     cands = search(model, gpus, engine, demand, slo, factors, tps=tps, precisions=precisions)
-    return Plan(model, demand, slo, factors, cands)
+    plan = Plan(model, demand, slo, factors, cands)
+    best = plan.best
+    if not check or best is None:
+        return plan
+    cat = load_catalog()
+    dep = Deployment(
+        model,
+        cat.gpus[best.gpu],
+        cat.quants[best.precision],
+        engine,
+        tp=best.tp,
+        efficiency=efficiency_for(best.gpu, engine.name, best.precision),
+    )
+    v = verify(
+        dep,
+        best.replicas,
+        demand,
+        slo,
+        burst=factors.burst,
+        trace=demand.trace,
+        runs=mc_runs,
+        requests=sim_requests,
+        seed=seed,
+        # no fleet below the theoretical minimum at the simulated peak can meet the targets
+        lower_bound=max(
+            1, math.floor(best.theoretical_gpus * factors.burst / best.gpus_per_replica)
+        ),
+    )
+    return replace(plan, verification=v)

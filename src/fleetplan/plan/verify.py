@@ -1,0 +1,176 @@
+"""Check a sized plan in the simulator, statistically, and add replicas where it falls short.
+
+The worksheet sizes a fleet from averages; SLOs are percentiles under bursts and queueing. For
+the recommended candidate this module simulates the workload on the planned fleet:
+
+- a trace workload is replayed with its own burstiness, its rate scaled to the plan's rate;
+- a preset or flag workload becomes Poisson arrivals at the *peak* rate the plan promises to
+  absorb (mean x burst factor), lengths drawn from a lognormal matched to the mean and median
+  (fixed when they are equal), capped at the observed maximum.
+
+Each Monte Carlo run (its own seed) finds the fewest replicas whose simulated percentiles meet
+every SLO target (bisection below the planned count when the plan meets them, adding replicas
+one at a time when it falls short); the result reports those counts at P50/P90/P99 over the
+runs and the attainment (share of requests within each target) at the planned size. The
+recommendation becomes the P90 count when that exceeds the plan; a plan above it keeps its
+headroom (the simulation shows how much).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fleetplan.perf import Deployment
+from fleetplan.plan.demand import Demand, TokenStats
+from fleetplan.plan.slo import SLOTargets
+from fleetplan.sim import FleetConfig, PoissonLoad, ReplicaConfig, TraceLoad, simulate
+from fleetplan.sim.load import Load
+
+__all__ = ["Verification", "lognormal_lengths", "verify"]
+
+_COLUMN = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s"}
+
+
+@dataclass(frozen=True)
+class Verification:
+    load: str
+    runs: int
+    requests_per_run: int
+    planned_replicas: int
+    replicas_needed: list[int]  # per Monte Carlo run
+    at_planned: list[dict[str, Any]]  # per run: achieved percentile and attainment per target
+    max_replicas_tried: int
+    notes: list[str] = field(default_factory=list)
+
+    def needed(self, q: float) -> int:
+        return math.ceil(float(np.percentile(self.replicas_needed, q)))
+
+    @property
+    def recommended_replicas(self) -> int:
+        return max(self.planned_replicas, self.needed(90))
+
+    @property
+    def met_at_planned(self) -> bool:
+        return all(r["met"] for r in self.at_planned)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "load": self.load,
+            "runs": self.runs,
+            "requests_per_run": self.requests_per_run,
+            "planned_replicas": self.planned_replicas,
+            "replicas_needed": {
+                "p50": self.needed(50),
+                "p90": self.needed(90),
+                "p99": self.needed(99),
+            },
+            "replicas_needed_per_run": self.replicas_needed,
+            "recommended_replicas": self.recommended_replicas,
+            "met_at_planned": self.met_at_planned,
+            "at_planned": self.at_planned,
+            "notes": self.notes,
+        }
+
+
+def lognormal_lengths(stats: TokenStats, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Token lengths with the given median and mean (lognormal), capped at the maximum."""
+    if stats.mean <= 0:
+        return np.ones(n, dtype=np.int64)
+    if stats.p50 <= 0 or stats.mean <= stats.p50 * 1.0001:
+        return np.full(n, max(1, round(stats.mean)), dtype=np.int64)
+    mu = math.log(stats.p50)
+    sigma = math.sqrt(2.0 * math.log(stats.mean / stats.p50))
+    x = rng.lognormal(mu, sigma, size=n)
+    return np.clip(np.rint(x), 1, max(1.0, stats.max)).astype(np.int64)
+
+
+def _evaluate(res: Any, slo: SLOTargets) -> dict[str, Any]:
+    req = res.requests
+    out: dict[str, Any] = {"met": True, "targets": {}}
+    for t in slo.targets:
+        col = req[_COLUMN[t.metric]].to_numpy().astype(float)
+        col = col[np.isfinite(col)]
+        if col.size == 0:
+            achieved, attain = math.inf, 0.0
+        else:
+            achieved = float(np.percentile(col, t.percentile))
+            attain = float((col <= t.seconds).mean())
+        ok = achieved <= t.seconds
+        out["met"] = out["met"] and ok
+        out["targets"][t.key] = {
+            "target_s": t.seconds,
+            "achieved_s": achieved if math.isfinite(achieved) else None,
+            "attainment": attain,
+            "met": ok,
+        }
+    return out
+
+
+def _loads(
+    demand: Demand, trace: Any | None, burst: float, runs: int, requests: int, seed: int
+) -> tuple[list[Load], str]:
+    if trace is not None:
+        table = trace.table.sort("arrival_s").head(requests)
+        span = float(table["arrival_s"].max() - table["arrival_s"].min()) or 1.0
+        scale = demand.rate_per_s / (table.height / span)
+        load = TraceLoad(table, rate_scale=scale, block_tokens=int(trace.block_tokens or 512))
+        return [load], f"trace replay ({table.height} requests, rate x{scale:.3g})"
+    rng = np.random.default_rng(seed)
+    peak = demand.rate_per_s * burst
+    loads: list[Load] = []
+    for _ in range(runs):
+        isl = lognormal_lengths(demand.input_tokens, requests, rng).tolist()
+        osl = lognormal_lengths(demand.output_tokens, requests, rng).tolist()
+        loads.append(PoissonLoad(peak, requests, isl, osl))
+    return loads, f"Poisson at the planned peak {peak:.3g} req/s (mean x burst {burst:g})"
+
+
+def verify(
+    dep: Deployment,
+    planned_replicas: int,
+    demand: Demand,
+    slo: SLOTargets,
+    *,
+    burst: float,
+    trace: Any | None = None,
+    runs: int = 3,
+    requests: int = 2000,
+    seed: int = 0,
+    max_extra_replicas: int = 16,
+    lower_bound: int = 1,
+) -> Verification:
+    """Simulate the planned fleet; see the module docstring."""
+    replica = ReplicaConfig.from_deployment(dep)
+    loads, desc = _loads(demand, trace, burst, runs, requests, seed)
+    needed: list[int] = []
+    at_planned: list[dict[str, Any]] = []
+    top = planned_replicas + max_extra_replicas
+    notes: list[str] = []
+    for i, load in enumerate(loads):
+
+        def met(r: int, i: int = i, load: Load = load) -> dict[str, Any]:
+            fleet = FleetConfig.homogeneous(replica, r, "least-outstanding")
+            return _evaluate(simulate(fleet, load, seed=seed + i), slo)
+
+        first = {"seed": seed + i, "replicas": planned_replicas, **met(planned_replicas)}
+        at_planned.append(first)
+        if first["met"]:  # fewest replicas that still meet every target (bisection)
+            lo, hi = min(lower_bound, planned_replicas) - 1, planned_replicas
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if met(mid)["met"] else (mid, hi)
+            needed.append(hi)
+            continue
+        r = planned_replicas
+        while r < top and not met(r + 1)["met"]:
+            r += 1
+        if r >= top:
+            notes.append(f"run {i}: SLO not met even at {top} replicas")
+        needed.append(min(r + 1, top))
+    return Verification(
+        desc, len(loads), requests, planned_replicas, needed, at_planned, top, notes
+    )
