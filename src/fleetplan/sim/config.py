@@ -1,0 +1,154 @@
+"""Fleet configuration: what each replica runs and how requests are routed.
+
+`ReplicaConfig.from_deployment` takes the engine's own defaults (catalog `engines.yaml`:
+`kv_block_tokens`, `max_num_seqs`, `max_num_batched_tokens`, `gpu_memory_utilization`) for
+whatever is not given, and sizes the KV pool with `fleetplan.perf.memory_budget`. Every check
+runs here, before any simulation: a model that does not fit, zero replicas, bad limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetplan.errors import InfeasibleError, UsageError
+from fleetplan.perf import Deployment, RooflineStepModel, StepTimeModel, memory_budget
+from fleetplan.sim.router import make_router
+
+__all__ = ["FleetConfig", "ReplicaConfig"]
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    """One replica: its step-time model, KV pool in blocks, and scheduler limits."""
+
+    step_model: StepTimeModel
+    kv_blocks: int
+    block_size: int = 16
+    max_num_seqs: int = 1024
+    max_num_batched_tokens: int = 8192
+    prefix_caching: bool = True
+    max_model_len: int | None = None  # longest prompt + output accepted; None: no limit
+    gpus: int = 1
+    name: str = "replica"
+
+    def __post_init__(self) -> None:
+        for flag, v in (
+            ("--block-size", self.block_size),
+            ("--max-num-seqs", self.max_num_seqs),
+            ("--max-num-batched-tokens", self.max_num_batched_tokens),
+            ("gpus", self.gpus),
+        ):
+            if v < 1:
+                raise UsageError(f"must be >= 1, got {v}", where=flag)
+        if self.kv_blocks < 1:
+            raise InfeasibleError(f"{self.name}: no KV-cache blocks left ({self.kv_blocks})")
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv_blocks * self.block_size
+
+    @classmethod
+    def from_deployment(
+        cls,
+        dep: Deployment,
+        *,
+        max_num_seqs: int | None = None,
+        max_num_batched_tokens: int | None = None,
+        block_size: int | None = None,
+        prefix_caching: bool | None = None,
+        step_model: StepTimeModel | None = None,
+    ) -> ReplicaConfig:
+        eng = dep.engine
+        bs = int(block_size if block_size is not None else eng.kv_block_tokens.value)
+        mbt = int(
+            max_num_batched_tokens
+            if max_num_batched_tokens is not None
+            else eng.max_num_batched_tokens.value
+        )
+        mns = int(max_num_seqs if max_num_seqs is not None else eng.max_num_seqs.value)
+        if max_num_seqs is None:  # vLLM: max_num_seqs = min(default, max_num_batched_tokens)
+            mns = min(mns, mbt)
+        if bs < 1 or mbt < 1 or mns < 1:
+            cls(step_model or RooflineStepModel(dep), 1, bs, mns, mbt)  # raises the precise error
+        budget = memory_budget(dep, mbt)
+        name = f"{dep.model.name} on {dep.tp * dep.pp}x {dep.gpu.name} TP{dep.tp} PP{dep.pp}"
+        if not budget.fits or budget.kv_capacity_tokens < bs:
+            raise InfeasibleError(
+                f"{name}: the model does not fit: weights {budget.weights_bytes / GIB:.1f} GiB + "
+                f"activations {budget.activation_bytes / GIB:.1f} GiB + overhead "
+                f"{budget.overhead_bytes / GIB:.1f} GiB per GPU exceed the usable "
+                f"{budget.usable_bytes / GIB:.1f} GiB; use more GPUs (--tp/--pp) or a smaller "
+                "precision"
+            )
+        feature = eng.features.get("prefix_caching")
+        pc = prefix_caching if prefix_caching is not None else bool(feature and feature.supported)
+        return cls(
+            step_model=step_model or RooflineStepModel(dep),
+            kv_blocks=budget.kv_capacity_tokens // bs,
+            block_size=bs,
+            max_num_seqs=mns,
+            max_num_batched_tokens=mbt,
+            prefix_caching=pc,
+            max_model_len=dep.model.max_context_tokens,
+            gpus=dep.gpus,
+            name=name,
+        )
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Replicas (possibly different) behind one router."""
+
+    replicas: tuple[ReplicaConfig, ...]
+    router: str = "round-robin"
+
+    def __post_init__(self) -> None:
+        if len(self.replicas) < 1:
+            raise UsageError("a fleet needs at least one replica", where="--replicas")
+        make_router(self.router)  # checks the name
+        if len({r.block_size for r in self.replicas}) > 1 and any(
+            r.prefix_caching for r in self.replicas
+        ):
+            raise UsageError("prefix caching needs one block size across replicas", where="fleet")
+
+    @property
+    def gpus(self) -> int:
+        return sum(r.gpus for r in self.replicas)
+
+    @classmethod
+    def homogeneous(cls, replica: ReplicaConfig, n: int, router: str = "round-robin") -> FleetConfig:
+        if n < 1:
+            raise UsageError(f"must be >= 1, got {n}", where="--replicas")
+        return cls(tuple([replica] * n), router)
+
+    @classmethod
+    def build(
+        cls,
+        model: str,
+        gpu: str,
+        *,
+        tp: int = 1,
+        pp: int = 1,
+        precision: str = "bf16",
+        engine: str = "vllm",
+        replicas: int = 1,
+        router: str = "round-robin",
+        max_num_seqs: int | None = None,
+        max_num_batched_tokens: int | None = None,
+        block_size: int | None = None,
+        prefix_caching: bool | None = None,
+    ) -> FleetConfig:
+        """Resolve names through the catalog; every check runs before any simulation."""
+        if replicas < 1:
+            raise UsageError(f"must be >= 1, got {replicas}", where="--replicas")
+        dep = Deployment.build(model, gpu, precision, engine, tp=tp, pp=pp)
+        rep = ReplicaConfig.from_deployment(
+            dep,
+            max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
+            block_size=block_size,
+            prefix_caching=prefix_caching,
+        )
+        return cls.homogeneous(rep, replicas, router)

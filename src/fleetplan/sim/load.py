@@ -1,0 +1,171 @@
+"""What the fleet is asked to serve: trace replay, synthetic arrivals, or a closed loop.
+
+- `TraceLoad`: open-loop replay of a workload table (`arrival_s`, `input_tokens`,
+  `output_tokens`, optional `hash_ids`), its arrival times divided by `rate_scale`.
+- `PoissonLoad`: open loop with gamma inter-arrival gaps as `vllm bench serve` draws them
+  (burstiness 1 = Poisson; gaps rescaled to the rate, ENGINES.md "vllm bench serve"), fixed or
+  resampled lengths, optionally a shared prefix per group for prefix caching.
+- `ClosedLoop`: `concurrency` clients with fixed ISL/OSL; each sends its next request the moment
+  its last one finishes (`--max-concurrency` with rate inf: the first wave starts together).
+
+Prefix-cache keys: a trace gives one hash per `block_tokens` tokens (Mooncake: 512). The key of
+the KV block that ends at token `e` is derived from the chain of trace hashes up to the one
+covering token `e - 1`, so two requests share a block key exactly when their hash prefixes agree,
+as vLLM's parent-chained block hashes do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from fleetplan.errors import UsageError
+
+__all__ = ["Arrivals", "ClosedLoop", "Load", "PoissonLoad", "TraceLoad", "block_keys"]
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """Open-loop requests, sorted by arrival (seconds)."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    hash_ids: Sequence[Sequence[int]] | None = None
+    block_tokens: int = 512
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+@dataclass(frozen=True)
+class TraceLoad:
+    """Replay of a workload table; `rate_scale` k multiplies the request rate by k."""
+
+    table: pl.DataFrame
+    rate_scale: float = 1.0
+    block_tokens: int = 512  # tokens per entry of `hash_ids` (Mooncake: 512)
+
+    @classmethod
+    def from_workload(cls, workload: Any, rate_scale: float = 1.0) -> TraceLoad:
+        """From a `fleetplan.workload.Workload` (its `.table` and `.block_tokens`)."""
+        return cls(workload.table, rate_scale, int(getattr(workload, "block_tokens", 512) or 512))
+
+    def arrivals(self, rng: np.random.Generator) -> Arrivals:
+        del rng  # a replay is deterministic
+        if self.rate_scale <= 0:
+            raise UsageError(f"must be > 0, got {self.rate_scale}", where="--rate-scale")
+        t = self.table
+        for col in ("arrival_s", "input_tokens", "output_tokens"):
+            if col not in t.columns:
+                raise UsageError(f"workload table has no '{col}' column", where="workload")
+        if t.height == 0:
+            raise UsageError("workload has no requests", where="workload")
+        t = t.sort("arrival_s")
+        arr = t["arrival_s"].to_numpy().astype(np.float64)
+        arr = (arr - arr[0]) / self.rate_scale
+        hashes = t["hash_ids"].to_list() if "hash_ids" in t.columns else None
+        return Arrivals(
+            arr,
+            t["input_tokens"].to_numpy().astype(np.int64),
+            t["output_tokens"].to_numpy().astype(np.int64),
+            hashes,
+            self.block_tokens,
+        )
+
+
+def _lengths(spec: int | Sequence[int], n: int, rng: np.random.Generator, name: str) -> np.ndarray:
+    if isinstance(spec, int | np.integer):
+        return np.full(n, int(spec), dtype=np.int64)
+    pool = np.asarray(spec, dtype=np.int64)
+    if pool.size == 0:
+        raise UsageError("needs at least one length", where=name)
+    return rng.choice(pool, size=n)
+
+
+@dataclass(frozen=True)
+class PoissonLoad:
+    """`requests` arrivals at `rate_per_s`, gamma gaps of shape `burstiness` (1 = Poisson).
+
+    `isl`/`osl` are fixed lengths or pools to resample from. With `shared_prefix_tokens` > 0,
+    each request starts with one of `prefix_groups` shared prefixes (e.g. system prompts).
+    """
+
+    rate_per_s: float
+    requests: int
+    isl: int | Sequence[int]
+    osl: int | Sequence[int]
+    burstiness: float = 1.0
+    shared_prefix_tokens: int = 0
+    prefix_groups: int = 1
+    prefix_block_tokens: int = 16
+
+    def arrivals(self, rng: np.random.Generator) -> Arrivals:
+        if self.rate_per_s <= 0:
+            raise UsageError(f"must be > 0, got {self.rate_per_s}", where="rate")
+        if self.requests < 1:
+            raise UsageError(f"must be >= 1, got {self.requests}", where="--requests")
+        if self.burstiness <= 0:
+            raise UsageError(f"must be > 0, got {self.burstiness}", where="burstiness")
+        n = self.requests
+        theta = 1.0 / (self.rate_per_s * self.burstiness)
+        gaps = rng.gamma(self.burstiness, theta, size=n)
+        arr = np.cumsum(gaps) - gaps[0]
+        isl = _lengths(self.isl, n, rng, "--isl")
+        osl = _lengths(self.osl, n, rng, "--osl")
+        hashes: list[list[int]] | None = None
+        if self.shared_prefix_tokens > 0:
+            groups = rng.integers(0, max(1, self.prefix_groups), size=n)
+            nblk = self.shared_prefix_tokens // self.prefix_block_tokens
+            isl = np.maximum(isl, self.shared_prefix_tokens + 1)
+            hashes = [[int(g) * 1_000_003 + j for j in range(nblk)] for g in groups]
+        return Arrivals(arr, isl, osl, hashes, self.prefix_block_tokens)
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """`concurrency` clients, fixed ISL/OSL, `requests` in all (default 4 x concurrency)."""
+
+    concurrency: int
+    isl: int
+    osl: int
+    requests: int | None = None
+    total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError(f"must be >= 1, got {self.concurrency}", where="--concurrency")
+        if self.isl < 1:
+            raise UsageError(f"must be >= 1, got {self.isl}", where="--isl")
+        if self.osl < 1:
+            raise UsageError(f"must be >= 1, got {self.osl}", where="--osl")
+        total = 4 * self.concurrency if self.requests is None else self.requests
+        if total < 1:
+            raise UsageError(f"must be >= 1, got {total}", where="--requests")
+        object.__setattr__(self, "total", total)
+
+
+Load = TraceLoad | PoissonLoad | ClosedLoop
+
+
+def block_keys(
+    hash_ids: Sequence[int], block_tokens: int, block_size: int, prompt: int
+) -> list[int]:
+    """Prefix-cache key of each full KV block of a prompt (see the module docstring)."""
+    keys: list[int] = []
+    chain = 0
+    m_done = -1
+    n_hash = len(hash_ids)
+    for j in range(prompt // block_size):
+        m = ((j + 1) * block_size - 1) // block_tokens
+        if m >= n_hash:
+            break
+        while m_done < m:
+            m_done += 1
+            chain = hash((chain, int(hash_ids[m_done])))
+        keys.append(hash((chain, j)))
+    return keys

@@ -1,0 +1,199 @@
+"""One serving replica: its queues, KV cache and the steps it runs, event by event.
+
+A replica is busy with one step at a time. `start(t)` asks the scheduler for the next batch and
+returns when it ends; `finish()` applies the step's effects (tokens computed and sampled,
+requests finished) at that time. A step with no prefill, no preemption and every running request
+decoding starts a **decode run**: the batch stays the same until the earliest of
+- the first completion (fewest output tokens left),
+- the last step that is sure to find free KV blocks (`1 + block_size * (free // seqs)` steps:
+  each sequence needs at most one new block per `block_size` steps), and
+- an arrival routed to this replica, when it could be admitted (waiting queue empty and
+  `len(running) < max_num_seqs`; a blocked queue head stays blocked while only decodes run,
+  because decodes only take blocks) — `truncate` cuts the run at the step that spans it,
+and its total time is `StepTimeModel.decode_run_time_s`, so the steps are never iterated.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from collections.abc import Callable
+
+from fleetplan.perf.step import StepBatch, StepTimeModel
+from fleetplan.sim.kvcache import KVCache
+from fleetplan.sim.request import Request
+from fleetplan.sim.steptime import DecodeRuns
+
+__all__ = ["Replica", "SchedulePolicy"]
+
+#: A step scheduler: fills the replica's batch lists, returns the step's sums.
+SchedulePolicy = Callable[["Replica", float], tuple[int, int, float, int, int, int, bool]]
+
+INF = math.inf
+
+
+class Replica:
+    """A replica's live state. Times are seconds of simulated time."""
+
+    def __init__(
+        self,
+        index: int,
+        model: StepTimeModel,
+        kv: KVCache,
+        *,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        policy: SchedulePolicy,
+        sample_interval_s: float = 1.0,
+    ) -> None:
+        self.index = index
+        self.model = model
+        self.runs = DecodeRuns(model)
+        self.kv = kv
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.policy = policy
+        self.running: list[Request] = []
+        self.waiting: deque[Request] = deque()
+        self.batch_reqs: list[Request] = []
+        self.batch_tokens: list[int] = []
+        self.done: list[Request] = []  # finished since the fleet last drained it
+        self.end_s = INF  # end of the step in flight; INF when idle
+        self.t0_s = 0.0
+        self.run_steps = 0  # >0: a decode run of this many steps is in flight
+        self.run_seqs = 0
+        self.run_ctx = 0
+        self.interruptible = False
+        self.preemptions = 0
+        self.steps = 0
+        self.busy_s = 0.0
+        self.sample_interval_s = sample_interval_s
+        self.next_sample_s = 0.0
+        self.ts_t = array("d")
+        self.ts_kv = array("d")
+        self.ts_running = array("l")
+        self.ts_waiting = array("l")
+
+    @property
+    def outstanding(self) -> int:
+        """Requests routed here and not finished (running + waiting)."""
+        return len(self.running) + len(self.waiting)
+
+    @property
+    def idle(self) -> bool:
+        return self.end_s == INF
+
+    def add(self, req: Request) -> None:
+        self.waiting.append(req)
+
+    def preempt(self, victim: Request) -> None:
+        """Recompute preemption: free the blocks, forget the KV, requeue at the front."""
+        self.kv.release(victim)
+        victim.computed = 0
+        victim.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(victim)
+
+    def wake(self, now_s: float) -> None:
+        """An idle replica got work: an empty step ending at `now_s` makes the event loop call
+        `start` once every arrival of that instant has been queued."""
+        self.batch_reqs.clear()
+        self.batch_tokens.clear()
+        self.run_steps = 0
+        self.interruptible = False
+        self.t0_s = self.end_s = now_s
+
+    def start(self, now_s: float) -> float:
+        """Schedule the step (or decode run) starting at `now_s`; returns its end (INF: idle)."""
+        p_tok, p_seqs, p_pairs, p_read, s, ctx, preempted = self.policy(self, now_s)
+        self.t0_s = now_s
+        if not self.batch_reqs:
+            if self.waiting:
+                raise RuntimeError(f"replica {self.index}: waiting requests cannot be scheduled")
+            self.end_s = INF
+            return INF
+        running = self.running
+        if p_seqs == 0 and not preempted and s == len(running):
+            left = min([r.output - r.generated for r in running])
+            kv = self.kv
+            k = 1 + kv.block_size * (kv.free // s)
+            if left < k:
+                k = left
+            dt = self.runs.run_s(s, ctx, k)
+            self.run_steps, self.run_seqs, self.run_ctx = k, s, ctx
+            self.interruptible = k > 1 and not self.waiting and len(running) < self.max_num_seqs
+        else:
+            dt = self.model.step_time_s(StepBatch(p_tok, p_seqs, p_pairs, p_read, s, ctx))
+            self.run_steps = 0
+            self.interruptible = False
+        self.end_s = end = now_s + dt
+        return end
+
+    def truncate(self, arrival_s: float) -> bool:
+        """Cut an interruptible decode run at the step in flight at `arrival_s`, so that the
+        next step can admit the arrival. Returns True when the end time changed."""
+        if not self.interruptible or arrival_s >= self.end_s:
+            return False
+        k, s, ctx, t0 = self.run_steps, self.run_seqs, self.run_ctx, self.t0_s
+        j = self.runs.steps_until(s, ctx, arrival_s - t0, k)
+        if j >= k:
+            return False
+        self.run_steps = j
+        self.end_s = t0 + self.runs.run_s(s, ctx, j)
+        self.interruptible = False
+        return True
+
+    def finish(self) -> None:
+        """Apply the effects of the step (or run) ending at `self.end_s`."""
+        t = self.end_s
+        self.busy_s += t - self.t0_s
+        finished = False
+        k = self.run_steps
+        if not k and not self.batch_reqs:  # a wake-up, not a step
+            return
+        if k:
+            self.steps += k
+            kv = self.kv
+            bs = kv.block_size
+            for r in self.running:
+                c = r.computed = r.computed + k
+                r.generated += k
+                if c > r.held * bs and not kv.allocate(r, c):  # pragma: no cover
+                    raise RuntimeError("decode run outgrew the free KV blocks")
+                if r.generated >= r.output:
+                    finished = True
+        else:
+            self.steps += 1
+            for r, n in zip(self.batch_reqs, self.batch_tokens, strict=True):
+                r.computed += n
+                if r.computed == r.prompt + r.generated:
+                    r.generated += 1
+                    if r.first_token_s < 0.0:
+                        r.first_token_s = t
+                    if r.generated >= r.output:
+                        finished = True
+        if finished:
+            self._complete(t)
+        if t >= self.next_sample_s:
+            self._sample(t)
+        self.end_s = INF
+
+    def _complete(self, t: float) -> None:
+        keep: list[Request] = []
+        for r in self.running:
+            if r.generated >= r.output:
+                if r.first_token_s < 0.0:
+                    r.first_token_s = t
+                self.kv.release(r)
+                self.done.append(r)
+            else:
+                keep.append(r)
+        self.running = keep
+
+    def _sample(self, t: float) -> None:
+        self.ts_t.append(t)
+        self.ts_kv.append(self.kv.used / self.kv.num_blocks)
+        self.ts_running.append(len(self.running))
+        self.ts_waiting.append(len(self.waiting))
+        self.next_sample_s = t + self.sample_interval_s
