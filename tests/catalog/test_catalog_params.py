@@ -120,3 +120,18 @@ def test_tied_embeddings_drop_the_head() -> None:
     m = get_model("llama-3.1-8b")
     tied = m.model_copy(update={"tie_word_embeddings": True})
     assert param_count(m) - param_count(tied) == 128256 * 4096
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in MODELS if load_catalog().models[n].published_active_params is not None]
+)
+def test_active_matches_published_under_some_convention(name: str) -> None:
+    """Publishers count active parameters with or without the embedding table and LM head
+    (DeepSeek and Mixtral with both, gpt-oss without the table, MiniMax without either)."""
+    m = load_catalog().models[name]
+    assert m.published_active_params is not None
+    b = layer_param_breakdown(m)
+    active = active_param_count(m)
+    conventions = [active, active - b.embedding, active - b.embedding - b.lm_head]
+    published = m.published_active_params.value
+    assert min(abs(c / published - 1) for c in conventions) < 0.05
