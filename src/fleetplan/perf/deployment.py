@@ -36,11 +36,15 @@ class Deployment:
     ep: int = 1
     kv_quant: Quant | None = None  # KV-cache dtype; defaults to the weight quantization's KV dtype
     efficiency: Efficiency = field(default=DEFAULT_EFFICIENCY)
+    # Attention data parallelism (SGLang `--enable-dp-attention`, TRT-LLM `enable_attention_dp`):
+    # `attention_dp` ranks of `tp` GPUs each run attention on their own sequences, while MoE
+    # experts are sharded over all tp x attention_dp GPUs. 1 = plain tensor parallelism.
+    attention_dp: int = 1
 
     @property
     def gpus(self) -> int:
-        """GPUs in one replica (TP x PP; EP reuses the same GPUs)."""
-        return self.tp * self.pp
+        """GPUs in one replica (TP x PP x attention-DP; EP reuses the same GPUs)."""
+        return self.tp * self.pp * self.attention_dp
 
     @property
     def kv_bytes_per_element(self) -> float:
@@ -66,6 +70,7 @@ class Deployment:
         ep: int = 1,
         kv_precision: str | None = None,
         efficiency: Efficiency | None = None,
+        attention_dp: int = 1,
     ) -> Deployment:
         m = model if isinstance(model, ModelSpec) else get_model(model)
         g = gpu if isinstance(gpu, GPU) else get_gpu(gpu)
@@ -76,7 +81,7 @@ class Deployment:
             from fleetplan.perf.calibration import efficiency_for
 
             efficiency = efficiency_for(g.name, e.name, q.name)
-        dep = cls(m, g, q, e, tp, pp, ep, kvq, efficiency)
+        dep = cls(m, g, q, e, tp, pp, ep, kvq, efficiency, attention_dp)
         dep.check()
         return dep
 
@@ -84,7 +89,8 @@ class Deployment:
         """Why this layout cannot run (empty when it can)."""
         out: list[str] = []
         m, a = self.model, self.model.attention
-        for flag, v in (("--tp", self.tp), ("--pp", self.pp), ("--ep", self.ep)):
+        flags = (("--tp", self.tp), ("--pp", self.pp), ("--ep", self.ep))
+        for flag, v in (*flags, ("--attention-dp", self.attention_dp)):
             if v < 1:
                 out.append(f"{flag} must be >= 1, got {v}")
         if out:

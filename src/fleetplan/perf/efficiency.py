@@ -25,6 +25,8 @@ class Efficiency:
     collective_latency_s: fixed latency of one collective call.
     step_overhead_s: fixed cost of one engine step (scheduling, launch, sampling).
     seq_overhead_s: per-sequence cost of one step (input preparation, sampling).
+    moe_compute: efficiency of MoE expert GEMMs relative to dense GEMMs at the same step size
+        (grouped GEMMs over tokens x k / E rows per expert); 1.0 = same as dense.
     """
 
     compute_max: float = 0.70
@@ -35,6 +37,7 @@ class Efficiency:
     collective_latency_s: float = 12e-6
     step_overhead_s: float = 2.5e-3
     seq_overhead_s: float = 5e-6
+    moe_compute: float = 1.0
     provenance: str = field(default="defaults (fleetplan.perf.efficiency)", compare=False)
 
     def compute_at(self, tokens: float) -> float:
@@ -65,4 +68,6 @@ DEFAULT_SOURCES: dict[str, str] = {
     "step_overhead_s": "vLLM V1 per-step scheduling+launch+sampling overhead of a few ms "
     "(vLLM V1 blog, 2025-01)",
     "seq_overhead_s": "per-sequence input preparation and sampling, microseconds per sequence",
+    "moe_compute": "neutral default (1.0 = dense GEMM efficiency); fitted per GPU/engine in "
+    "perf/calibration/*.yaml (grouped expert GEMMs run few rows per expert)",
 }

@@ -85,6 +85,9 @@ class RooflineStepModel:
             self.expert_params = ffn_mats * m.hidden_size * m.moe.expert_intermediate_size
             self.moe_layers = m.num_layers - m.moe.dense_layers
         expert_total = self.expert_params * self.moe_layers * (m.moe.num_experts if m.moe else 0)
+        self.expert_active_params = self.expert_params * self.moe_layers * (
+            m.moe.experts_per_token if m.moe else 0
+        )
         dense = param_count(m) - emb - expert_total
         # Bytes read per step: dense weights + LM head (input embedding rows are gathered).
         self.dense_weight_bytes = dense * wb + m.vocab_size * m.hidden_size * 2.0
@@ -109,15 +112,28 @@ class RooflineStepModel:
         dep, eff = self.dep, self.dep.efficiency
         if tokens <= 0:
             return 0.0, "bandwidth"
+        dp = dep.attention_dp
+        # FLOPs per GPU: every GEMM's work is spread over all tp x attention_dp GPUs (dense
+        # layers by sequences across DP ranks, experts by expert sharding).
+        rank_tokens = tokens / dp
         flops = 2.0 * self.active_linear_params * tokens + self.lm_head_flops * sampled
-        t_c = flops / dep.tp / (self.peak_flops * eff.compute_at(tokens))
-        wbytes = self.dense_weight_bytes
+        t_c = flops / (dep.tp * dp) / (self.peak_flops * eff.compute_at(rank_tokens))
+        if self.moe_layers and eff.moe_compute != 1.0:
+            # Expert GEMMs see tokens x k / E rows each: lower efficiency than dense GEMMs.
+            exp_flops = 2.0 * self.expert_active_params * tokens
+            t_c += exp_flops / (dep.tp * dp) / (self.peak_flops * eff.compute_at(rank_tokens)) * (
+                1.0 / eff.moe_compute - 1.0
+            )
+        wbytes = self.dense_weight_bytes / dep.tp  # dense weights are replicated on DP ranks
         m = dep.model
         if m.moe:
             e, k = m.moe.num_experts, m.moe.experts_per_token
             touched = e * (1.0 - (1.0 - k / e) ** tokens)
-            wbytes += self.moe_layers * touched * self.expert_params * dep.quant.weight_bytes
-        t_m = wbytes / dep.tp / self.bw
+            wbytes += (
+                self.moe_layers * touched * self.expert_params * dep.quant.weight_bytes
+                / (dep.tp * dp)
+            )
+        t_m = wbytes / self.bw
         return (t_c, "compute") if t_c >= t_m else (t_m, "bandwidth")
 
     def _attn_per_pair(self, decode: bool) -> tuple[float, float]:
@@ -126,8 +142,9 @@ class RooflineStepModel:
         a = dep.model.attention
         layers = a.full_layers + a.sliding_layers
         pf = self.decode_pair_flops if decode else self.prefill_pair_flops
-        flop_s = pf * layers / dep.tp / self.attn_flops
-        byte_s = self.kv_token_bytes_stage * dep.pp / self.bw
+        dp = dep.attention_dp  # sequences (and their KV) are split over the DP ranks
+        flop_s = pf * layers / dep.tp / dp / self.attn_flops
+        byte_s = self.kv_token_bytes_stage * dep.pp / dp / self.bw
         return flop_s, byte_s
 
     def _comm(self, tokens: int) -> float:
@@ -135,12 +152,15 @@ class RooflineStepModel:
         if tokens <= 0:
             return 0.0
         m = dep.model
-        msg = tokens * m.hidden_size * ACT_BYTES
+        msg = tokens / dep.attention_dp * m.hidden_size * ACT_BYTES  # per DP rank
         t = 0.0
         if dep.tp > 1:
             per_call = 2.0 * (dep.tp - 1) / dep.tp * msg / self.link + eff.collective_latency_s
             t += 2 * m.num_layers * per_call
-        if dep.ep > 1 and m.moe:
+        if dep.attention_dp > 1 and m.moe:  # gather tokens to, and back from, the experts
+            per_call = msg * (dep.attention_dp - 1) / self.link + eff.collective_latency_s
+            t += 2 * self.moe_layers * per_call
+        elif dep.ep > 1 and m.moe:
             k = m.moe.experts_per_token
             per_call = msg * k * (dep.ep - 1) / dep.ep / self.link + eff.collective_latency_s
             t += 2 * self.moe_layers * per_call
@@ -166,7 +186,7 @@ class RooflineStepModel:
         comm = self._comm(tokens)
         over = 0.0 if tokens == 0 else eff.step_overhead_s + eff.seq_overhead_s * (
             b.decode_seqs + b.prefill_seqs
-        )
+        ) / self.dep.attention_dp
         coeffs = _Coeffs(
             const=lin + pre_attn + comm + over,
             full_per_ctx=per_ctx * self.full_frac,

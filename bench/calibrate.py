@@ -1,0 +1,81 @@
+"""Refit the calibration, rewrite its YAML and the cross-validation baseline, print the errors.
+
+    .venv/bin/python bench/calibrate.py            # fit + 5-fold group CV, rewrite both files
+    .venv/bin/python bench/calibrate.py --no-write # only print
+
+Writes src/fleetplan/perf/calibration/measured_serving_points.yaml (the fitted efficiencies
+`efficiency_for` loads) and tests/calibrate/cv_baseline.json (the figures the regression test
+holds the model to). See docs/FIDELITY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from fleetplan.calibrate import (
+    bundled_points_path,
+    calibrate,
+    cross_validate,
+    error_table,
+    prepare,
+    read_points,
+    write_calibration,
+)
+from fleetplan.calibrate.runner import CALIBRATION_FILE
+
+ROOT = Path(__file__).resolve().parents[1]
+YAML_OUT = ROOT / "src" / "fleetplan" / "perf" / "calibration" / CALIBRATION_FILE
+BASELINE = ROOT / "tests" / "calibrate" / "cv_baseline.json"
+FOLDS = 5
+
+
+def _print(title: str, rows: list[dict[str, object]]) -> None:
+    print(f"\n{title}")
+    for r in rows:
+        keys = [str(v) for k, v in r.items() if k not in ("rows", "ttft_mape", "tpot_mape")]
+        print(f"  {' / '.join(keys):60s} n={r['rows']!s:>5}  TTFT {r['ttft_mape']:6.1f}%  "
+              f"TPOT {r['tpot_mape']:6.1f}%")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--max-nfev", type=int, default=60)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare(pts)
+    res = calibrate(prep, max_nfev=args.max_nfev)
+    a, b = res.predict(prep.inputs, prep.levels)
+    ins = error_table(prep, a, b, ("class",))
+    _print("in-sample", ins)
+    _print("in-sample by model", error_table(prep, a, b, ("model",)))
+    ct, co = cross_validate(prep, FOLDS, max_nfev=args.max_nfev)
+    cv = error_table(prep, ct, co, ("class",))
+    _print(f"{FOLDS}-fold CV, (model, system, backend, precision) groups held out", cv)
+    _print("CV by model", error_table(prep, ct, co, ("model",)))
+    print(f"\nwave_weight={res.wave_weight:.3f} queue_factor={res.queue_factor:.3f} "
+          f"({time.perf_counter() - t0:.0f} s)")
+    if args.no_write:
+        return
+    write_calibration(YAML_OUT, prep, res, source="fleetplan/calibrate/data/"
+                      "measured_serving_points.csv (aiconfigurator, Apache-2.0)")
+    base = {
+        "folds": FOLDS,
+        "max_nfev": args.max_nfev,
+        "in_sample": {str(r["class"]): {"ttft_pct": round(float(r["ttft_mape"]), 2),  # type: ignore[arg-type]
+                                        "tpot_pct": round(float(r["tpot_mape"]), 2)}  # type: ignore[arg-type]
+                      for r in ins},
+        "cv": {str(r["class"]): {"ttft_pct": round(float(r["ttft_mape"]), 2),  # type: ignore[arg-type]
+                                 "tpot_pct": round(float(r["tpot_mape"]), 2),  # type: ignore[arg-type]
+                                 "rows": r["rows"]} for r in cv},
+    }
+    BASELINE.write_text(json.dumps(base, indent=2) + "\n")
+    print(f"wrote {YAML_OUT.relative_to(ROOT)} and {BASELINE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

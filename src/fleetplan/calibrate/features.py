@@ -1,0 +1,192 @@
+"""Resolve measured points to deployments, and turn the roofline into per-step work features.
+
+A point names its model, system, engine and precision as the benchmark wrote them; `resolve`
+maps them to catalog entries and builds the `Deployment`(s) of its layout (one for aggregated
+serving, a prefill and a decode one for disaggregated), or says why it cannot.
+
+Fitting evaluates the step model millions of times, so it does not call `RooflineStepModel`
+inside the loop. For each step shape it needs, `step_features` probes the roofline once per part
+with unit/infinite efficiencies and keeps the work in seconds-at-peak:
+
+  t(eff) = max((Lc + Le (1/moe_compute - 1)) / compute_at(tokens / dp), Lm / bandwidth)
+         + max(Ac / attention, Am / bandwidth) + Cb / comm + Cn x collective_latency
+         + step_overhead + seq_overhead x seqs / dp
+
+which is exactly `RooflineStepModel.step_time_s` for a pure prefill or pure decode step
+(tested in tests/calibrate/test_features.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from fleetplan.calibrate.points import Layout, ServingPoint
+from fleetplan.catalog import (
+    GPU,
+    Engine,
+    ModelSpec,
+    Quant,
+    get_engine,
+    get_gpu,
+    get_model,
+    get_quant,
+)
+from fleetplan.errors import FleetplanError
+from fleetplan.perf import Deployment, Efficiency, RooflineStepModel, StepBatch
+
+__all__ = [
+    "FEATURES",
+    "Resolved",
+    "StepFeatures",
+    "model_is_moe",
+    "resolve",
+    "step_features",
+]
+
+BIG = 1e12
+FEATURES = ("Lc", "Le", "Lm", "Ac", "Am", "Cb", "Cn", "tokens_r", "seqs_r")
+
+_GPU_ALIASES = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300"}
+# Precision names of the benchmark -> catalog quantization names to try, in order.
+_PRECISION = {
+    "fp4": ["fp4", "nvfp4", "mxfp4"],
+    "int4": ["int4", "w4a16", "int4-awq"],
+    "fp8": ["fp8"],
+    "bf16": ["bf16"],
+}
+# Weight-only fallbacks on GPUs without FP4 tensor cores (gpt-oss MXFP4 on Hopper).
+_WEIGHT_ONLY_FP4 = ["mxfp4", "w4a16", "int4", "fp4-weight-only", "w4a8"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepFeatures:
+    """Work of one step shape in seconds at peak (see the module docstring)."""
+
+    Lc: float
+    Le: float
+    Lm: float
+    Ac: float
+    Am: float
+    Cb: float
+    Cn: float
+    tokens_r: float
+    seqs_r: float
+
+    def as_tuple(self) -> tuple[float, ...]:
+        return (self.Lc, self.Le, self.Lm, self.Ac, self.Am, self.Cb, self.Cn, self.tokens_r,
+                self.seqs_r)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A point's catalog entries and deployments (`agg`, or `prefill` + `decode`)."""
+
+    model: ModelSpec
+    gpu: GPU
+    quant: Quant
+    engine: Engine
+    agg: Deployment | None
+    prefill: Deployment | None
+    decode: Deployment | None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The calibration group (gpu, engine, precision) in catalog names."""
+        return (self.gpu.name, self.engine.name, self.quant.name)
+
+
+def model_is_moe(model: ModelSpec) -> bool:
+    return model.moe is not None
+
+
+def _lookup_gpu(system: str) -> GPU:
+    s = system.strip().lower()
+    try:
+        return get_gpu(s, where="system")
+    except FleetplanError:
+        return get_gpu(_GPU_ALIASES.get(s, s.split("_")[0]), where="system")
+
+
+def _lookup_quant(precision: str, gpu: GPU, engine: Engine) -> Quant:
+    cands = _PRECISION.get(precision, [precision])
+    tried: list[str] = []
+    first_err: FleetplanError | None = None
+    for name in cands + (_WEIGHT_ONLY_FP4 if precision == "fp4" else []):
+        try:
+            q = get_quant(name, where="precision")
+        except FleetplanError as e:
+            first_err = first_err or e
+            continue
+        tried.append(q.name)
+        if gpu.native(q.compute_dtype) and q.name in engine.quantizations:
+            return q
+    if tried:
+        raise FleetplanError(
+            f"precision '{precision}' ({', '.join(tried)}) is not computed by {gpu.name} "
+            f"or not supported by {engine.name}"
+        )
+    assert first_err is not None
+    raise first_err
+
+
+def _dep(r: Resolved, lay: Layout) -> Deployment:
+    dep = Deployment(r.model, r.gpu, r.quant, r.engine, tp=lay.tp, pp=lay.pp, ep=lay.ep,
+                     attention_dp=lay.attention_dp)
+    probs = [p for p in dep.problems() if "attention heads" not in p]
+    if probs:  # engines pad heads when TP does not divide them; other problems are real
+        raise FleetplanError("; ".join(probs))
+    return dep
+
+
+def resolve(p: ServingPoint) -> Resolved:
+    """Catalog entries and deployments of a point; `FleetplanError` says why it is unsupported."""
+    model = get_model(p.model, where="model_path")
+    gpu = _lookup_gpu(p.system)
+    engine = get_engine(p.backend, where="backend")
+    quant = _lookup_quant(p.precision, gpu, engine)
+    r = Resolved(model, gpu, quant, engine, None, None, None)
+    if p.mode == "agg":
+        assert p.agg is not None
+        return replace(r, agg=_dep(r, p.agg))
+    assert p.prefill is not None and p.decode is not None
+    return replace(r, prefill=_dep(r, p.prefill), decode=_dep(r, p.decode))
+
+
+# ---- probes -------------------------------------------------------------------------------
+_P_COMPUTE = Efficiency(compute_max=1.0, compute_half_tokens=0.0, bandwidth=BIG, attention=1.0,
+                        comm=BIG, collective_latency_s=0.0, step_overhead_s=0.0,
+                        seq_overhead_s=0.0, moe_compute=1.0, provenance="probe")
+_P_EXPERT = replace(_P_COMPUTE, moe_compute=0.5)
+_P_MEMORY = replace(_P_COMPUTE, compute_max=BIG, bandwidth=1.0, attention=BIG)
+_P_COMM = replace(_P_COMPUTE, compute_max=BIG, attention=BIG, comm=1.0)
+_P_LAT = replace(_P_COMPUTE, compute_max=BIG, attention=BIG, collective_latency_s=1.0)
+
+
+_MODELS: dict[tuple[object, ...], tuple[RooflineStepModel, ...]] = {}
+
+
+def _models(dep: Deployment) -> tuple[RooflineStepModel, ...]:
+    key = (dep.model.name, dep.gpu.name, dep.quant.name, dep.engine.name, dep.tp, dep.pp,
+           dep.ep, dep.attention_dp, dep.kv_quant.name if dep.kv_quant else None)
+    if key not in _MODELS:
+        _MODELS[key] = tuple(RooflineStepModel(dep.with_efficiency(e))
+                             for e in (_P_COMPUTE, _P_EXPERT, _P_MEMORY, _P_COMM, _P_LAT))
+    return _MODELS[key]
+
+
+def step_features(dep: Deployment, batch: StepBatch) -> StepFeatures:
+    """Work features of one pure-prefill or pure-decode step of `dep` (module docstring)."""
+    mc, me, mm, mcb, mcl = _models(dep)
+    bc, be, bm = mc.breakdown(batch), me.breakdown(batch), mm.breakdown(batch)
+    dp = dep.attention_dp
+    return StepFeatures(
+        Lc=bc.linear_s,
+        Le=be.linear_s - bc.linear_s,
+        Lm=bm.linear_s,
+        Ac=bc.attention_s,
+        Am=bm.attention_s,
+        Cb=mcb.breakdown(batch).comm_s,
+        Cn=mcl.breakdown(batch).comm_s,
+        tokens_r=batch.tokens / dp,
+        seqs_r=(batch.decode_seqs + batch.prefill_seqs) / dp,
+    )

@@ -1,0 +1,187 @@
+"""Hierarchical fit of the efficiency parameters, and group-held-out cross-validation.
+
+Each fitted `Efficiency` field of a point with calibration group g = (gpu, engine, precision) is
+
+  value = default x exp(global + gpu[g.gpu] + engine[g.engine] + precision[g.precision] + group[g])
+
+The offsets are fitted by `scipy.optimize.least_squares` on log(pred / measured) of TTFT and
+TPOT (soft-L1 loss, so a few broken runs do not steer the fit), with bounds and a ridge
+penalty toward 0 (= the documented defaults) that is stronger the more specific the level, so a
+group with few rows keeps what its GPU, engine and precision share with the others. A group
+held out of the fit uses every level that other groups taught (its GPU, engine, precision and,
+when another model shares its (gpu, engine, precision), that group's residual).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import lil_matrix
+
+from fleetplan.calibrate.closedloop import FIT_FIELDS, LoopInputs, predict
+from fleetplan.perf import DEFAULT_EFFICIENCY
+
+__all__ = ["FitResult", "Levels", "cv_folds", "fit", "mape"]
+
+F = len(FIT_FIELDS)
+LEVELS = ("gpu", "engine", "precision", "group")
+#: Ridge weight per level (residual units per unit log offset).
+REG = {"global": 0.05, "gpu": 0.3, "engine": 0.3, "precision": 0.3, "group": 0.6}
+BOUND = 2.5  # |log offset| per level (a factor of ~12)
+_GLOBAL_EXTRA = ("wave_weight", "queue_factor")
+_EXTRA_DEFAULT = (0.15, 1.0)
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Per-point labels of each level of the hierarchy."""
+
+    gpu: list[str]
+    engine: list[str]
+    precision: list[str]
+
+    @property
+    def group(self) -> list[str]:
+        return [f"{g}/{e}/{p}" for g, e, p in zip(self.gpu, self.engine, self.precision,
+                                                  strict=True)]
+
+    def labels(self, level: str) -> list[str]:
+        return self.group if level == "group" else list(getattr(self, level))
+
+
+@dataclass
+class FitResult:
+    """Fitted offsets (log factors on the defaults) by level and label."""
+
+    global_: np.ndarray
+    offsets: dict[str, dict[str, np.ndarray]]
+    wave_weight: float
+    queue_factor: float
+    rows: int
+    cost: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def efficiency_arrays(self, lv: Levels) -> dict[str, np.ndarray]:
+        """Per-point efficiency values (unknown labels contribute nothing)."""
+        n = len(lv.gpu)
+        logv = np.tile(self.global_, (n, 1))
+        for level in LEVELS:
+            table = self.offsets.get(level, {})
+            for i, lab in enumerate(lv.labels(level)):
+                off = table.get(lab)
+                if off is not None:
+                    logv[i] += off
+        base = np.array([float(getattr(DEFAULT_EFFICIENCY, f)) for f in FIT_FIELDS])
+        vals = base * np.exp(logv)
+        return {f: vals[:, j] for j, f in enumerate(FIT_FIELDS)}
+
+    def group_params(self, gpu: str, engine: str, precision: str) -> dict[str, float]:
+        """Composed parameters of one (gpu, engine, precision) group."""
+        lv = Levels([gpu], [engine], [precision])
+        return {k: float(v[0]) for k, v in self.efficiency_arrays(lv).items()}
+
+    def predict(self, x: LoopInputs, lv: Levels) -> tuple[np.ndarray, np.ndarray]:
+        return predict(x, self.efficiency_arrays(lv), self.wave_weight, self.queue_factor)
+
+
+def mape(pred: np.ndarray, meas: np.ndarray) -> float:
+    """Mean absolute percentage error, in percent."""
+    if len(meas) == 0:
+        return float("nan")
+    return float(np.mean(np.abs(pred / meas - 1.0)) * 100.0)
+
+
+def _index(lv: Levels) -> tuple[dict[str, list[str]], dict[str, np.ndarray], int]:
+    names: dict[str, list[str]] = {}
+    idx: dict[str, np.ndarray] = {}
+    start = F + len(_GLOBAL_EXTRA)
+    for level in LEVELS:
+        labs = lv.labels(level)
+        uniq = sorted(set(labs))
+        pos = {u: i for i, u in enumerate(uniq)}
+        names[level] = uniq
+        idx[level] = np.array([start + pos[lab] * F for lab in labs], dtype=int)
+        start += len(uniq) * F
+    return names, idx, start
+
+
+def fit(
+    x: LoopInputs,
+    lv: Levels,
+    ttft: np.ndarray,
+    tpot: np.ndarray,
+    *,
+    max_nfev: int = 60,
+) -> FitResult:
+    """Fit the hierarchy on points with measured `ttft` and `tpot` (seconds)."""
+    n = len(ttft)
+    names, idx, npar = _index(lv)
+    lt, lp = np.log(ttft), np.log(tpot)
+    reg_w = np.zeros(npar)
+    reg_w[:F] = REG["global"]
+    for level in LEVELS:
+        cols = np.unique(idx[level])
+        for c in cols:
+            reg_w[c : c + F] = REG[level]
+    reg_w[F : F + len(_GLOBAL_EXTRA)] = 0.0
+    cols_f = np.arange(F)
+
+    def unpack(theta: np.ndarray) -> dict[str, np.ndarray]:
+        logv = np.tile(theta[:F], (n, 1))
+        for level in LEVELS:
+            logv += theta[idx[level][:, None] + cols_f[None, :]]
+        base = np.array([float(getattr(DEFAULT_EFFICIENCY, f)) for f in FIT_FIELDS])
+        vals = base * np.exp(logv)
+        return {f: vals[:, j] for j, f in enumerate(FIT_FIELDS)}
+
+    def resid(theta: np.ndarray) -> np.ndarray:
+        w = float(theta[F])
+        q = float(np.exp(theta[F + 1]))
+        a, b = predict(x, unpack(theta), w, q)
+        return np.concatenate([np.log(a) - lt, np.log(b) - lp, reg_w * theta])
+
+    # Sparsity: a residual depends on the global block and on its own labels' blocks.
+    jac = lil_matrix((2 * n + npar, npar), dtype=int)
+    jac[: 2 * n, : F + len(_GLOBAL_EXTRA)] = 1
+    rows = np.arange(n)
+    for level in LEVELS:
+        for j in range(F):
+            jac[rows, idx[level] + j] = 1
+            jac[rows + n, idx[level] + j] = 1
+    for c in range(npar):
+        jac[2 * n + c, c] = 1
+    theta0 = np.zeros(npar)
+    theta0[F], theta0[F + 1] = _EXTRA_DEFAULT[0], np.log(_EXTRA_DEFAULT[1])
+    lo = np.full(npar, -BOUND)
+    hi = np.full(npar, BOUND)
+    lo[F], hi[F] = 0.0, 1.0
+    lo[F + 1], hi[F + 1] = np.log(0.05), np.log(20.0)
+    sol = least_squares(
+        resid, theta0, bounds=(lo, hi), jac_sparsity=jac, loss="soft_l1", f_scale=0.25,
+        max_nfev=max_nfev, x_scale=1.0, method="trf",
+    )
+    th = sol.x
+    offsets = {
+        level: {lab: th[idx_start : idx_start + F].copy()
+                for lab, idx_start in _starts(names[level], idx[level], lv.labels(level))}
+        for level in LEVELS
+    }
+    return FitResult(th[:F].copy(), offsets, float(th[F]), float(np.exp(th[F + 1])), n,
+                     float(sol.cost))
+
+
+def _starts(uniq: Sequence[str], idx: np.ndarray, labs: Sequence[str]) -> list[tuple[str, int]]:
+    first: dict[str, int] = {}
+    for lab, i in zip(labs, idx, strict=True):
+        first.setdefault(lab, int(i))
+    return [(u, first[u]) for u in uniq]
+
+
+def cv_folds(groups: Sequence[tuple[str, ...]], k: int = 5) -> np.ndarray:
+    """Fold of each point: whole groups go to one fold, by a stable hash of the group key
+    (the assignment does not depend on the order or the number of points)."""
+    return np.array([zlib.crc32("|".join(g).encode()) % k for g in groups], dtype=int)

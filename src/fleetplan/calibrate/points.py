@@ -1,0 +1,226 @@
+"""Measured serving points: read, check and normalise rows of the calibration CSV format.
+
+The format is aiconfigurator's silicon table (`data/measured_serving_points.csv`): one
+closed-loop benchmark run per row. The client concurrency is `silicon_concurrency=N` in
+`silicon_data_source`, falling back to `batch_size` when that column is absent or has no such
+token, then to `decode_batch_size` x `decode_num_workers`. `batch_size` alone is the engine's
+configured batch size and differs from the concurrency in ~4% of rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from fleetplan.errors import InputFileError
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "Layout",
+    "ServingPoint",
+    "bundled_points_path",
+    "read_points",
+]
+
+REQUIRED_COLUMNS = (
+    "model_path",
+    "system",
+    "backend",
+    "mode",
+    "isl",
+    "osl",
+    "tp_size",
+)
+_CONC = re.compile(r"silicon_concurrency=(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """One engine instance: tensor, pipeline, attention-data and expert parallelism, and how
+    many such instances (`workers`) serve the load."""
+
+    tp: int = 1
+    pp: int = 1
+    attention_dp: int = 1
+    ep: int = 1
+    workers: int = 1
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.attention_dp
+
+
+@dataclass(frozen=True, slots=True)
+class ServingPoint:
+    """One measured (or to-be-predicted) closed-loop run. Times in seconds."""
+
+    line: int  # 1-based line in the file (header = 1)
+    id: str
+    model: str
+    system: str
+    backend: str
+    precision: str
+    mode: str  # "agg" or "disagg"
+    isl: int
+    osl: int
+    concurrency: int
+    agg: Layout | None
+    prefill: Layout | None
+    decode: Layout | None
+    ttft_s: float | None
+    tpot_s: float | None
+
+    @property
+    def group(self) -> tuple[str, str, str, str]:
+        """The cross-validation unit: (model, system, backend, precision)."""
+        return (self.model, self.system, self.backend, self.precision)
+
+
+def bundled_points_path() -> Path:
+    """The packaged copy of the measured points (aiconfigurator, Apache-2.0)."""
+    base = resources.files("fleetplan.calibrate") / "data"
+    return Path(str(base / "measured_serving_points.csv"))
+
+
+def _int(row: dict[str, str], key: str, where: tuple[str, int], default: int | None = None) -> int:
+    raw = (row.get(key) or "").strip()
+    if raw == "":
+        if default is None:
+            raise InputFileError("missing value", path=where[0], line=where[1], field=key)
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InputFileError(
+            f"not a number: {raw!r}", path=where[0], line=where[1], field=key
+        ) from None
+    if not math.isfinite(v) or v != int(v):
+        raise InputFileError(f"not an integer: {raw!r}", path=where[0], line=where[1], field=key)
+    return int(v)
+
+
+def _float(row: dict[str, str], key: str, where: tuple[str, int]) -> float | None:
+    raw = (row.get(key) or "").strip()
+    if raw == "":
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InputFileError(
+            f"not a number: {raw!r}", path=where[0], line=where[1], field=key
+        ) from None
+    if not math.isfinite(v) or v <= 0:
+        raise InputFileError(f"must be > 0, got {raw!r}", path=where[0], line=where[1], field=key)
+    return v
+
+
+def _layout(row: dict[str, str], prefix: str, where: tuple[str, int]) -> Layout:
+    def get(name: str, default: int) -> int:
+        v = _int(row, prefix + name, where, default)
+        return v if v >= 1 else default  # the source writes 0 or "" for "not used"
+
+    return Layout(
+        tp=get("tp_size", 1),
+        pp=get("pp_size", 1),
+        attention_dp=get("attention_dp_size", 1),
+        ep=get("moe_ep_size", 1),
+        workers=get("num_workers", 1),
+    )
+
+
+def _precision(row: dict[str, str]) -> str:
+    p = (row.get("precision") or "").strip().lower()
+    if p:
+        return p
+    gemm = (row.get("gemm_quant_mode") or "").strip().lower()
+    if gemm in ("", "float16", "bfloat16", "bf16"):
+        return "bf16"  # unquantized checkpoints leave both quant columns empty
+    return {"nvfp4": "fp4", "fp8_block": "fp8", "int4_wo": "int4"}.get(gemm, gemm)
+
+
+def _concurrency(row: dict[str, str], where: tuple[str, int]) -> int:
+    m = _CONC.search(row.get("silicon_data_source") or "")
+    if m:
+        return int(m.group(1))
+    if (row.get("batch_size") or "").strip():
+        return _int(row, "batch_size", where)
+    if (row.get("decode_batch_size") or "").strip():  # disaggregated: per-worker batch x workers
+        return _int(row, "decode_batch_size", where) * _int(row, "decode_num_workers", where, 1)
+    raise InputFileError(
+        "no client concurrency: give 'silicon_concurrency=N' in silicon_data_source or a "
+        "batch_size",
+        path=where[0],
+        line=where[1],
+        field="silicon_data_source",
+    )
+
+
+def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
+    mode = (row.get("mode") or "agg").strip().lower()
+    if mode not in ("agg", "disagg"):
+        raise InputFileError(
+            f"must be 'agg' or 'disagg', got {mode!r}", path=where[0], line=where[1], field="mode"
+        )
+    isl, osl = _int(row, "isl", where), _int(row, "osl", where)
+    conc = _concurrency(row, where)
+    for name, v in (("isl", isl), ("osl", osl), ("concurrency", conc)):
+        if v < 1:
+            raise InputFileError(f"must be >= 1, got {v}", path=where[0], line=where[1], field=name)
+    if mode == "agg":
+        agg, pre, dec = _layout(row, "", where), None, None
+    else:
+        agg, pre, dec = None, _layout(row, "prefill_", where), _layout(row, "decode_", where)
+    ttft = _float(row, "silicon_ttft_ms", where)
+    tpot = _float(row, "silicon_tpot_ms", where)
+    return ServingPoint(
+        line=where[1],
+        id=(row.get("id") or f"line{where[1]}").strip(),
+        model=row["model_path"].strip(),
+        system=row["system"].strip(),
+        backend=row["backend"].strip().lower(),
+        precision=_precision(row),
+        mode=mode,
+        isl=isl,
+        osl=osl,
+        concurrency=conc,
+        agg=agg,
+        prefill=pre,
+        decode=dec,
+        ttft_s=None if ttft is None else ttft / 1e3,
+        tpot_s=None if tpot is None else tpot / 1e3,
+    )
+
+
+def read_points(path: str | Path) -> tuple[list[str], list[dict[str, str]], list[ServingPoint]]:
+    """Read a points CSV: (header, raw rows, parsed points). Raises `InputFileError` naming the
+    file, line and field of the first problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputFileError(f"cannot read: {e.strerror or e}", path=str(p)) from None
+    reader = csv.DictReader(text.splitlines())
+    header = list(reader.fieldnames or [])
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputFileError(
+            f"missing column(s) {', '.join(missing)}; expected the calibration CSV format "
+            f"({', '.join(REQUIRED_COLUMNS)}, ...)",
+            path=str(p),
+            line=1,
+        )
+    raws: list[dict[str, str]] = []
+    points: list[ServingPoint] = []
+    for i, row in enumerate(reader, start=2):
+        if None in row:
+            raise InputFileError("more fields than the header", path=str(p), line=i)
+        clean = {k: (v or "") for k, v in row.items()}
+        raws.append(clean)
+        points.append(_row(clean, (str(p), i)))
+    if not points:
+        raise InputFileError("no data rows", path=str(p))
+    return header, raws, points

@@ -1,0 +1,70 @@
+"""`fleetplan validate`: predict measured serving points and report the error.
+
+Reads rows in the calibration CSV format (aiconfigurator's silicon table), predicts each row's
+mean TTFT and TPOT with the calibrated performance model, writes every row back with
+`pred_ttft_ms`, `pred_tpot_ms` and `reason` (why a row is not supported; empty otherwise), and
+prints MAPE by (model, system, backend) and overall.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fleetplan.calibrate import error_table, predict_stored, prepare, read_points
+from fleetplan.calibrate.points import bundled_points_path
+from fleetplan.cli._app import app, console
+
+__all__ = ["validate"]
+
+
+@app.command()
+def validate(
+    points: Annotated[
+        Path | None,
+        typer.Option("--points", help="CSV of measured points (default: the bundled 3,366)"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write every row with its predictions here")
+    ] = None,
+) -> None:
+    """Predict measured points with the calibrated model; print MAPE by group and overall."""
+    path = points or bundled_points_path()
+    header, raws, pts = read_points(path)
+    prep = prepare(pts)
+    ttft, tpot, prov = predict_stored(prep)
+    pred_t = [""] * len(pts)
+    pred_o = [""] * len(pts)
+    for j, i in enumerate(prep.ok):
+        pred_t[i] = f"{ttft[j] * 1e3:.4f}"
+        pred_o[i] = f"{tpot[j] * 1e3:.4f}"
+    if out is not None:
+        buf = io.StringIO()
+        cols = [*header, "pred_ttft_ms", "pred_tpot_ms", "reason"]
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        for i, raw in enumerate(raws):
+            w.writerow({**raw, "pred_ttft_ms": pred_t[i], "pred_tpot_ms": pred_o[i],
+                        "reason": prep.reasons[i] or ""})
+        out.write_text(buf.getvalue())
+    table = Table(title=f"Prediction error on {path.name} (MAPE, %)")
+    for col in ("model", "system", "backend", "rows", "TTFT", "TPOT"):
+        table.add_column(col, justify="right" if col in ("rows", "TTFT", "TPOT") else "left")
+    for r in error_table(prep, ttft, tpot, ("model", "system", "backend")):
+        table.add_row(str(r["model"]), str(r["system"]), str(r["backend"]), str(r["rows"]),
+                      f"{r['ttft_mape']:.1f}", f"{r['tpot_mape']:.1f}")
+    console.print(table)
+    unsupported = len(pts) - len(prep.ok)
+    defaults = sum("defaults" in p for p in prov)
+    console.print(
+        f"{len(prep.ok)} of {len(pts)} rows predicted; {unsupported} not supported "
+        f"(see 'reason'); {defaults} predicted with default efficiencies (no calibration fit "
+        "for their GPU/engine/precision)."
+    )
+    if out is not None:
+        console.print(f"wrote {out}")
