@@ -118,7 +118,9 @@ class FleetConfig:
         return sum(r.gpus for r in self.replicas)
 
     @classmethod
-    def homogeneous(cls, replica: ReplicaConfig, n: int, router: str = "round-robin") -> FleetConfig:
+    def homogeneous(
+        cls, replica: ReplicaConfig, n: int, router: str = "round-robin"
+    ) -> FleetConfig:
         if n < 1:
             raise UsageError(f"must be >= 1, got {n}", where="--replicas")
         return cls(tuple([replica] * n), router)

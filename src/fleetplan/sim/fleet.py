@@ -32,7 +32,7 @@ __all__ = ["check_lengths", "simulate"]
 Route = Callable[[Request, Sequence[Replica]], int]
 
 
-def _replica(i: int, cfg: ReplicaConfig, sample_interval_s: float) -> Replica:
+def _replica(i: int, cfg: ReplicaConfig, sample_interval_s: float, decode_runs: bool) -> Replica:
     kv = KVCache(cfg.kv_blocks, cfg.block_size, prefix_caching=cfg.prefix_caching)
     return Replica(
         i,
@@ -42,6 +42,7 @@ def _replica(i: int, cfg: ReplicaConfig, sample_interval_s: float) -> Replica:
         max_num_batched_tokens=cfg.max_num_batched_tokens,
         policy=schedule_vllm_v1,
         sample_interval_s=sample_interval_s,
+        max_run_steps=2**62 if decode_runs else 1,
     )
 
 
@@ -66,9 +67,18 @@ def check_lengths(fleet: FleetConfig, isl: np.ndarray, osl: np.ndarray) -> None:
 
 
 def simulate(
-    fleet: FleetConfig, load: Load, *, seed: int = 0, sample_interval_s: float = 1.0
+    fleet: FleetConfig,
+    load: Load,
+    *,
+    seed: int = 0,
+    sample_interval_s: float = 1.0,
+    decode_runs: bool = True,
 ) -> SimResult:
-    """Simulate `load` on `fleet`; `seed` drives synthetic arrivals (the loop is deterministic)."""
+    """Simulate `load` on `fleet`; `seed` drives synthetic arrivals (the loop is deterministic).
+
+    `sample_interval_s`: spacing of the KV / running / waiting time series. `decode_runs=False`
+    steps through every decode step (slow; the same results, for checking the skipping).
+    """
     t_wall = time.perf_counter()
     rng = np.random.default_rng(seed)
     arrivals: Arrivals | None = None
@@ -81,7 +91,7 @@ def simulate(
         check_lengths(fleet, np.maximum(arrivals.input_tokens, 1), arrivals.output_tokens)
     if sample_interval_s <= 0:
         raise UsageError(f"must be > 0, got {sample_interval_s}", where="sample_interval_s")
-    reps = [_replica(i, c, sample_interval_s) for i, c in enumerate(fleet.replicas)]
+    reps = [_replica(i, c, sample_interval_s, decode_runs) for i, c in enumerate(fleet.replicas)]
     rec = Records(n)
     if arrivals is not None:
         _loop_open(fleet, reps, arrivals, rec)

@@ -136,8 +136,7 @@ class KVCache:
             if key not in ref:
                 ref[key] = 1
                 req.cached.append(key)
-        if full > req.reg:
-            req.reg = full
+        req.reg = max(req.reg, full)
 
     def _take(self, n: int) -> None:
         """Pop `n` blocks from the head of the free queue, evicting cached keys."""

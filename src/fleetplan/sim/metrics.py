@@ -12,6 +12,7 @@ vLLM's `prefix_cache_hits` / `prefix_cache_queries` counters give it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,13 @@ def percentiles(x: np.ndarray) -> dict[str, float]:
     if x.size == 0:
         return {**{f"p{q}": math.nan for q in QUANTILES}, "mean": math.nan}
     ps = np.percentile(x, QUANTILES)
-    return {**{f"p{q}": float(v) for q, v in zip(QUANTILES, ps, strict=True)}, "mean": float(x.mean())}
+    out = {f"p{q}": float(v) for q, v in zip(QUANTILES, ps, strict=True)}
+    out["mean"] = float(x.mean())
+    return out
+
+
+def _stat(x: np.ndarray, f: Callable[[np.ndarray], Any]) -> float:
+    return float(f(x)) if x.size else 0.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,9 @@ class SimResult:
     wall_s: float
 
     @classmethod
-    def build(cls, fleet: FleetConfig, reps: list[Replica], rec: Records, *, wall_s: float) -> SimResult:
+    def build(
+        cls, fleet: FleetConfig, reps: list[Replica], rec: Records, *, wall_s: float
+    ) -> SimResult:
         out = rec.output_tokens.astype(np.float64)
         ttft = rec.first_token_s - rec.arrival_s
         e2e = rec.finish_s - rec.arrival_s
@@ -118,10 +127,10 @@ class SimResult:
         ts = pl.concat([
             pl.DataFrame({
                 "replica": np.full(len(r.ts_t), r.index, dtype=np.int32),
-                "t_s": np.frombuffer(r.ts_t, dtype=np.float64) if len(r.ts_t) else np.zeros(0),
-                "kv_cache_usage": np.frombuffer(r.ts_kv, dtype=np.float64) if len(r.ts_kv) else np.zeros(0),
-                "running": np.asarray(r.ts_running, dtype=np.int64),
-                "waiting": np.asarray(r.ts_waiting, dtype=np.int64),
+                "t_s": np.array(r.ts_t, dtype=np.float64),
+                "kv_cache_usage": np.array(r.ts_kv, dtype=np.float64),
+                "running": np.array(r.ts_running, dtype=np.int64),
+                "waiting": np.array(r.ts_waiting, dtype=np.int64),
             })
             for r in reps
         ])
@@ -180,7 +189,10 @@ class SimResult:
         dur = self.duration_s
         n_in = int(self._col("input_tokens")[done].sum())
         n_out = int(self._col("output_tokens")[done].sum())
-        rate = (lambda v: v / dur if dur > 0 else 0.0)
+
+        def rate(v: float) -> float:
+            return float(v) / dur if dur > 0 else 0.0
+
         ts = self.timeseries
         out: dict[str, Any] = {
             "requests_completed": int(done.sum()),
@@ -199,9 +211,9 @@ class SimResult:
             "preemptions": self.preemptions,
             "replicas": self.replicas,
             "gpus": self.gpus,
-            "kv_cache_usage_mean": float(ts["kv_cache_usage"].mean() or 0.0) if ts.height else 0.0,
-            "kv_cache_usage_max": float(ts["kv_cache_usage"].max() or 0.0) if ts.height else 0.0,
-            "waiting_max": int(ts["waiting"].max() or 0) if ts.height else 0,
+            "kv_cache_usage_mean": _stat(ts["kv_cache_usage"].to_numpy(), np.mean),
+            "kv_cache_usage_max": _stat(ts["kv_cache_usage"].to_numpy(), np.max),
+            "waiting_max": int(_stat(ts["waiting"].to_numpy(), np.max)),
             "sim_steps": self.steps,
             "sim_wall_s": self.wall_s,
         }

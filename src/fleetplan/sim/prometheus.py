@@ -36,8 +36,8 @@ def _histogram(lines: list[str], name: str, help_: str, labels: list[str],
                values: list[np.ndarray], buckets: tuple[float, ...]) -> None:
     lines += [f"# HELP {name} {help_}", f"# TYPE {name} histogram"]
     edges = np.asarray(buckets)
-    for lab, v in zip(labels, values, strict=True):
-        v = v[np.isfinite(v)]
+    for lab, raw in zip(labels, values, strict=True):
+        v = raw[np.isfinite(raw)]
         cum = np.searchsorted(np.sort(v), edges, side="right")
         for le, c in zip(buckets, cum, strict=True):
             lines.append(f'{name}_bucket{{{lab},le="{le}"}} {int(c)}')

@@ -46,6 +46,7 @@ class Replica:
         max_num_batched_tokens: int,
         policy: SchedulePolicy,
         sample_interval_s: float = 1.0,
+        max_run_steps: int = 2**62,
     ) -> None:
         self.index = index
         self.model = model
@@ -65,6 +66,7 @@ class Replica:
         self.run_seqs = 0
         self.run_ctx = 0
         self.interruptible = False
+        self.max_run_steps = max_run_steps  # 1: step every decode (for checking the runs)
         self.preemptions = 0
         self.steps = 0
         self.busy_s = 0.0
@@ -118,8 +120,8 @@ class Replica:
             left = min([r.output - r.generated for r in running])
             kv = self.kv
             k = 1 + kv.block_size * (kv.free // s)
-            if left < k:
-                k = left
+            k = min(k, left)
+            k = min(k, self.max_run_steps)
             dt = self.runs.run_s(s, ctx, k)
             self.run_steps, self.run_seqs, self.run_ctx = k, s, ctx
             self.interruptible = k > 1 and not self.waiting and len(running) < self.max_num_seqs

@@ -61,12 +61,13 @@ class PrefixAware:
             if rep.outstanding > floor:
                 continue
             hits = rep.kv.lookup(req)
-            if hits > best_hits or (hits == best_hits and rep.outstanding < replicas[best].outstanding):
+            fewer = rep.outstanding < replicas[best].outstanding
+            if hits > best_hits or (hits == best_hits and fewer):
                 best, best_hits = i, hits
         return best
 
 
-ROUTERS = {
+ROUTERS: dict[str, type[RoundRobin] | type[LeastOutstanding] | type[PrefixAware]] = {
     "round-robin": RoundRobin,
     "least-outstanding": LeastOutstanding,
     "prefix-aware": PrefixAware,
