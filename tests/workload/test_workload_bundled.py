@@ -106,3 +106,22 @@ def test_histogram_and_tail_are_consistent() -> None:
     assert tail.hill_alpha is not None
     assert 0 <= (tail.lognormal_ks or 0) <= 1
     assert math.isfinite(tail.hill_alpha)
+
+
+def test_tail_fit_matches_scipy() -> None:
+    from scipy import stats
+
+    out = load("azure-code-2023").table["output_tokens"].to_numpy()
+    tail = characterize(load("azure-code-2023")).output_tail
+    pos = out[out > 0].astype(float)
+    mu, sigma = np.log(pos).mean(), np.log(pos).std()
+    assert tail.lognormal_mu == pytest.approx(mu)
+    assert tail.lognormal_sigma == pytest.approx(sigma)
+    ks = stats.kstest(pos, "lognorm", args=(sigma, 0, np.exp(mu))).statistic
+    assert tail.lognormal_ks == pytest.approx(ks)
+    k = tail.hill_k
+    top = np.sort(pos)[::-1][: k + 1]
+    alpha = k / np.log(top[:k] / top[k]).sum()
+    assert tail.hill_alpha == pytest.approx(alpha)
+    assert tail.hill_ks == pytest.approx(
+        stats.kstest(top[:k] / top[k], "pareto", args=(alpha,)).statistic)

@@ -17,6 +17,7 @@ from fleetplan.errors import UsageError
 from fleetplan.workload._model import Workload
 from fleetplan.workload._prefix import PrefixReuse, prefix_reuse
 from fleetplan.workload._stats import (
+    Counts,
     TailFit,
     TokenStats,
     arrival_rates,
@@ -24,7 +25,7 @@ from fleetplan.workload._stats import (
     interarrival_cv,
     log2_histogram,
     tail_fit,
-    token_stats,
+    token_stats_of,
 )
 
 __all__ = ["Characterization", "characterize"]
@@ -146,7 +147,8 @@ def characterize(w: Workload, *, cache_blocks: int | None = None) -> Characteriz
     arrival = t["arrival_s"]
     span = float(arrival[-1] - arrival[0]) if t.height else 0.0
     rates = arrival_rates(arrival, span)
-    inp, out = token_stats(t, "input_tokens"), token_stats(t, "output_tokens")
+    in_counts, out_counts = Counts.of(t["input_tokens"]), Counts.of(t["output_tokens"])
+    inp, out = token_stats_of(in_counts), token_stats_of(out_counts)
     reuse = None
     if w.has_hashes and w.block_tokens:
         reuse = prefix_reuse(t, w.block_tokens, cache_blocks)
@@ -156,9 +158,9 @@ def characterize(w: Workload, *, cache_blocks: int | None = None) -> Characteriz
         burst_factor=rates.burst_factor, interarrival_cv=interarrival_cv(arrival),
         input_tokens=inp, output_tokens=out,
         io_ratio=inp.mean / out.mean if out.mean > 0 else None,
-        context_histogram=log2_histogram(t["input_tokens"]),
-        output_histogram=log2_histogram(t["output_tokens"]),
-        output_tail=tail_fit(t["output_tokens"]), start_epoch_s=w.start_epoch_s,
+        context_histogram=log2_histogram(in_counts),
+        output_histogram=log2_histogram(out_counts),
+        output_tail=tail_fit(out_counts), start_epoch_s=w.start_epoch_s,
         profile=daily_profile(rates.counts_1s, span, w.start_epoch_s),
         by_tenant=_breakdown(t, "tenant", span) if w.has("tenant") else None,
         by_model=_breakdown(t, "model", span) if w.has("model") else None,

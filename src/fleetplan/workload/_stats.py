@@ -13,14 +13,13 @@ import numpy as np
 import polars as pl
 
 __all__ = [
-    "BINS_S", "QUANTILES", "RateStats", "TailFit", "TokenStats", "arrival_rates",
-    "daily_profile", "interarrival_cv", "log2_histogram", "tail_fit", "token_stats",
+    "BINS_S", "Counts", "QUANTILES", "RateStats", "TailFit", "TokenStats", "arrival_rates",
+    "daily_profile", "interarrival_cv", "ks_distance", "log2_histogram", "tail_fit", "token_stats",
+    "token_stats_of",
 ]
 
 QUANTILES: dict[str, float] = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 BINS_S: dict[str, int] = {"1s": 1, "1min": 60, "1h": 3600}
-KS_SAMPLE = 200_000  # KS distance on a seeded subsample of at most this many values
-KS_SEED = 0
 HILL_FRACTION = 0.05  # Hill estimator on the top 5 % of values (at least HILL_MIN_K)
 HILL_MIN_K = 10
 
@@ -41,13 +40,60 @@ class TokenStats:
         return asdict(self)
 
 
+BINCOUNT_MAX = 1 << 26  # count values directly up to this max token count, else sort
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A non-negative integer sample as sorted distinct values and their counts.
+
+    Built in one O(n) `bincount` pass for token counts (or one sort for huge values); every
+    statistic below is then O(distinct values), which is what makes 10M rows cheap.
+    """
+
+    values: np.ndarray  # sorted, distinct (int64; float64 for derived samples)
+    counts: np.ndarray  # > 0
+    cum: np.ndarray  # cumulative counts
+
+    @classmethod
+    def of(cls, series: pl.Series) -> Counts:
+        arr = series.to_numpy()
+        if arr.size and 0 <= int(arr.min()) and int(arr.max()) <= BINCOUNT_MAX:
+            full = np.bincount(arr)
+            values = np.flatnonzero(full)
+            counts = full[values]
+        else:
+            values, counts = np.unique(arr, return_counts=True)
+        return cls(values.astype(np.int64), counts.astype(np.int64), np.cumsum(counts))
+
+    @property
+    def n(self) -> int:
+        return int(self.cum[-1]) if self.cum.size else 0
+
+    def at_rank(self, ranks: np.ndarray) -> np.ndarray:
+        """The order statistics x_(r) (0-based ranks) of the sample."""
+        out: np.ndarray = self.values[np.searchsorted(self.cum, ranks, side="right")]
+        return out
+
+    def quantile(self, q: float) -> float:
+        """Linear interpolation between order statistics: numpy's default method."""
+        h = (self.n - 1) * q
+        lo = math.floor(h)
+        x = self.at_rank(np.array([lo, min(lo + 1, self.n - 1)]))
+        return float(x[0] + (h - lo) * (x[1] - x[0]))
+
+    def mean(self) -> float:
+        return float(np.dot(self.values.astype(np.float64), self.counts) / self.n)
+
+
 def token_stats(frame: pl.DataFrame, column: str) -> TokenStats:
-    """Percentiles of one Int64 column in a single polars pass."""
-    col = pl.col(column)
-    exprs = [col.quantile(q, interpolation="linear").alias(k) for k, q in QUANTILES.items()]
-    row = frame.select(*exprs, col.max().alias("max"), col.mean().alias("mean")).row(0, named=True)
-    return TokenStats(**{k: float(row[k]) for k in QUANTILES}, max=int(row["max"]),
-                      mean=float(row["mean"]))
+    """Percentiles (linear interpolation), max and mean of one Int64 column."""
+    return token_stats_of(Counts.of(frame[column]))
+
+
+def token_stats_of(c: Counts) -> TokenStats:
+    qs = {k: c.quantile(q) for k, q in QUANTILES.items()}
+    return TokenStats(**qs, max=int(c.values[-1]), mean=c.mean())
 
 
 @dataclass(frozen=True)
@@ -70,7 +116,7 @@ def arrival_rates(arrival_s: pl.Series, span_s: float) -> RateStats:
     """
     n = arrival_s.len()
     mean = n / span_s if span_s > 0 else None
-    sec = arrival_s.floor().cast(pl.Int64).to_numpy()
+    sec = arrival_s.to_numpy().astype(np.int64)  # truncation = floor, since arrival_s >= 0
     counts_1s = np.bincount(sec)  # one pass; sec is bounded by the span in seconds
     peaks: dict[str, float | None] = {}
     bursts: dict[str, float | None] = {}
@@ -108,15 +154,14 @@ def interarrival_cv(arrival_s: pl.Series) -> float | None:
     return std / mean
 
 
-def log2_histogram(values: pl.Series) -> dict[str, list[int]]:
+def log2_histogram(c: Counts) -> dict[str, list[int]]:
     """Counts in bins [0,1), [1,2), [2,4), ... [2^k, 2^(k+1)); `edges` has one more entry."""
-    v = values.cast(pl.Float64)
-    idx = pl.select(
-        pl.when(v < 1).then(0).otherwise(v.clip(1.0).log(2).floor().cast(pl.Int64) + 1).alias("b")
-    )["b"].to_numpy()
-    counts = np.bincount(idx)
-    edges = [0] + [2**k for k in range(len(counts))]
-    return {"edges": edges, "counts": [int(c) for c in counts]}
+    top = int(c.values[-1]) if c.values.size else 0
+    edges = [0] + [2**k for k in range(top.bit_length() + 1)]
+    below = np.searchsorted(c.values, edges, side="left")  # distinct values < each edge
+    cum = np.concatenate(([0], c.cum))
+    counts = np.diff(cum[below])
+    return {"edges": edges, "counts": [int(x) for x in counts]}
 
 
 @dataclass(frozen=True)
@@ -135,30 +180,44 @@ class TailFit:
         return asdict(self)
 
 
-def tail_fit(values: pl.Series) -> TailFit:
-    """Lognormal MLE on positive values, and the Hill tail index on the top 5 %."""
-    from scipy import stats
+def ks_distance(c: Counts, cdf: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance of the sample in `c` to a continuous CDF given at c.values.
 
-    pos = values.filter(values > 0).cast(pl.Float64)
-    if pos.len() < HILL_MIN_K + 1:
+    Exact on the whole sample, ties included (as scipy.stats.kstest computes it).
+    """
+    n = c.n
+    after = c.cum / n
+    before = (c.cum - c.counts) / n
+    return float(max(np.max(after - cdf), np.max(cdf - before)))
+
+
+def tail_fit(c: Counts) -> TailFit:
+    """Lognormal MLE on positive values, and the Hill tail index on the top 5 %."""
+    from scipy.special import ndtr
+
+    keep = c.values > 0
+    pos = Counts(c.values[keep], c.counts[keep], np.cumsum(c.counts[keep]))
+    n = pos.n
+    if n < HILL_MIN_K + 1:
         return TailFit(None, None, None, None, 0, None, None)
-    logs = pos.log()
-    mu, sigma = float(logs.mean()), float(logs.std(ddof=0))  # type: ignore[arg-type]
-    sample = pos.to_numpy()
-    if sample.size > KS_SAMPLE:
-        rng = np.random.default_rng(KS_SEED)
-        sample = rng.choice(sample, size=KS_SAMPLE, replace=False)
-    ks_ln = None
-    if sigma > 0:
-        ks_ln = float(stats.kstest(sample, "lognorm", args=(sigma, 0, math.exp(mu))).statistic)
-    k = min(pos.len() - 1, max(HILL_MIN_K, int(HILL_FRACTION * pos.len())))
-    top = np.sort(pos.top_k(k + 1).to_numpy())[::-1]
-    threshold = float(top[k])
-    excess = np.log(top[:k] / threshold)
-    alpha = float(k / excess.sum()) if excess.sum() > 0 else None
-    ks_hill = None
-    if alpha is not None:
-        ks_hill = float(stats.kstest(top[:k] / threshold, "pareto", args=(alpha,)).statistic)
+    logs = np.log(pos.values.astype(np.float64))
+    mu = float(np.dot(logs, pos.counts) / n)
+    sigma = float(math.sqrt(max(np.dot((logs - mu) ** 2, pos.counts) / n, 0.0)))
+    ks_ln = ks_distance(pos, ndtr((logs - mu) / sigma)) if sigma > 0 else None
+    k = min(n - 1, max(HILL_MIN_K, int(HILL_FRACTION * n)))
+    threshold = float(pos.at_rank(np.array([n - k - 1]))[0])  # the (k+1)-th largest value
+    above = pos.values > threshold
+    ratio = pos.values[above] / threshold
+    excess = float(np.dot(np.log(ratio), pos.counts[above]))
+    if excess <= 0:
+        return TailFit(mu, sigma, ks_ln, None, k, threshold, None)
+    alpha = k / excess
+    at_threshold = k - int(pos.counts[above].sum())  # top-k values equal to the threshold
+    tail_vals = np.concatenate(([1.0], ratio)) if at_threshold else ratio
+    tail_cnts = np.concatenate(([at_threshold], pos.counts[above])) if at_threshold else \
+        pos.counts[above]
+    tail = Counts(tail_vals, tail_cnts, np.cumsum(tail_cnts))
+    ks_hill = ks_distance(tail, 1.0 - tail_vals ** (-alpha))
     return TailFit(mu, sigma, ks_ln, alpha, k, threshold, ks_hill)
 
 
