@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from fleetplan.cli import main
+
+# Property tests run with a fixed derandomized search so that CI is reproducible;
+# `HYPOTHESIS_PROFILE=explore` searches afresh each run.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 class CLIResult:
