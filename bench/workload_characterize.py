@@ -79,8 +79,9 @@ def run_pandas(path: str) -> dict[str, object]:
 def worker(impl: str, path: str) -> None:
     """Run in the subprocess: time one implementation and report its own peak RSS."""
     if impl == "fleetplan":  # imports are not timed
-        import fleetplan.workload  # noqa: F401
         import scipy.special  # noqa: F401
+
+        import fleetplan.workload  # noqa: F401
     else:
         import pandas  # noqa: F401
     fn = run_fleetplan if impl == "fleetplan" else run_pandas

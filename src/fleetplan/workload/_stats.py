@@ -13,8 +13,19 @@ import numpy as np
 import polars as pl
 
 __all__ = [
-    "BINS_S", "Counts", "QUANTILES", "RateStats", "TailFit", "TokenStats", "arrival_rates",
-    "daily_profile", "interarrival_cv", "ks_distance", "log2_histogram", "tail_fit", "token_stats",
+    "BINS_S",
+    "QUANTILES",
+    "Counts",
+    "RateStats",
+    "TailFit",
+    "TokenStats",
+    "arrival_rates",
+    "daily_profile",
+    "interarrival_cv",
+    "ks_distance",
+    "log2_histogram",
+    "tail_fit",
+    "token_stats",
     "token_stats_of",
 ]
 
@@ -58,12 +69,13 @@ class Counts:
     @classmethod
     def of(cls, series: pl.Series) -> Counts:
         arr = series.to_numpy()
-        if arr.size and 0 <= int(arr.min()) and int(arr.max()) <= BINCOUNT_MAX:
+        if arr.size and int(arr.min()) >= 0 and int(arr.max()) <= BINCOUNT_MAX:
             full = np.bincount(arr)
             values = np.flatnonzero(full)
             counts = full[values]
         else:
-            values, counts = np.unique(arr, return_counts=True)
+            uniq = np.unique(arr, return_counts=True)
+            values, counts = uniq[0], uniq[1]
         return cls(values.astype(np.int64), counts.astype(np.int64), np.cumsum(counts))
 
     @property
