@@ -98,3 +98,26 @@ def test_gamma_cv_and_poisson_cv() -> None:
         assert gaps.std() / gaps.mean() == pytest.approx(cv, rel=0.05)
         assert (np.diff(t) >= 0).all()
         assert t.min() >= 0 and t.max() < 20_000.0
+
+
+def test_daily_and_weekly_profile() -> None:
+    # 8 days; 2 requests/s during UTC hour 12, none otherwise. Start 2024-01-01 00:00 UTC (Mon).
+    start = 1704067200.0
+    t = np.concatenate([d * 86400 + 12 * 3600 + np.arange(0, 3600, 0.5) for d in range(8)])
+    table = pl.DataFrame({"arrival_s": t - t[0], "input_tokens": np.ones(t.size, np.int64),
+                          "output_tokens": np.ones(t.size, np.int64)})
+    c = characterize(Workload(table, "test", "synthetic", start_epoch_s=start + t[0]))
+    assert c.profile is not None
+    hours = c.profile["hour_of_day_rate_per_s"]
+    assert hours[12] == pytest.approx(2.0)
+    assert hours[13] == 0.0 and hours[11] == 0.0
+    days = c.profile["day_of_week_rate_per_s"]
+    assert days[0] == pytest.approx(2 * 2.0 / 24, rel=0.1)  # Monday appears twice in the span
+    assert c.profile["clock"] == "UTC"
+    assert characterize(load_short()).profile is None
+
+
+def load_short() -> Workload:
+    table = pl.DataFrame({"arrival_s": [0.0, 10.0], "input_tokens": [1, 2],
+                          "output_tokens": [1, 2]})
+    return Workload(table, "short", "synthetic")
