@@ -1,0 +1,126 @@
+"""`fleetplan simulate`: run the request-level fleet simulator from the command line.
+
+A thin layer over `fleetplan.sim`: flags become a `FleetConfig` and a load, the engine's own
+defaults fill what is not given, and the summary is printed as a table or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fleetplan.cli._app import app, console
+from fleetplan.errors import UsageError
+from fleetplan.sim import SLO, ClosedLoop, FleetConfig, Load, PoissonLoad, TraceLoad, simulate
+from fleetplan.sim.io import write_result
+
+Opt = typer.Option
+
+
+def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate: float | None,
+          isl: int | None, osl: int | None, requests: int | None, burstiness: float) -> Load:
+    chosen = [x for x in (workload, concurrency, rate) if x is not None]
+    if len(chosen) != 1:
+        raise UsageError("give exactly one of --workload, --concurrency or --rate",
+                         where="load")
+    if workload is not None:
+        from fleetplan.workload import load
+
+        return TraceLoad.from_workload(load(workload), rate_scale=rate_scale)
+    if isl is None or osl is None:
+        raise UsageError("--isl and --osl are needed with --concurrency or --rate", where="load")
+    if concurrency is not None:
+        return ClosedLoop(concurrency, isl, osl, requests)
+    assert rate is not None
+    return PoissonLoad(rate, requests or 1000, isl, osl, burstiness)
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _print_table(s: dict[str, Any]) -> None:
+    t = Table("metric", "p50", "p90", "p95", "p99", "mean", title="latency (ms)")
+    for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
+        v = s[key]
+        t.add_row(key[:-2], *(f"{1e3 * v[q]:.1f}" for q in ("p50", "p90", "p95", "p99", "mean")))
+    console.print(t)
+    u = Table("figure", "value")
+    for key in ("requests_completed", "duration_s", "throughput_requests_per_s",
+                "throughput_input_tokens_per_s", "throughput_output_tokens_per_s",
+                "throughput_output_tokens_per_s_per_gpu", "prefix_cache_hit_rate", "preemptions",
+                "kv_cache_usage_max", "slo_attainment"):
+        if key in s:
+            v = s[key]
+            u.add_row(key, f"{v:.4g}" if isinstance(v, float) else str(v))
+    console.print(u)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    model: Annotated[str, Opt("--model", help="model name from the catalog")],
+    gpu: Annotated[str, Opt("--gpu", help="GPU name from the catalog")],
+    replicas: Annotated[int, Opt("--replicas", help="number of replicas")] = 1,
+    tp: Annotated[int, Opt("--tp", help="tensor parallelism per replica")] = 1,
+    pp: Annotated[int, Opt("--pp", help="pipeline parallelism per replica")] = 1,
+    precision: Annotated[str, Opt("--precision", help="weight precision")] = "bf16",
+    engine: Annotated[str, Opt("--engine", help="serving engine")] = "vllm",
+    max_num_seqs: Annotated[int | None, Opt("--max-num-seqs")] = None,
+    max_num_batched_tokens: Annotated[int | None, Opt("--max-num-batched-tokens")] = None,
+    block_size: Annotated[int | None, Opt("--block-size", help="KV block tokens")] = None,
+    prefix_caching: Annotated[bool | None, Opt("--prefix-caching/--no-prefix-caching")] = None,
+    router: Annotated[str, Opt("--router", help="round-robin | least-outstanding | "
+                                                 "prefix-aware")] = "round-robin",
+    workload: Annotated[str | None, Opt("--workload", help="trace file or preset")] = None,
+    rate_scale: Annotated[float, Opt("--rate-scale", help="multiply the trace's rate")] = 1.0,
+    concurrency: Annotated[int | None, Opt("--concurrency", help="closed loop clients")] = None,
+    rate: Annotated[float | None, Opt("--rate", help="open loop requests/s (gamma)")] = None,
+    burstiness: Annotated[float, Opt("--burstiness", help="gamma shape; 1 = Poisson")] = 1.0,
+    isl: Annotated[int | None, Opt("--isl", help="input tokens per request")] = None,
+    osl: Annotated[int | None, Opt("--osl", help="output tokens per request")] = None,
+    requests: Annotated[int | None, Opt("--requests", help="requests to send")] = None,
+    slo_ttft: Annotated[float | None, Opt("--slo-ttft", help="TTFT target, seconds")] = None,
+    slo_tpot: Annotated[float | None, Opt("--slo-tpot", help="TPOT target, seconds")] = None,
+    slo_e2e: Annotated[float | None, Opt("--slo-e2e", help="E2E target, seconds")] = None,
+    seed: Annotated[int, Opt("--seed")] = 0,
+    as_json: Annotated[bool, Opt("--json", help="print the summary as JSON only")] = False,
+    out: Annotated[Path | None, Opt("--out", help="per-request records (.parquet/.duckdb)")] = None,
+    prometheus: Annotated[Path | None, Opt("--prometheus", help="write vLLM /metrics text")] = None,
+) -> None:
+    """Simulate a fleet serving a trace, a synthetic load or a closed-loop benchmark."""
+    fleet = FleetConfig.build(
+        model, gpu, tp=tp, pp=pp, precision=precision, engine=engine, replicas=replicas,
+        router=router, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+        block_size=block_size, prefix_caching=prefix_caching,
+    )
+    load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness)
+    if out is not None and out.suffix.lower() not in (".parquet", ".duckdb", ".db"):
+        raise UsageError(f"unknown output format '{out.suffix}'; use .parquet or .duckdb",
+                         where="--out")
+    res = simulate(fleet, load, seed=seed)
+    has_slo = any(x is not None for x in (slo_ttft, slo_tpot, slo_e2e))
+    summary = res.summary(SLO(slo_ttft, slo_tpot, slo_e2e) if has_slo else None)
+    summary["config"] = {"model": model, "gpu": gpu, "tp": tp, "pp": pp, "precision": precision,
+                         "engine": engine, "router": router,
+                         "max_num_seqs": fleet.replicas[0].max_num_seqs,
+                         "max_num_batched_tokens": fleet.replicas[0].max_num_batched_tokens,
+                         "block_size": fleet.replicas[0].block_size,
+                         "kv_blocks": fleet.replicas[0].kv_blocks,
+                         "prefix_caching": fleet.replicas[0].prefix_caching}
+    if out is not None:
+        write_result(res, out)
+    if prometheus is not None:
+        prometheus.write_text(res.prometheus(model))
+    if as_json:
+        print(json.dumps(_clean(summary), indent=2, sort_keys=True))
+    else:
+        _print_table(summary)

@@ -1,0 +1,48 @@
+"""`fleetplan simulate --json`: a small closed-loop run, keys and sanity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+ARGS = ["simulate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--tp", "4",
+        "--replicas", "2", "--concurrency", "8", "--isl", "512", "--osl", "64",
+        "--requests", "32"]
+
+
+def test_simulate_json_closed_loop(cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "requests.parquet"
+    prom = tmp_path / "metrics.txt"
+    r = cli(*ARGS, "--json", "--slo-ttft", "2.0", "--out", str(out), "--prometheus", str(prom))
+    assert r.code == 0, r.err
+    s = r.json()
+    for key in ("requests_completed", "ttft_s", "tpot_s", "e2e_s",
+                "throughput_output_tokens_per_s", "prefix_cache_hit_rate", "preemptions"):
+        assert key in s
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert set(s[key]) >= {"p50", "p90", "p95", "p99", "mean"}
+        assert 0 < s[key]["p50"] <= s[key]["p90"] <= s[key]["p95"] <= s[key]["p99"]
+    assert s["requests_completed"] == 32
+    assert s["ttft_s"]["mean"] < s["e2e_s"]["mean"]
+    # A decode step of a 70B model on 4 H100s takes milliseconds, not micro- or whole seconds.
+    assert 0.005 < s["tpot_s"]["mean"] < 0.1
+    # Output throughput cannot beat concurrency / TPOT.
+    assert s["throughput_output_tokens_per_s"] <= 8 / s["tpot_s"]["p50"] * 1.01
+    assert s["config"]["max_num_seqs"] == 1024 and s["config"]["block_size"] == 16
+    assert 0.0 <= s["slo_attainment"] <= 1.0
+    df = pl.read_parquet(out)
+    assert df.height == 32 and {"ttft_s", "tpot_s", "queue_s", "cached_tokens"} <= set(df.columns)
+    text = prom.read_text()
+    for name in ("vllm:time_to_first_token_seconds_bucket", "vllm:num_requests_waiting",
+                 "vllm:kv_cache_usage_perc", "vllm:e2e_request_latency_seconds_count",
+                 "vllm:num_preemptions_total"):
+        assert name in text
+
+
+def test_simulate_bad_input_exit_2(cli: Any) -> None:
+    r = cli(*ARGS[:-8], "--isl", "512", "--osl", "64")
+    assert r.code == 2 and "exactly one of --workload, --concurrency or --rate" in r.err
+    r = cli(*[a if a != "2" else "0" for a in ARGS], "--json")
+    assert r.code == 2 and "--replicas" in r.err

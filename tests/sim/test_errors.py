@@ -1,0 +1,67 @@
+"""Impossible configurations fail with a clear error before any simulation runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from fleetplan.errors import InfeasibleError, UsageError
+from fleetplan.sim import ClosedLoop, FleetConfig, PoissonLoad, TraceLoad, simulate
+from fleetplan.sim import fleet as fleet_mod
+from tests.sim.toy import toy_replica
+
+
+@pytest.fixture
+def no_sim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the event loop starts."""
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("simulation ran")
+
+    monkeypatch.setattr(fleet_mod, "_loop_open", boom)
+    monkeypatch.setattr(fleet_mod, "_loop_closed", boom)
+
+
+def test_model_that_does_not_fit() -> None:
+    with pytest.raises(InfeasibleError, match=r"does not fit: weights .* GiB"):
+        FleetConfig.build("llama-3.1-405b", "h100-sxm", tp=1)
+
+
+def test_zero_replicas() -> None:
+    with pytest.raises(UsageError, match=r"--replicas: must be >= 1, got 0"):
+        FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=4, replicas=0)
+    with pytest.raises(UsageError, match="at least one replica"):
+        FleetConfig(())
+
+
+def test_isl_beyond_context(no_sim: None) -> None:
+    fleet = FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=4)
+    with pytest.raises(UsageError, match=r"need up to 131073 tokens .* context of 131072"):
+        simulate(fleet, ClosedLoop(concurrency=1, isl=131_000, osl=73))
+
+
+def test_request_larger_than_kv_pool(no_sim: None) -> None:
+    fleet = FleetConfig.homogeneous(toy_replica(kv_blocks=10, block_size=16), 1)
+    with pytest.raises(InfeasibleError, match="does not fit the KV cache of 160 tokens"):
+        simulate(fleet, ClosedLoop(concurrency=1, isl=150, osl=20))
+
+
+def test_bad_flags(no_sim: None) -> None:
+    with pytest.raises(UsageError, match="--tp"):
+        FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=3)
+    with pytest.raises(UsageError, match="unknown router 'nearest'"):
+        FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=4, router="nearest")
+    with pytest.raises(UsageError, match="--max-num-seqs: must be >= 1"):
+        FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=4, max_num_seqs=0)
+    with pytest.raises(UsageError, match="--concurrency: must be >= 1"):
+        ClosedLoop(concurrency=0, isl=10, osl=10)
+    fleet = FleetConfig.homogeneous(toy_replica(), 1)
+    table = pl.DataFrame({"arrival_s": [0.0], "input_tokens": [5], "output_tokens": [5]})
+    with pytest.raises(UsageError, match="--rate-scale: must be > 0"):
+        simulate(fleet, TraceLoad(table, rate_scale=0))
+    with pytest.raises(UsageError, match="no 'output_tokens' column"):
+        simulate(fleet, TraceLoad(table.drop("output_tokens")))
+    with pytest.raises(UsageError, match="rate: must be > 0"):
+        simulate(fleet, PoissonLoad(0.0, 10, 5, 5))
+    with pytest.raises(UsageError, match="--isl: needs at least one length"):
+        simulate(fleet, PoissonLoad(1.0, 10, np.zeros(0, dtype=int).tolist(), 5))
