@@ -137,6 +137,9 @@ def characterize_cmd(
     with _progress() as step:
         w = step(f"reading {trace}", lambda: _load(trace, fmt, mapping, on_error))
         c = step("characterizing", lambda: characterize(w, cache_blocks=cache_blocks))
+    if cache_blocks is not None and not w.has_hashes:
+        err_console.print("[yellow]warning:[/] the trace has no block hashes; --cache-blocks "
+                          "has nothing to simulate", highlight=False)
     if html_out is not None:
         html_out.write_text(render_html(c), encoding="utf-8")
         err_console.print(f"wrote {html_out}", highlight=False)
