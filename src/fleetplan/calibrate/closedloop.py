@@ -19,8 +19,10 @@ disaggregated (P prefill workers, D decode workers)
   TPOT = t_d (batch ceil(N/D));  TTFT as above with the prefill pool (P instances, no decode
   interference), rho = N t_p1 / (P cycle).
 
-`w` (weight of the start-up wave) and `q` (queueing factor) are benchmark parameters fitted
-globally; they are not per-row knobs.
+`w` (weight of the start-up wave, per engine), `q` (queueing factor, global) and the
+disaggregated decode speed-up `s` (per engine: TPOT = t_d / s; public disaggregated DeepSeek
+recipes run MTP speculative decoding, which the data does not record) are benchmark parameters
+fitted across all points; they are not per-row knobs.
 """
 
 from __future__ import annotations
@@ -137,10 +139,12 @@ def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def predict(
-    x: LoopInputs, eff: dict[str, np.ndarray], wave_weight: float, queue_factor: float
+    x: LoopInputs, eff: dict[str, np.ndarray], wave_weight: np.ndarray | float,
+    queue_factor: float, disagg_speedup: np.ndarray | float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (TTFT, TPOT) in seconds of every point."""
-    t_d = step_time(x.dec, eff)
+    """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step
+    of disaggregated points (their recipes use speculative decoding the data does not record)."""
+    t_d = step_time(x.dec, eff) / np.where(x.disagg, disagg_speedup, 1.0)
     t_p1 = step_time(x.p1, eff)
     t_pw = step_time(x.pw, eff)
     m = t_pw / x.k

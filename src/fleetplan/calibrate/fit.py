@@ -28,12 +28,13 @@ from fleetplan.perf import DEFAULT_EFFICIENCY
 __all__ = ["FitResult", "Levels", "cv_folds", "fit", "mape"]
 
 F = len(FIT_FIELDS)
-LEVELS = ("gpu", "engine", "precision", "group")
+LEVELS = ("gpu", "engine", "precision", "group", "mode")
 #: Ridge weight per level (residual units per unit log offset).
-REG = {"global": 0.05, "gpu": 0.3, "engine": 0.3, "precision": 0.3, "group": 0.6}
+REG = {"global": 0.05, "gpu": 0.3, "engine": 0.3, "precision": 0.3, "group": 0.6, "mode": 0.3}
 BOUND = 2.5  # |log offset| per level (a factor of ~12)
-_GLOBAL_EXTRA = ("wave_weight", "queue_factor")
-_EXTRA_DEFAULT = (0.15, 1.0)
+ENGINES_W = ("sglang", "trtllm", "vllm")  # engines with their own start-up-wave weight
+NE = len(ENGINES_W)
+NX = 2 * NE + 1  # wave weights, log disaggregated decode speed-ups, log queue factor
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,23 @@ class Levels:
     gpu: list[str]
     engine: list[str]
     precision: list[str]
+    disagg: list[bool]
 
     @property
     def group(self) -> list[str]:
         return [f"{g}/{e}/{p}" for g, e, p in zip(self.gpu, self.engine, self.precision,
                                                   strict=True)]
 
+    @property
+    def mode(self) -> list[str]:
+        """Serving mode per engine: disaggregated recipes differ (e.g. speculative decoding)."""
+        return [f"{e}/{'disagg' if d else 'agg'}" for e, d in zip(self.engine, self.disagg,
+                                                                  strict=True)]
+
     def labels(self, level: str) -> list[str]:
-        return self.group if level == "group" else list(getattr(self, level))
+        if level in ("group", "mode"):
+            return list(getattr(self, level))
+        return list(getattr(self, level))
 
 
 @dataclass
@@ -59,8 +69,9 @@ class FitResult:
 
     global_: np.ndarray
     offsets: dict[str, dict[str, np.ndarray]]
-    wave_weight: float
+    wave_weights: dict[str, float]  # per engine
     queue_factor: float
+    disagg_speedups: dict[str, float]  # per engine
     rows: int
     cost: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
@@ -80,12 +91,18 @@ class FitResult:
         return {f: vals[:, j] for j, f in enumerate(FIT_FIELDS)}
 
     def group_params(self, gpu: str, engine: str, precision: str) -> dict[str, float]:
-        """Composed parameters of one (gpu, engine, precision) group."""
-        lv = Levels([gpu], [engine], [precision])
+        """Composed parameters of one (gpu, engine, precision) group, aggregated serving."""
+        lv = Levels([gpu], [engine], [precision], [False])
         return {k: float(v[0]) for k, v in self.efficiency_arrays(lv).items()}
 
+    def wave_weight_of(self, engines: Sequence[str]) -> np.ndarray:
+        mean = float(np.mean(list(self.wave_weights.values()))) if self.wave_weights else 0.15
+        return np.array([self.wave_weights.get(e, mean) for e in engines])
+
     def predict(self, x: LoopInputs, lv: Levels) -> tuple[np.ndarray, np.ndarray]:
-        return predict(x, self.efficiency_arrays(lv), self.wave_weight, self.queue_factor)
+        sp = np.array([self.disagg_speedups.get(e, 1.0) for e in lv.engine])
+        return predict(x, self.efficiency_arrays(lv), self.wave_weight_of(lv.engine),
+                       self.queue_factor, sp)
 
 
 def mape(pred: np.ndarray, meas: np.ndarray) -> float:
@@ -98,7 +115,7 @@ def mape(pred: np.ndarray, meas: np.ndarray) -> float:
 def _index(lv: Levels) -> tuple[dict[str, list[str]], dict[str, np.ndarray], int]:
     names: dict[str, list[str]] = {}
     idx: dict[str, np.ndarray] = {}
-    start = F + len(_GLOBAL_EXTRA)
+    start = F + NX
     for level in LEVELS:
         labs = lv.labels(level)
         uniq = sorted(set(labs))
@@ -127,7 +144,8 @@ def fit(
         cols = np.unique(idx[level])
         for c in cols:
             reg_w[c : c + F] = REG[level]
-    reg_w[F : F + len(_GLOBAL_EXTRA)] = 0.0
+    reg_w[F : F + NX] = 0.0
+    eng_col = np.array([F + ENGINES_W.index(e) if e in ENGINES_W else F for e in lv.engine])
     cols_f = np.arange(F)
 
     def unpack(theta: np.ndarray) -> dict[str, np.ndarray]:
@@ -139,14 +157,15 @@ def fit(
         return {f: vals[:, j] for j, f in enumerate(FIT_FIELDS)}
 
     def resid(theta: np.ndarray) -> np.ndarray:
-        w = float(theta[F])
-        q = float(np.exp(theta[F + 1]))
-        a, b = predict(x, unpack(theta), w, q)
+        w = theta[eng_col]
+        sp = np.exp(theta[eng_col + NE])
+        q = float(np.exp(theta[F + NX - 1]))
+        a, b = predict(x, unpack(theta), w, q, sp)
         return np.concatenate([np.log(a) - lt, np.log(b) - lp, reg_w * theta])
 
     # Sparsity: a residual depends on the global block and on its own labels' blocks.
     jac = lil_matrix((2 * n + npar, npar), dtype=int)
-    jac[: 2 * n, : F + len(_GLOBAL_EXTRA)] = 1
+    jac[: 2 * n, : F + NX] = 1
     rows = np.arange(n)
     for level in LEVELS:
         for j in range(F):
@@ -155,11 +174,12 @@ def fit(
     for c in range(npar):
         jac[2 * n + c, c] = 1
     theta0 = np.zeros(npar)
-    theta0[F], theta0[F + 1] = _EXTRA_DEFAULT[0], np.log(_EXTRA_DEFAULT[1])
+    theta0[F : F + NE] = 0.15
     lo = np.full(npar, -BOUND)
     hi = np.full(npar, BOUND)
-    lo[F], hi[F] = 0.0, 1.0
-    lo[F + 1], hi[F + 1] = np.log(0.05), np.log(20.0)
+    lo[F : F + NE], hi[F : F + NE] = 0.0, 1.0
+    lo[F + NE : F + 2 * NE], hi[F + NE : F + 2 * NE] = 0.0, np.log(3.0)
+    lo[F + NX - 1], hi[F + NX - 1] = np.log(0.05), np.log(20.0)
     sol = least_squares(
         resid, theta0, bounds=(lo, hi), jac_sparsity=jac, loss="soft_l1", f_scale=0.25,
         max_nfev=max_nfev, x_scale=1.0, method="trf",
@@ -170,7 +190,9 @@ def fit(
                 for lab, idx_start in _starts(names[level], idx[level], lv.labels(level))}
         for level in LEVELS
     }
-    return FitResult(th[:F].copy(), offsets, float(th[F]), float(np.exp(th[F + 1])), n,
+    waves = {e: float(th[F + i]) for i, e in enumerate(ENGINES_W)}
+    speed = {e: float(np.exp(th[F + NE + i])) for i, e in enumerate(ENGINES_W)}
+    return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[F + NX - 1])), speed, n,
                      float(sol.cost))
 
 

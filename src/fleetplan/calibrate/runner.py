@@ -72,7 +72,8 @@ class Prepared:
         sub = LoopInputs(x.dec[mask], x.p1[mask], x.pw[mask], x.k[mask], x.n[mask], x.osl[mask],
                          x.disagg[mask], x.pool[mask])
         lv = Levels(*(list(np.array(v, dtype=object)[mask]) for v in
-                      (self.levels.gpu, self.levels.engine, self.levels.precision)))
+                      (self.levels.gpu, self.levels.engine, self.levels.precision,
+                       self.levels.disagg)))
         return sub, lv
 
 
@@ -92,7 +93,7 @@ def prepare(points: list[ServingPoint]) -> Prepared:
     sup = [points[i] for i in ok]
     inputs = build_inputs(sup, resolved)
     levels = Levels([r.gpu.name for r in resolved], [r.engine.name for r in resolved],
-                    [r.quant.name for r in resolved])
+                    [r.quant.name for r in resolved], [p.mode == "disagg" for p in sup])
     return Prepared(points, reasons, np.array(ok, dtype=int), resolved, inputs, levels)
 
 
@@ -122,21 +123,44 @@ def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
     return pt, po
 
 
-def stored_benchmark_params() -> tuple[float, float]:
-    """(wave_weight, queue_factor) of the stored calibration, or the fit's starting values."""
+@dataclass
+class BenchmarkParams:
+    """Stored benchmark parameters: start-up wave weight and disaggregated decode speed-up per
+    engine, queueing factor, and disaggregated-mode log factors on the efficiencies."""
+
+    waves: dict[str, float]
+    queue: float
+    speedups: dict[str, float]
+    modes: dict[str, dict[str, float]]
+
+
+def stored_benchmark_params() -> BenchmarkParams:
+    """The stored calibration's benchmark parameters (fit starting values when there is none)."""
+    out = BenchmarkParams({}, 1.0, {}, {})
     for e in calibration_entries().values():
         bench = e.get("benchmark")
         if isinstance(bench, dict):
-            return float(bench["wave_weight"]), float(bench["queue_factor"])
-    return 0.15, 1.0
+            eng = e["engine"]
+            out.waves[eng] = float(bench["wave_weight"])
+            out.queue = float(bench["queue_factor"])
+            out.speedups[eng] = float(bench.get("disagg_decode_speedup", 1.0))
+            out.modes[eng] = {k: float(v) for k, v in (bench.get("disagg_log") or {}).items()}
+    return out
 
 
 def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(TTFT, TPOT, provenance) of every supported point from the stored calibration."""
     effs = [efficiency_for(*r.key) for r in prep.resolved]
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
-    w, q = stored_benchmark_params()
-    a, b = predict(prep.inputs, arrays, w, q)
+    bp = stored_benchmark_params()
+    mean_w = float(np.mean(list(bp.waves.values()))) if bp.waves else 0.15
+    w = np.array([bp.waves.get(e, mean_w) for e in prep.levels.engine])
+    sp = np.array([bp.speedups.get(e, 1.0) for e in prep.levels.engine])
+    for i, (eng, dis) in enumerate(zip(prep.levels.engine, prep.levels.disagg, strict=True)):
+        if dis:
+            for f, off in bp.modes.get(eng, {}).items():
+                arrays[f][i] *= float(np.exp(off))
+    a, b = predict(prep.inputs, arrays, w, bp.queue, sp)
     return a, b, [e.provenance for e in effs]
 
 
@@ -182,8 +206,12 @@ def write_calibration(path: Path, prep: Prepared, res: FitResult, *, source: str
             "mape": {"ttft_pct": round(mape(a[sel], t[sel]), 2),
                      "tpot_pct": round(mape(b[sel], o[sel]), 2)},
             "params": {k: float(f"{v:.6g}") for k, v in params.items()},
-            "benchmark": {"wave_weight": round(res.wave_weight, 6),
-                          "queue_factor": round(res.queue_factor, 6)},
+            "benchmark": {
+                "wave_weight": round(float(res.wave_weight_of([key[1]])[0]), 6),
+                "queue_factor": round(res.queue_factor, 6),
+                "disagg_decode_speedup": round(res.disagg_speedups.get(key[1], 1.0), 6),
+                "disagg_log": _named(_mode_delta(res, key[1])),
+            },
         })
     factors = {
         "global": _named(res.global_),
@@ -203,6 +231,14 @@ def write_calibration(path: Path, prep: Prepared, res: FitResult, *, source: str
         "factors_log": factors,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))
+
+
+def _mode_delta(res: FitResult, engine: str) -> np.ndarray:
+    """Log factor of disaggregated over aggregated serving for an engine."""
+    table = res.offsets.get("mode", {})
+    zero = np.zeros(len(FIT_FIELDS))
+    out: np.ndarray = table.get(f"{engine}/disagg", zero) - table.get(f"{engine}/agg", zero)
+    return out
 
 
 def _named(v: np.ndarray) -> dict[str, float]:

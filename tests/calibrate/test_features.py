@@ -1,0 +1,45 @@
+"""The fast vectorised step time equals `RooflineStepModel.step_time_s` for pure steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleetplan.calibrate.closedloop import FIT_FIELDS, step_time
+from fleetplan.calibrate.features import step_features
+from fleetplan.perf import Deployment, Efficiency, RooflineStepModel, StepBatch
+
+CASES = [
+    ("llama-3.1-70b", "h100-sxm", "fp8", "vllm", 4, 1, 1),
+    ("deepseek-v3", "h200-sxm", "fp8", "vllm", 8, 1, 8),
+    ("deepseek-v3", "h200-sxm", "fp8", "vllm", 1, 8, 8),
+    ("gpt-oss-120b", "h100-sxm", "bf16", "vllm", 2, 1, 1),
+]
+
+
+@pytest.mark.parametrize(("model", "gpu", "prec", "eng", "tp", "dp", "ep"), CASES)
+def test_fast_step_time_matches_roofline(model: str, gpu: str, prec: str, eng: str, tp: int,
+                                         dp: int, ep: int) -> None:
+    rng = np.random.default_rng(0)
+    dep = Deployment.build(model, gpu, prec, eng, tp=tp, ep=ep, attention_dp=dp,
+                           efficiency=Efficiency())
+    batches = [StepBatch(decode_seqs=64, decode_ctx_tokens=64 * 3000),
+               StepBatch.prefill_chunk(2048, 0),
+               StepBatch.prefill_chunk(512, 0) + StepBatch.prefill_chunk(512, 0)]
+    for _ in range(5):
+        eff = Efficiency(
+            compute_max=float(rng.uniform(0.3, 0.9)),
+            compute_half_tokens=float(rng.uniform(5, 200)),
+            bandwidth=float(rng.uniform(0.5, 0.95)),
+            attention=float(rng.uniform(0.2, 0.8)),
+            comm=float(rng.uniform(0.3, 0.9)),
+            collective_latency_s=float(rng.uniform(1e-6, 3e-5)),
+            step_overhead_s=float(rng.uniform(1e-4, 5e-3)),
+            seq_overhead_s=float(rng.uniform(1e-7, 2e-5)),
+            moe_compute=float(rng.uniform(0.3, 1.2)),
+        )
+        ref = RooflineStepModel(dep.with_efficiency(eff))
+        arrays = {f: np.array([float(getattr(eff, f))]) for f in FIT_FIELDS}
+        for b in batches:
+            f = np.array([step_features(dep, b).as_tuple()])
+            assert step_time(f, arrays)[0] == pytest.approx(ref.step_time_s(b), rel=1e-6)

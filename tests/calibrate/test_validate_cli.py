@@ -1,0 +1,64 @@
+"""`fleetplan validate`: predictions written back, MAPE printed, bad input exits 2."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from fleetplan.calibrate import bundled_points_path
+from fleetplan.cli import main
+
+
+def _head(tmp_path: Path, n: int, edit: dict[str, str] | None = None,
+          drop: str | None = None) -> Path:
+    lines = bundled_points_path().read_text().splitlines()
+    rows = list(csv.DictReader(lines[: n + 1]))
+    cols = [c for c in rows[0] if c != drop]
+    out = tmp_path / "points.csv"
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for i, r in enumerate(rows):
+            w.writerow({**r, **(edit or {})} if i == n - 1 else r)
+    return out
+
+
+def test_validate_writes_predictions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _head(tmp_path, 20)
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == 20
+    assert {"pred_ttft_ms", "pred_tpot_ms", "reason"} <= set(rows[0])
+    for r in rows:
+        assert (r["pred_ttft_ms"] != "") != (r["reason"] != "")
+        if r["pred_ttft_ms"]:
+            assert float(r["pred_ttft_ms"]) > 0 and float(r["pred_tpot_ms"]) > 0
+    assert "all" in capsys.readouterr().out
+
+
+def test_unsupported_row_has_reason(tmp_path: Path) -> None:
+    src = _head(tmp_path, 3, edit={"model_path": "acme/NoSuchModel-1B"})
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(out)]) == 0
+    last = list(csv.DictReader(out.read_text().splitlines()))[-1]
+    assert last["pred_ttft_ms"] == "" and "NoSuchModel" in last["reason"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "drop", "needle"),
+    [
+        ({"isl": "lots"}, None, "line 4, field 'isl'"),
+        ({"silicon_ttft_ms": "fast"}, None, "field 'silicon_ttft_ms'"),
+        (None, "osl", "missing column(s) osl"),
+        ({"mode": "hybrid"}, None, "field 'mode'"),
+    ],
+)
+def test_bad_input_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                          edit: dict[str, str] | None, drop: str | None, needle: str) -> None:
+    src = _head(tmp_path, 3, edit=edit, drop=drop)
+    assert main(["validate", "--points", str(src)]) == 2
+    err = capsys.readouterr().err.replace("\n", "")
+    assert needle in err and "points.csv" in err
