@@ -196,7 +196,8 @@ class RooflineStepModel:
         dec_attn = coeffs.full_per_ctx * b.decode_ctx_tokens + coeffs.sliding_per_ctx * min(
             b.decode_ctx_tokens, coeffs.sliding_cap
         )
-        attn_bound = "compute" if (pre_c > pre_m if b.prefill_tokens else dc_flop > dc_byte) else "bandwidth"
+        compute_bound = pre_c > pre_m if b.prefill_tokens else dc_flop > dc_byte
+        attn_bound = "compute" if compute_bound else "bandwidth"
         brk = StepBreakdown(lin, lin_bound, pre_attn + dec_attn, attn_bound, comm, over)
         return coeffs, brk
 
@@ -234,4 +235,5 @@ class RooflineStepModel:
 
     def decode_step_time_s(self, batch: int, context_tokens: int) -> float:
         """One decode step of `batch` sequences each at `context_tokens` of context."""
-        return self.step_time_s(StepBatch(decode_seqs=batch, decode_ctx_tokens=batch * context_tokens))
+        batch_ = StepBatch(decode_seqs=batch, decode_ctx_tokens=batch * context_tokens)
+        return self.step_time_s(batch_)
