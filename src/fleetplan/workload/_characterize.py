@@ -18,15 +18,18 @@ from fleetplan.workload._model import Workload
 from fleetplan.workload._prefix import PrefixReuse, prefix_reuse
 from fleetplan.workload._stats import (
     Counts,
+    RateStats,
     TailFit,
     TokenStats,
     arrival_rates,
     daily_profile,
     interarrival_cv,
     log2_histogram,
+    rates_from_counts,
     tail_fit,
     token_stats_of,
 )
+from fleetplan.workload._stream import StreamedWorkload, StreamSummary
 
 __all__ = ["Characterization", "characterize"]
 
@@ -83,20 +86,22 @@ class Characterization:
 
 
 def _breakdown(table: pl.DataFrame, column: str, span_s: float) -> list[dict[str, Any]]:
-    n = table.height
-    grouped = (
-        table.group_by(column)
-        .agg(
-            pl.len().alias("requests"),
-            pl.col("input_tokens").mean().alias("input_tokens_mean"),
-            pl.col("output_tokens").mean().alias("output_tokens_mean"),
-            (pl.col("input_tokens") + pl.col("output_tokens")).sum().alias("tokens"),
-        )
-        .sort(["requests", column], descending=[True, False], nulls_last=True)
-        .head(TOP_GROUPS)
+    grouped = table.group_by(column).agg(
+        pl.len().alias("requests"),
+        pl.col("input_tokens").mean().alias("input_tokens_mean"),
+        pl.col("output_tokens").mean().alias("output_tokens_mean"),
+        (pl.col("input_tokens") + pl.col("output_tokens")).sum().alias("tokens"),
     )
+    return breakdown_rows(grouped, column, table.height, span_s)
+
+
+def breakdown_rows(grouped: pl.DataFrame, column: str, n: int, span_s: float) -> list[
+        dict[str, Any]]:
+    """The TOP_GROUPS largest groups of a per-group frame (requests, means, tokens) as rows."""
+    top = grouped.sort(["requests", column], descending=[True, False], nulls_last=True).head(
+        TOP_GROUPS)
     rows = []
-    for r in grouped.iter_rows(named=True):
+    for r in top.iter_rows(named=True):
         rows.append({
             column: r[column], "requests": r["requests"], "share": r["requests"] / n,
             "rate_mean_per_s": r["requests"] / span_s if span_s > 0 else None,
@@ -140,32 +145,66 @@ def workflow_stats(table: pl.DataFrame) -> dict[str, Any]:
 
 
 def characterize(w: Workload, *, cache_blocks: int | None = None) -> Characterization:
-    """Measure a workload. `cache_blocks` adds an LRU prefix-cache hit rate of that size."""
+    """Measure a workload. `cache_blocks` adds an LRU prefix-cache hit rate of that size.
+
+    A workload `load` streamed (`StreamedWorkload`) is measured from its streamed summary, in
+    bounded memory, with the same results.
+    """
     if cache_blocks is not None and cache_blocks < 0:
         raise UsageError("must be >= 0 blocks", where="--cache-blocks")
+    if isinstance(w, StreamedWorkload) and w.summary is not None:
+        return _from_summary(w, w.summary)
     t = w.table
     arrival = t["arrival_s"]
     span = float(arrival[-1] - arrival[0]) if t.height else 0.0
     rates = arrival_rates(arrival, span)
     in_counts, out_counts = Counts.of(t["input_tokens"]), Counts.of(t["output_tokens"])
-    inp, out = token_stats_of(in_counts), token_stats_of(out_counts)
     reuse = None
     if w.has_hashes and w.block_tokens:
         reuse = prefix_reuse(t, w.block_tokens, cache_blocks)
+    return _assemble(
+        w, t.height, span, rates, interarrival_cv(arrival), in_counts, out_counts,
+        by_tenant=_breakdown(t, "tenant", span) if w.has("tenant") else None,
+        by_model=_breakdown(t, "model", span) if w.has("model") else None,
+        reuse=reuse, workflows=workflow_stats(t) if w.has("workflow_id") else None,
+    )
+
+
+def _from_summary(w: Workload, s: StreamSummary) -> Characterization:
+    rates = rates_from_counts(s.counts_1s, s.requests, s.span_s)
+    groups: dict[str, list[dict[str, Any]] | None] = {}
+    for col in ("tenant", "model"):
+        g = s.groups.get(col)
+        groups[col] = None if g is None or not w.has(col) else breakdown_rows(
+            g.select(
+                col, "requests",
+                (pl.col("input_sum") / pl.col("requests")).alias("input_tokens_mean"),
+                (pl.col("output_sum") / pl.col("requests")).alias("output_tokens_mean"),
+                (pl.col("input_sum") + pl.col("output_sum")).alias("tokens"),
+            ), col, s.requests, s.span_s)
+    return _assemble(w, s.requests, s.span_s, rates, s.interarrival_cv, s.input_counts,
+                     s.output_counts, by_tenant=groups["tenant"], by_model=groups["model"],
+                     reuse=None, workflows=None)
+
+
+def _assemble(
+    w: Workload, n: int, span: float, rates: RateStats, cv: float | None, in_counts: Counts,
+    out_counts: Counts, *, by_tenant: list[dict[str, Any]] | None,
+    by_model: list[dict[str, Any]] | None, reuse: PrefixReuse | None,
+    workflows: dict[str, Any] | None,
+) -> Characterization:
+    inp, out = token_stats_of(in_counts), token_stats_of(out_counts)
     return Characterization(
-        source=w.source, format=w.format, requests=t.height, span_s=span,
+        source=w.source, format=w.format, requests=n, span_s=span,
         rate_mean_per_s=rates.mean_per_s, rate_peak_per_s=rates.peak_per_s,
-        burst_factor=rates.burst_factor, interarrival_cv=interarrival_cv(arrival),
+        burst_factor=rates.burst_factor, interarrival_cv=cv,
         input_tokens=inp, output_tokens=out,
         io_ratio=inp.mean / out.mean if out.mean > 0 else None,
         context_histogram=log2_histogram(in_counts),
         output_histogram=log2_histogram(out_counts),
         output_tail=tail_fit(out_counts), start_epoch_s=w.start_epoch_s,
         profile=daily_profile(rates.counts_1s, span, w.start_epoch_s),
-        by_tenant=_breakdown(t, "tenant", span) if w.has("tenant") else None,
-        by_model=_breakdown(t, "model", span) if w.has("model") else None,
-        prefix_reuse=reuse,
-        workflows=workflow_stats(t) if w.has("workflow_id") else None,
+        by_tenant=by_tenant, by_model=by_model, prefix_reuse=reuse, workflows=workflows,
         skipped_rows=w.skipped.count,
         rate_per_min=[int(c) for c in rates.counts_1min],
     )

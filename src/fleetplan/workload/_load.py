@@ -8,9 +8,10 @@ from pathlib import Path
 import polars as pl
 
 from fleetplan.errors import InputFileError, UsageError
-from fleetplan.workload._detect import FORMATS, detect_format
+from fleetplan.workload._detect import FORMATS, detect_format, is_gzip
 from fleetplan.workload._model import Workload
-from fleetplan.workload._readers import read_raw
+from fleetplan.workload._readers import RawTrace, read_raw
+from fleetplan.workload._stream import STREAM_MIN_BYTES, UnsortedError, scan_workload, streamable
 from fleetplan.workload._validate import to_workload
 
 __all__ = ["load", "preset_path", "presets"]
@@ -56,6 +57,7 @@ def load(
     format: str | None = None,  # the public name the planner uses
     mapping: dict[str, str] | None = None,
     on_error: str = "raise",
+    streaming: bool | None = None,
 ) -> Workload:
     """Read a trace file (or a bundled preset) into the canonical `Workload`.
 
@@ -63,6 +65,9 @@ def load(
     (timestamp, input_tokens, output_tokens, tenant, model, workflow_id, hash_ids) and the
     options timestamp_unit / block_tokens to a generic CSV / Parquet / JSONL file's columns.
     `on_error="skip"` leaves bad rows out and records them in `Workload.skipped`.
+    `streaming`: None (default) streams plain files of at least `STREAM_MIN_BYTES` in bounded
+    memory (the table is then read only when `.table` is used; `characterize` does not need
+    it); True streams whenever the trace allows it; False always reads the table into memory.
     """
     if format is not None and format not in FORMATS:
         raise UsageError(f"unknown format '{format}'; formats: {list(FORMATS)}", where="--format")
@@ -71,14 +76,27 @@ def load(
         raise InputFileError("the file is empty: no requests", path=str(path), line=1)
     if fmt is None:
         fmt = detect_format(path, has_mapping=bool(mapping))
+    stream = streaming if streaming is not None else (
+        path.stat().st_size >= STREAM_MIN_BYTES and not is_gzip(path))
+
+    def in_memory() -> pl.DataFrame:
+        return load(str(path), format=fmt, mapping=mapping, on_error=on_error,
+                    streaming=False).table
+
+    def validated(raw: RawTrace) -> Workload:
+        if stream and streamable(raw, fmt):
+            try:
+                return scan_workload(raw, path, fmt, on_error, path_or_preset, in_memory)
+            except UnsortedError:
+                pass  # the in-memory path sorts (and warns)
+        return to_workload(raw, path, fmt, on_error, path_or_preset)
+
     try:
         try:
-            raw = read_raw(path, fmt, mapping, as_text=False)
-            return to_workload(raw, path, fmt, on_error, path_or_preset)
+            return validated(read_raw(path, fmt, mapping, as_text=False))
         except pl.exceptions.ComputeError:
             # A value the typed scan could not parse: re-read as text to find the row.
-            raw = read_raw(path, fmt, mapping, as_text=True)
-            return to_workload(raw, path, fmt, on_error, path_or_preset)
+            return validated(read_raw(path, fmt, mapping, as_text=True))
     except pl.exceptions.PolarsError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputFileError(f"cannot read as {fmt}: {first}", path=str(path)) from e

@@ -24,6 +24,8 @@ __all__ = [
     "interarrival_cv",
     "ks_distance",
     "log2_histogram",
+    "rates_from_counts",
+    "seconds_bincount",
     "tail_fit",
     "token_stats",
     "token_stats_of",
@@ -126,10 +128,19 @@ def arrival_rates(arrival_s: pl.Series, span_s: float) -> RateStats:
     (so it can only understate). When the span is shorter than b there is no full bin and the
     peak is the mean over the span (burst factor 1). Mean = requests / span.
     """
-    n = arrival_s.len()
-    mean = n / span_s if span_s > 0 else None
+    return rates_from_counts(seconds_bincount(arrival_s), arrival_s.len(), span_s)
+
+
+def seconds_bincount(arrival_s: pl.Series) -> np.ndarray:
+    """Requests in each whole second [k, k+1) from t = 0 (arrival_s >= 0)."""
     sec = arrival_s.to_numpy().astype(np.int64)  # truncation = floor, since arrival_s >= 0
-    counts_1s = np.bincount(sec)  # one pass; sec is bounded by the span in seconds
+    counts: np.ndarray = np.bincount(sec)  # one pass; sec is bounded by the span in seconds
+    return counts
+
+
+def rates_from_counts(counts_1s: np.ndarray, n: int, span_s: float) -> RateStats:
+    """`arrival_rates` from the per-second counts of `n` requests over `span_s`."""
+    mean = n / span_s if span_s > 0 else None
     peaks: dict[str, float | None] = {}
     bursts: dict[str, float | None] = {}
     per_bin: dict[str, np.ndarray] = {}

@@ -17,7 +17,10 @@ from fleetplan.errors import InputFileError, UsageError
 from fleetplan.workload._model import SkipReport, Workload
 from fleetplan.workload._readers import RawTrace
 
-__all__ = ["to_workload"]
+__all__ = [
+    "arrival_expr", "bad_outcome", "bad_row_expr", "diagnose", "parse", "start_epoch",
+    "to_workload",
+]
 
 _NS_PER_UNIT = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 _TZ = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
@@ -40,7 +43,7 @@ def _token_expr(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def _first_value(frame: pl.LazyFrame) -> object:
-    head = frame.select(pl.col("ts").drop_nulls().first()).collect()
+    head = frame.select("ts").drop_nulls().head(1).collect()
     return head.item() if head.height else None
 
 
@@ -69,7 +72,7 @@ def _ts_expr(raw: RawTrace, dtype: pl.DataType) -> tuple[pl.Expr, bool]:
     raise TypeError(f"a timestamp column of type {dtype}")
 
 
-def _parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
+def parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
     schema = raw.frame.collect_schema()
     try:
         ts, absolute = _ts_expr(raw, schema["ts"])
@@ -88,14 +91,20 @@ def _parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
     return raw.frame.select(exprs), absolute
 
 
-def _bad_mask(df: pl.DataFrame) -> pl.Series:
+def bad_row_expr(ts_is_float: bool) -> pl.Expr:
+    """True for a row that fails validation (null / negative / NaN fields)."""
     mask = (
-        df["ts"].is_null() | df["input_tokens"].is_null() | df["output_tokens"].is_null()
-        | (df["input_tokens"] < 0) | (df["output_tokens"] < 0)
+        pl.col("ts").is_null() | pl.col("input_tokens").is_null()
+        | pl.col("output_tokens").is_null() | (pl.col("input_tokens") < 0)
+        | (pl.col("output_tokens") < 0)
     )
-    if df["ts"].dtype == pl.Float64:
-        mask = mask | df["ts"].is_nan() | (df["ts"] < 0)
+    if ts_is_float:
+        mask = mask | pl.col("ts").is_nan() | (pl.col("ts") < 0)
     return mask
+
+
+def _bad_mask(df: pl.DataFrame) -> pl.Series:
+    return df.select(bad_row_expr(df["ts"].dtype == pl.Float64).alias("bad"))["bad"]
 
 
 def _location(raw: RawTrace, row: int, line_col: int | None) -> tuple[int | None, str]:
@@ -124,19 +133,34 @@ def _reason(raw_row: dict[str, object], parsed: dict[str, object], raw: RawTrace
     return raw.fields.get("timestamp", "timestamp"), "not a number (NaN) timestamp"
 
 
-def _diagnose(raw: RawTrace, df: pl.DataFrame, bad_rows: list[int]) -> list[
+def diagnose(raw: RawTrace, parsed_rows: dict[int, dict[str, object]]) -> list[
         tuple[int | None, str, str, str]]:
-    """(line, prefix, field, reason) for the given bad row indices."""
-    raw_rows = raw.frame.with_row_index("_row").filter(pl.col("_row").is_in(bad_rows)).collect()
+    """(line, prefix, field, reason) for bad rows, given by row index → their parsed values."""
+    bad_rows = list(parsed_rows)
+    raw_rows = (raw.frame.with_row_index("_row").filter(pl.col("_row").is_in(bad_rows))
+                .collect(engine="streaming"))
     by_row = {int(r["_row"]): r for r in raw_rows.iter_rows(named=True)}
     out = []
-    for row in bad_rows:
-        parsed = df.row(row, named=True)
+    for row, parsed in parsed_rows.items():
         line_col = parsed.get("_line")
-        line, prefix = _location(raw, row, int(line_col) if line_col is not None else None)
+        line, prefix = _location(raw, row, int(line_col) if isinstance(line_col, int) else None)
         field, why = _reason(by_row.get(row, {}), parsed, raw)
         out.append((line, prefix, field, why))
     return out
+
+
+def bad_outcome(raw: RawTrace, path: Path, on_error: str, n_bad: int,
+                parsed_rows: dict[int, dict[str, object]]) -> SkipReport:
+    """Raise `InputFileError` for the first bad row (on_error="raise") or report the skips."""
+    found = diagnose(raw, parsed_rows)
+    if on_error == "raise":
+        line, prefix, field, why = found[0]
+        more = f" ({n_bad} bad rows in all; --on-error skip leaves them out)" if n_bad > 1 else ""
+        raise InputFileError(f"{prefix}{why}{more}", path=str(path), line=line, field=field)
+    rows = list(parsed_rows)
+    lines = tuple(f[0] if f[0] is not None else rows[i] + 1 for i, f in enumerate(found))
+    reasons = tuple(f"{f[1]}{f[2]}: {f[3]}" for f in found)
+    return SkipReport(n_bad, lines, reasons)
 
 
 def _handle_bad(raw: RawTrace, df: pl.DataFrame, path: Path, on_error: str) -> tuple[
@@ -146,14 +170,23 @@ def _handle_bad(raw: RawTrace, df: pl.DataFrame, path: Path, on_error: str) -> t
     if n_bad == 0:
         return df, SkipReport()
     bad_rows = mask.arg_true().head(MAX_LISTED).to_list()
-    found = _diagnose(raw, df, bad_rows)
-    if on_error == "raise":
-        line, prefix, field, why = found[0]
-        more = f" ({n_bad} bad rows in all; --on-error skip leaves them out)" if n_bad > 1 else ""
-        raise InputFileError(f"{prefix}{why}{more}", path=str(path), line=line, field=field)
-    lines = tuple(f[0] if f[0] is not None else bad_rows[i] + 1 for i, f in enumerate(found))
-    reasons = tuple(f"{f[1]}{f[2]}: {f[3]}" for f in found)
-    return df.filter(~mask), SkipReport(n_bad, lines, reasons)
+    report = bad_outcome(raw, path, on_error, n_bad,
+                         {row: df.row(row, named=True) for row in bad_rows})
+    return df.filter(~mask), report
+
+
+def arrival_expr(ts_dtype: pl.DataType, first: float | int) -> pl.Expr:
+    """Seconds since the first request, from `ts` (int ns since the epoch, or float s)."""
+    if ts_dtype == pl.Int64:
+        return (pl.col("ts") - first).cast(pl.Float64) / 1e9
+    return pl.col("ts") - first
+
+
+def start_epoch(ts_dtype: pl.DataType, first: float | int, absolute: bool) -> float | None:
+    """Unix time of the first request, or None when the trace's times are relative."""
+    if ts_dtype == pl.Int64:
+        return first / 1e9
+    return float(first) if absolute or first > _EPOCH_MIN_S else None
 
 
 def _finish(df: pl.DataFrame, absolute: bool, path: Path) -> tuple[pl.DataFrame, float | None,
@@ -165,12 +198,8 @@ def _finish(df: pl.DataFrame, absolute: bool, path: Path) -> tuple[pl.DataFrame,
         notes.append(msg)
         df = df.sort("ts", maintain_order=True)
     first = df["ts"][0]
-    if df["ts"].dtype == pl.Int64:  # absolute ns since the epoch
-        arrival = (pl.col("ts") - first).cast(pl.Float64) / 1e9
-        start: float | None = first / 1e9
-    else:
-        arrival = pl.col("ts") - first
-        start = float(first) if absolute or first > _EPOCH_MIN_S else None
+    arrival = arrival_expr(df["ts"].dtype, first)
+    start = start_epoch(df["ts"].dtype, first, absolute)
     keep = [c for c in ("tenant", "model", "workflow_id", "hash_ids") if c in df.columns]
     table = df.select(arrival.alias("arrival_s"), "input_tokens", "output_tokens", *keep)
     return table, start, tuple(notes)
@@ -180,7 +209,7 @@ def to_workload(raw: RawTrace, path: Path, fmt: str, on_error: str, source: str)
     """Validate a raw trace; raise `InputFileError` on the first bad row or skip bad rows."""
     if on_error not in ("raise", "skip"):
         raise UsageError("on_error must be 'raise' or 'skip'", where="--on-error")
-    frame, absolute = _parse(raw, path)
+    frame, absolute = parse(raw, path)
     df = frame.collect()
     if df.height == 0:
         raise InputFileError("the file has no requests", path=str(path),
