@@ -76,6 +76,18 @@ class KVCache:
         if self.free:
             self._queue[(None, 0)] = self.free
 
+    @property
+    def keyed(self) -> bool:
+        """Whether any block carries a prefix-cache key (else blocks are just counted)."""
+        return self._keyed
+
+    def take_anonymous(self, n: int) -> None:
+        """Take `n` free blocks for requests whose `held` the caller already raised (only while
+        no block is keyed)."""
+        if self._keyed or n > self.free:  # pragma: no cover - guarded by the callers
+            raise RuntimeError(f"cannot take {n} anonymous blocks ({self.free} free)")
+        self.free -= n
+
     def lookup(self, req: Request) -> int:
         """Leading prompt blocks of `req` found in the cache (not yet claimed)."""
         keys = req.keys

@@ -66,6 +66,9 @@ class Replica:
         self.run_seqs = 0
         self.run_ctx = 0
         self.interruptible = False
+        self.all_decoding = False  # after the last step: every running request decodes
+        self.agg_ctx = 0  # then: their context tokens (computed + 1 each)
+        self.agg_left = 0  # then: the fewest output tokens any of them has left
         self.max_run_steps = max_run_steps  # 1: step every decode (for checking the runs)
         self.preemptions = 0
         self.steps = 0
@@ -108,8 +111,13 @@ class Replica:
 
     def start(self, now_s: float) -> float:
         """Schedule the step (or decode run) starting at `now_s`; returns its end (INF: idle)."""
-        p_tok, p_seqs, p_pairs, p_read, s, ctx, preempted = self.policy(self, now_s)
         self.t0_s = now_s
+        if self.all_decoding and not self.waiting and self.max_run_steps > 1:
+            end = self._start_run_fast(now_s)
+            if end >= 0.0:
+                return end
+        self.all_decoding = False
+        p_tok, p_seqs, p_pairs, p_read, s, ctx, preempted = self.policy(self, now_s)
         if not self.batch_reqs:
             if self.waiting:
                 raise RuntimeError(f"replica {self.index}: waiting requests cannot be scheduled")
@@ -119,18 +127,46 @@ class Replica:
         if p_seqs == 0 and not preempted and s == len(running):
             left = min([r.output - r.generated for r in running])
             kv = self.kv
-            k = 1 + kv.block_size * (kv.free // s)
-            k = min(k, left)
-            k = min(k, self.max_run_steps)
-            dt = self.runs.run_s(s, ctx, k)
-            self.run_steps, self.run_seqs, self.run_ctx = k, s, ctx
-            self.interruptible = k > 1 and not self.waiting and len(running) < self.max_num_seqs
+            k = min(1 + kv.block_size * (kv.free // s), left, self.max_run_steps)
+            self._run(now_s, k, s, ctx)
         else:
             dt = self.model.step_time_s(StepBatch(p_tok, p_seqs, p_pairs, p_read, s, ctx))
             self.run_steps = 0
             self.interruptible = False
-        self.end_s = end = now_s + dt
+            self.end_s = now_s + dt
+        return self.end_s
+
+    def _start_run_fast(self, now_s: float) -> float:
+        """The scheduler's answer known in advance: nothing waits and every running request
+        decodes, so the step is all of them, one token each. Their first blocks are taken with
+        the rest of the run's at its end (the bound leaves room for them). -1.0: no shortcut."""
+        s = len(self.running)
+        if s == 0:
+            self.end_s = INF
+            return INF
+        kv = self.kv
+        fit = kv.block_size * (kv.free // s)
+        if fit < 1 or s > self.max_num_batched_tokens:
+            return -1.0
+        k = self.agg_left
+        if fit < k:  # noqa: PLR1730 - hot path: a compare is cheaper than a call to min()
+            k = fit
+        if self.max_run_steps < k:  # noqa: PLR1730
+            k = self.max_run_steps
+        ctx = self.agg_ctx
+        self.run_steps, self.run_seqs, self.run_ctx = k, s, ctx
+        self.interruptible = k > 1 and s < self.max_num_seqs
+        co = self.runs.coef(s)
+        if co is None:
+            self.end_s = end = now_s + self.runs.run_s(s, ctx, k)
+        else:  # the affine closed form of DecodeRuns.run_s, inlined for the hot path
+            self.end_s = end = now_s + k * co[0] + co[1] * (k * ctx + s * k * (k - 1) / 2)
         return end
+
+    def _run(self, now_s: float, k: int, s: int, ctx: int) -> None:
+        self.run_steps, self.run_seqs, self.run_ctx = k, s, ctx
+        self.interruptible = k > 1 and not self.waiting and s < self.max_num_seqs
+        self.end_s = now_s + self.runs.run_s(s, ctx, k)
 
     def truncate(self, arrival_s: float) -> bool:
         """Cut an interruptible decode run at the step in flight at `arrival_s`, so that the
@@ -147,34 +183,63 @@ class Replica:
         return True
 
     def finish(self) -> None:
-        """Apply the effects of the step (or run) ending at `self.end_s`."""
+        """Apply the effects of the step (or run) ending at `self.end_s`, and note whether
+        every running request now decodes (`all_decoding`, with their context and the fewest
+        tokens left, `agg_ctx` and `agg_left`)."""
         t = self.end_s
         self.busy_s += t - self.t0_s
-        finished = False
         k = self.run_steps
         if not k and not self.batch_reqs:  # a wake-up, not a step
             return
+        finished = False
+        ctx = 0
+        left = 1 << 62
+        decoding = True
         if k:
             self.steps += k
             kv = self.kv
             bs = kv.block_size
+            keyed = kv.keyed
+            taken = 0
             for r in self.running:
                 c = r.computed = r.computed + k
-                r.generated += k
-                if c > r.held * bs and not kv.allocate(r, c):  # pragma: no cover
-                    raise RuntimeError("decode run outgrew the free KV blocks")
-                if r.generated >= r.output:
+                g = r.generated = r.generated + k
+                if c > r.held * bs:
+                    if keyed:
+                        if not kv.allocate(r, c):  # pragma: no cover - the run bound
+                            raise RuntimeError("decode run outgrew the free KV blocks")
+                    else:  # anonymous blocks only: count them, take them at once below
+                        blocks = -(-c // bs)
+                        taken += blocks - r.held
+                        r.held = blocks
+                if g >= r.output:
                     finished = True
+                else:
+                    ctx += c + 1
+                    if r.output - g < left:  # noqa: PLR1730 - hot path, no call to min()
+                        left = r.output - g
+            if taken:
+                kv.take_anonymous(taken)
         else:
             self.steps += 1
+            decoding = len(self.batch_reqs) == len(self.running)
             for r, n in zip(self.batch_reqs, self.batch_tokens, strict=True):
-                r.computed += n
-                if r.computed == r.prompt + r.generated:
+                c = r.computed = r.computed + n
+                if c == r.prompt + r.generated:
                     r.generated += 1
                     if r.first_token_s < 0.0:
                         r.first_token_s = t
                     if r.generated >= r.output:
                         finished = True
+                        continue
+                    ctx += c + 1
+                    if r.output - r.generated < left:  # noqa: PLR1730 - hot path
+                        left = r.output - r.generated
+                else:
+                    decoding = False
+        self.all_decoding = decoding
+        self.agg_ctx = ctx
+        self.agg_left = left
         if finished:
             self._complete(t)
         if t >= self.next_sample_s:

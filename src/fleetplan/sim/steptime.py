@@ -72,15 +72,16 @@ class DecodeRuns:
         co = self.coef(s)
         if co is not None:
             a, b = co
-            qa, qb = b * s / 2, a + b * ctx - b * s / 2
+            qa, qb = b * s / 2, a + b * ctx - b * s / 2  # T(k) = qa k^2 + qb k
             if qa > 0:
                 k = math.ceil((-qb + math.sqrt(qb * qb + 4 * qa * gap_s)) / (2 * qa))
             else:
                 k = math.ceil(gap_s / qb) if qb > 0 else 1
             k = min(max(k, 1), k_max)
-            while k > 1 and self.run_s(s, ctx, k - 1) >= gap_s:  # guard against rounding
+            # Guard against rounding at the boundary.
+            while k > 1 and (qa * (k - 1) + qb) * (k - 1) >= gap_s:
                 k -= 1
-            while k < k_max and self.run_s(s, ctx, k) < gap_s:
+            while k < k_max and (qa * k + qb) * k < gap_s:
                 k += 1
             return k
         lo, hi = 1, k_max
