@@ -1,11 +1,18 @@
 """Benchmark: characterize a 10M-row trace from CSV and Parquet, fleetplan vs plain pandas.
 
     python bench/workload_characterize.py [--rows 10000000] [--keep DIR]
+                                          [--scaling 10000000,30000000,100000000]
 
 Writes a synthetic trace (arrival over one day, lognormal token counts; seed 0) as CSV and
 Parquet in a temporary folder, then runs each implementation on each file in its own
 subprocess and prints rows/s (load + characterize, timed inside the subprocess, interpreter
-start-up excluded) and the subprocess's peak RSS. Not part of the test suite.
+start-up excluded) and the subprocess's peak RSS. Implementations: `fleetplan` (the default,
+which streams files this large in bounded memory), `fleetplan-mem` (`streaming=False`: the
+whole table in memory) and `pandas`.
+
+`--scaling` then writes Parquet traces of each row count (in 10M-row parts, so the writer
+stays small too) and characterizes each with the default `fleetplan`: peak RSS should stay
+flat as rows grow. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -41,10 +48,33 @@ def make_trace(rows: int, folder: Path) -> tuple[Path, Path]:
     return csv, parquet
 
 
-def run_fleetplan(path: str) -> dict[str, object]:
+def make_parquet(rows: int, path: Path, part_rows: int = 10_000_000) -> None:
+    """A `rows`-row Parquet trace like `make_trace`'s, written part by part (sorted times)."""
+    import numpy as np
+    import polars as pl
+
+    parts = []
+    n_parts = -(-rows // part_rows)
+    for k in range(n_parts):
+        n = min(part_rows, rows - k * part_rows)
+        rng = np.random.default_rng(k)
+        lo, width = k * 86_400.0 / n_parts, 86_400.0 / n_parts
+        part = path.parent / f"{path.stem}.part{k}.parquet"
+        pl.DataFrame({
+            "ts": np.sort(rng.uniform(lo, lo + width, n)) + 1.7e9,
+            "prompt": np.rint(rng.lognormal(7.0, 1.0, n)).astype(np.int64),
+            "completion": np.rint(rng.lognormal(5.0, 0.9, n)).astype(np.int64),
+        }).write_parquet(part)
+        parts.append(part)
+    pl.scan_parquet(parts).sink_parquet(path)
+    for part in parts:
+        part.unlink()
+
+
+def run_fleetplan(path: str, streaming: bool | None = None) -> dict[str, object]:
     from fleetplan.workload import characterize, load
 
-    c = characterize(load(path, mapping=MAPPING))
+    c = characterize(load(path, mapping=MAPPING, streaming=streaming))
     return {"requests": c.requests, "p99_in": c.input_tokens.p99,
             "peak_1s": c.rate_peak_per_s["1s"]}
 
@@ -78,15 +108,17 @@ def run_pandas(path: str) -> dict[str, object]:
 
 def worker(impl: str, path: str) -> None:
     """Run in the subprocess: time one implementation and report its own peak RSS."""
-    if impl == "fleetplan":  # imports are not timed
+    if impl.startswith("fleetplan"):  # imports are not timed
         import scipy.special  # noqa: F401
 
         import fleetplan.workload  # noqa: F401
     else:
         import pandas  # noqa: F401
-    fn = run_fleetplan if impl == "fleetplan" else run_pandas
     start = time.perf_counter()
-    result = fn(path)
+    if impl == "pandas":
+        result = run_pandas(path)
+    else:
+        result = run_fleetplan(path, streaming=False if impl == "fleetplan-mem" else None)
     elapsed = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"elapsed_s": elapsed, "peak_rss_bytes": peak_kib * 1024, **result}))
@@ -105,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--keep", type=Path, default=None, help="write the trace here")
+    parser.add_argument("--scaling", default="", help="comma-separated Parquet row counts")
     parser.add_argument("--worker", nargs=2, metavar=("IMPL", "PATH"))
     args = parser.parse_args()
     if args.worker:
@@ -116,14 +149,28 @@ def main() -> None:
         t0 = time.perf_counter()
         files = make_trace(args.rows, folder)
         print(f"wrote {args.rows:,} rows as CSV and Parquet in {time.perf_counter() - t0:.1f} s")
-        print(f"{'file':<8} {'impl':<10} {'seconds':>8} {'rows/s':>14} {'peak RSS':>10}  check")
+        print(f"{'file':<8} {'impl':<14} {'seconds':>8} {'rows/s':>14} {'peak RSS':>10}  check")
         for path in files:
-            for impl in ("fleetplan", "pandas"):
-                r = measure(impl, path)
-                rate = args.rows / r["elapsed_s"]
-                print(f"{path.suffix[1:]:<8} {impl:<10} {r['elapsed_s']:>8.2f} {rate:>14,.0f} "
-                      f"{r['peak_rss_bytes'] / 2**30:>8.2f} GB  p99_in={r['p99_in']:.1f} "
-                      f"peak_1s={r['peak_1s']:.0f}")
+            for impl in ("fleetplan", "fleetplan-mem", "pandas"):
+                _report(path.suffix[1:], impl, args.rows, measure(impl, path))
+        for path in files:
+            path.unlink()
+        for rows in (int(x) for x in args.scaling.split(",") if x.strip()):
+            path = folder / f"scale{rows}.parquet"
+            t0 = time.perf_counter()
+            make_parquet(rows, path)
+            size = path.stat().st_size / 2**20
+            print(f"wrote {rows:,} rows as Parquet ({size:,.0f} MiB) in "
+                  f"{time.perf_counter() - t0:.1f} s")
+            _report(f"{rows // 1_000_000}M", "fleetplan", rows, measure("fleetplan", path))
+            path.unlink()
+
+
+def _report(label: str, impl: str, rows: int, r: dict[str, float]) -> None:
+    rate = rows / r["elapsed_s"]
+    print(f"{label:<8} {impl:<14} {r['elapsed_s']:>8.2f} {rate:>14,.0f} "
+          f"{r['peak_rss_bytes'] / 2**30:>8.2f} GB  p99_in={r['p99_in']:.1f} "
+          f"peak_1s={r['peak_1s']:.0f}", flush=True)
 
 
 if __name__ == "__main__":
