@@ -46,3 +46,31 @@ def test_simulate_bad_input_exit_2(cli: Any) -> None:
     assert r.code == 2 and "exactly one of --workload, --concurrency or --rate" in r.err
     r = cli(*[a if a != "2" else "0" for a in ARGS], "--json")
     assert r.code == 2 and "--replicas" in r.err
+
+
+def test_duckdb_output_and_prometheus_format(tmp_path: Path) -> None:
+    import duckdb
+
+    from fleetplan.sim import ClosedLoop, FleetConfig, simulate, write_result
+    from tests.sim.toy import toy_replica
+
+    res = simulate(FleetConfig.homogeneous(toy_replica(), 2, "least-outstanding"),
+                   ClosedLoop(concurrency=4, isl=64, osl=8, requests=12))
+    db = write_result(res, tmp_path / "run.duckdb")
+    con = duckdb.connect(str(db))
+    try:
+        assert con.execute("select count(*) from requests").fetchone() == (12,)
+        assert con.execute("select count(*) from timeseries").fetchone()[0] > 0  # type: ignore[index]
+    finally:
+        con.close()
+    text = res.prometheus("toy")
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    # Every sample line is `name{labels} value`, and histogram buckets are cumulative.
+    for ln in lines:
+        name_labels, value = ln.rsplit(" ", 1)
+        assert name_labels.startswith("vllm:") and "{" in name_labels
+        float(value)
+    ttft = [float(ln.rsplit(" ", 1)[1]) for ln in lines
+            if ln.startswith('vllm:time_to_first_token_seconds_bucket{engine="0"')]
+    assert ttft == sorted(ttft) and ttft[-1] == res.requests.filter(
+        res.requests["replica"] == 0).height
