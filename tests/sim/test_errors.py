@@ -65,3 +65,15 @@ def test_bad_flags(no_sim: None) -> None:
         simulate(fleet, PoissonLoad(0.0, 10, 5, 5))
     with pytest.raises(UsageError, match="--isl: needs at least one length"):
         simulate(fleet, PoissonLoad(1.0, 10, np.zeros(0, dtype=int).tolist(), 5))
+
+
+def test_trace_requests_beyond_context_are_rejected_and_counted() -> None:
+    fleet = FleetConfig.homogeneous(toy_replica(kv_blocks=100, block_size=16,
+                                                max_model_len=1000), 1)
+    table = pl.DataFrame({"arrival_s": [0.0, 1.0, 2.0], "input_tokens": [100, 990, 50],
+                          "output_tokens": [10, 20, 5]})
+    res = simulate(fleet, TraceLoad(table))
+    assert res.rejected == 1 and res.requests.height == 2
+    assert res.summary()["requests_rejected"] == 1
+    with pytest.raises(UsageError, match="beyond the model's context of 1000"):
+        simulate(fleet, TraceLoad(table, too_long="error"))

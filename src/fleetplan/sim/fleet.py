@@ -20,7 +20,7 @@ import numpy as np
 from fleetplan.errors import InfeasibleError, UsageError
 from fleetplan.sim.config import FleetConfig, ReplicaConfig
 from fleetplan.sim.kvcache import KVCache
-from fleetplan.sim.load import Arrivals, ClosedLoop, Load, block_keys
+from fleetplan.sim.load import Arrivals, ClosedLoop, Load, TraceLoad, block_keys
 from fleetplan.sim.metrics import Records, SimResult
 from fleetplan.sim.replica import Replica
 from fleetplan.sim.request import Request
@@ -82,11 +82,14 @@ def simulate(
     t_wall = time.perf_counter()
     rng = np.random.default_rng(seed)
     arrivals: Arrivals | None = None
+    rejected = 0
     if isinstance(load, ClosedLoop):
         n = load.total
         check_lengths(fleet, np.array([load.isl]), np.array([load.osl]))
     else:
         arrivals = load.arrivals(rng)
+        if isinstance(load, TraceLoad) and load.too_long == "reject":
+            arrivals, rejected = _reject_too_long(fleet, arrivals)
         n = len(arrivals)
         check_lengths(fleet, np.maximum(arrivals.input_tokens, 1), arrivals.output_tokens)
     if sample_interval_s <= 0:
@@ -98,7 +101,20 @@ def simulate(
     else:
         assert isinstance(load, ClosedLoop)
         _loop_closed(fleet, reps, load, rec)
-    return SimResult.build(fleet, reps, rec, wall_s=time.perf_counter() - t_wall)
+    return SimResult.build(fleet, reps, rec, wall_s=time.perf_counter() - t_wall,
+                           rejected=rejected)
+
+
+def _reject_too_long(fleet: FleetConfig, arr: Arrivals) -> tuple[Arrivals, int]:
+    limit = min(min(c.max_model_len or c.kv_capacity_tokens, c.kv_capacity_tokens)
+                for c in fleet.replicas)
+    total = np.maximum(arr.input_tokens, 1) + np.maximum(arr.output_tokens, 1)
+    ok = total <= limit
+    n_bad = int((~ok).sum())
+    if n_bad == len(ok):
+        raise UsageError(f"every request is longer than {limit} tokens (context or KV pool)",
+                         where="workload")
+    return (arr.keep(ok) if n_bad else arr), n_bad
 
 
 def _drain(reps: list[Replica], heap: list[tuple[float, int, int]], until: float,

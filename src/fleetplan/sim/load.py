@@ -41,24 +41,41 @@ class Arrivals:
     def __len__(self) -> int:
         return len(self.arrival_s)
 
+    def keep(self, mask: np.ndarray) -> Arrivals:
+        """The requests where `mask` is true."""
+        h = None if self.hash_ids is None else [
+            x for x, k in zip(self.hash_ids, mask.tolist(), strict=True) if k]
+        return Arrivals(self.arrival_s[mask], self.input_tokens[mask], self.output_tokens[mask],
+                        h, self.block_tokens)
+
 
 @dataclass(frozen=True)
 class TraceLoad:
-    """Replay of a workload table; `rate_scale` k multiplies the request rate by k."""
+    """Replay of a workload table; `rate_scale` k multiplies the request rate by k.
+
+    `too_long="reject"` drops requests longer than the model context or a replica's KV pool
+    and counts them (`SimResult.rejected`), as a vLLM server answers them with an error;
+    `"error"` refuses the whole trace instead.
+    """
 
     table: pl.DataFrame
     rate_scale: float = 1.0
     block_tokens: int = 512  # tokens per entry of `hash_ids` (Mooncake: 512)
+    too_long: str = "reject"
 
     @classmethod
     def from_workload(cls, workload: Any, rate_scale: float = 1.0) -> TraceLoad:
         """From a `fleetplan.workload.Workload` (its `.table` and `.block_tokens`)."""
-        return cls(workload.table, rate_scale, int(getattr(workload, "block_tokens", 512) or 512))
+        bt = int(getattr(workload, "block_tokens", 512) or 512)
+        return cls(workload.table, rate_scale, bt)
 
     def arrivals(self, rng: np.random.Generator) -> Arrivals:
         del rng  # a replay is deterministic
         if self.rate_scale <= 0:
             raise UsageError(f"must be > 0, got {self.rate_scale}", where="--rate-scale")
+        if self.too_long not in ("reject", "error"):
+            raise UsageError(f"must be 'reject' or 'error', got {self.too_long!r}",
+                             where="too_long")
         t = self.table
         for col in ("arrival_s", "input_tokens", "output_tokens"):
             if col not in t.columns:

@@ -100,10 +100,12 @@ class SimResult:
     prefix_hit_tokens: int
     steps: int
     wall_s: float
+    rejected: int = 0  # trace requests refused as too long (not in `requests`)
 
     @classmethod
     def build(
-        cls, fleet: FleetConfig, reps: list[Replica], rec: Records, *, wall_s: float
+        cls, fleet: FleetConfig, reps: list[Replica], rec: Records, *, wall_s: float,
+        rejected: int = 0,
     ) -> SimResult:
         out = rec.output_tokens.astype(np.float64)
         ttft = rec.first_token_s - rec.arrival_s
@@ -144,6 +146,7 @@ class SimResult:
             prefix_hit_tokens=sum(r.kv.hit_tokens for r in reps),
             steps=sum(r.steps for r in reps),
             wall_s=wall_s,
+            rejected=rejected,
         )
 
     # ---- figures -----------------------------------------------------------------------------
@@ -196,6 +199,7 @@ class SimResult:
         ts = self.timeseries
         out: dict[str, Any] = {
             "requests_completed": int(done.sum()),
+            "requests_rejected": self.rejected,
             "duration_s": dur,
             "ttft_s": percentiles(self._col("ttft_s")),
             "tpot_s": percentiles(self._col("tpot_s")),
