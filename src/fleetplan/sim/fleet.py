@@ -1,6 +1,6 @@
 """The event loop: arrivals, routing, and each replica's steps in time order.
 
-Like simpy's core, the loop is a heap of (time, sequence, replica) entries: each replica has at
+Like simpy's core, the loop is a heap of (time, replica, version) entries: each replica has at
 most one live entry, the end of its step or decode run in flight (a stale entry is skipped when
 its time no longer matches). Arrivals come from a sorted array (open loop) or from completions
 (closed loop). At an arrival the replicas' events up to that time are processed first, then the
@@ -117,49 +117,54 @@ def _reject_too_long(fleet: FleetConfig, arr: Arrivals) -> tuple[Arrivals, int]:
     return (arr.keep(ok) if n_bad else arr), n_bad
 
 
+def _push(heap: list[tuple[float, int, int]], rep: Replica, t: float) -> None:
+    """Make `t` the replica's one live event (earlier entries of it become stale)."""
+    rep.version += 1
+    heapq.heappush(heap, (t, rep.index, rep.version))
+
+
 def _drain(reps: list[Replica], heap: list[tuple[float, int, int]], until: float,
-           rec: Records, seq: list[int], on_done: deque[float] | None,
-           inclusive: bool = False) -> None:
+           rec: Records, on_done: deque[float] | None, inclusive: bool = False) -> None:
     """Process replica events before `until` (also at `until` when `inclusive`): arrivals at
-    the same instant all join the queue before the step that admits them is scheduled."""
+    the same instant all join the queue before the step that admits them is scheduled.
+    Ties between replicas go to the lower index."""
+    pop, push, inf = heapq.heappop, heapq.heappush, math.inf
     while heap and (heap[0][0] < until or (inclusive and heap[0][0] == until)):
-        t, _, i = heapq.heappop(heap)
+        t, i, ver = pop(heap)
         rep = reps[i]
-        if t != rep.end_s:
+        if ver != rep.version:
             continue
         rep.finish()
-        if rep.done:
-            for r in rep.done:
+        done = rep.done
+        if done:
+            for r in done:
                 rec.finish(r, i, t)
                 if on_done is not None:
                     on_done.append(t)
-            rep.done.clear()
+            done.clear()
         end = rep.start(t)
-        if end != math.inf:
-            seq[0] += 1
-            heapq.heappush(heap, (end, seq[0], i))
+        if end != inf:
+            rep.version = ver = ver + 1
+            push(heap, (end, i, ver))
 
 
 def _admit(req: Request, reps: list[Replica], route: Route,
-           heap: list[tuple[float, int, int]], seq: list[int]) -> int:
+           heap: list[tuple[float, int, int]]) -> int:
     i = route(req, reps)
     rep = reps[i]
     rep.add(req)
     t = req.arrival_s
     if rep.idle:
         rep.wake(t)
-        seq[0] += 1
-        heapq.heappush(heap, (t, seq[0], i))
+        _push(heap, rep, t)
     elif rep.truncate(t):
-        seq[0] += 1
-        heapq.heappush(heap, (rep.end_s, seq[0], i))
+        _push(heap, rep, rep.end_s)
     return i
 
 
 def _loop_open(fleet: FleetConfig, reps: list[Replica], arr: Arrivals, rec: Records) -> None:
     route = make_router(fleet.router).route
     heap: list[tuple[float, int, int]] = []
-    seq = [0]
     caching = any(c.prefix_caching for c in fleet.replicas) and arr.hash_ids is not None
     bs = fleet.replicas[0].block_size
     times = arr.arrival_s.tolist()
@@ -168,7 +173,7 @@ def _loop_open(fleet: FleetConfig, reps: list[Replica], arr: Arrivals, rec: Reco
     hashes = arr.hash_ids
     for j in range(len(times)):
         ta = times[j]
-        _drain(reps, heap, ta, rec, seq, None)
+        _drain(reps, heap, ta, rec, None)
         keys = None
         if caching:
             assert hashes is not None
@@ -177,26 +182,25 @@ def _loop_open(fleet: FleetConfig, reps: list[Replica], arr: Arrivals, rec: Reco
                 keys = block_keys(h, arr.block_tokens, bs, isl[j])
         req = Request(j, ta, isl[j], osl[j], keys)
         rec.arrive(req)
-        _admit(req, reps, route, heap, seq)
-    _drain(reps, heap, math.inf, rec, seq, None)
+        _admit(req, reps, route, heap)
+    _drain(reps, heap, math.inf, rec, None)
 
 
 def _loop_closed(fleet: FleetConfig, reps: list[Replica], load: ClosedLoop, rec: Records) -> None:
     """Each of `concurrency` clients sends its next request when its last one finishes."""
     route = make_router(fleet.router).route
     heap: list[tuple[float, int, int]] = []
-    seq = [0]
     pending: deque[float] = deque([0.0] * min(load.concurrency, load.total))
     sent = 0
     while sent < load.total:
         while not pending:  # every client waits for a response: run to the next completion
             if not heap:  # pragma: no cover - a request in flight always has an event
                 raise RuntimeError("closed loop stalled")
-            _drain(reps, heap, heap[0][0], rec, seq, pending, inclusive=True)
-        _drain(reps, heap, pending[0], rec, seq, pending)
+            _drain(reps, heap, heap[0][0], rec, pending, inclusive=True)
+        _drain(reps, heap, pending[0], rec, pending)
         ta = pending.popleft()
         req = Request(sent, ta, load.isl, load.osl)
         sent += 1
         rec.arrive(req)
-        _admit(req, reps, route, heap, seq)
-    _drain(reps, heap, math.inf, rec, seq, None)
+        _admit(req, reps, route, heap)
+    _drain(reps, heap, math.inf, rec, None)

@@ -61,6 +61,7 @@ class Replica:
         self.batch_tokens: list[int] = []
         self.done: list[Request] = []  # finished since the fleet last drained it
         self.end_s = INF  # end of the step in flight; INF when idle
+        self.version = 0  # of the replica's live entry in the event heap
         self.t0_s = 0.0
         self.run_steps = 0  # >0: a decode run of this many steps is in flight
         self.run_seqs = 0
