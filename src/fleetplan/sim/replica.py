@@ -51,6 +51,7 @@ class Replica:
         self.index = index
         self.model = model
         self.runs = DecodeRuns(model)
+        self._coefs = self.runs.affine  # batch size -> (a, b) of its affine decode step
         self.kv = kv
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
@@ -73,7 +74,6 @@ class Replica:
         self.max_run_steps = max_run_steps  # 1: step every decode (for checking the runs)
         self.preemptions = 0
         self.steps = 0
-        self.busy_s = 0.0
         self.sample_interval_s = sample_interval_s
         self.next_sample_s = 0.0
         self.ts_t = array("d")
@@ -157,7 +157,7 @@ class Replica:
         ctx = self.agg_ctx
         self.run_steps, self.run_seqs, self.run_ctx = k, s, ctx
         self.interruptible = k > 1 and s < self.max_num_seqs
-        co = self.runs.coef(s)
+        co = self._coefs.get(s) or self.runs.coef(s)
         if co is None:
             self.end_s = end = now_s + self.runs.run_s(s, ctx, k)
         else:  # the affine closed form of DecodeRuns.run_s, inlined for the hot path
@@ -188,7 +188,6 @@ class Replica:
         every running request now decodes (`all_decoding`, with their context and the fewest
         tokens left, `agg_ctx` and `agg_left`)."""
         t = self.end_s
-        self.busy_s += t - self.t0_s
         k = self.run_steps
         if not k and not self.batch_reqs:  # a wake-up, not a step
             return
@@ -203,8 +202,10 @@ class Replica:
             keyed = kv.keyed
             taken = 0
             for r in self.running:
-                c = r.computed = r.computed + k
-                g = r.generated = r.generated + k
+                c = r.computed + k
+                r.computed = c
+                g = r.generated + k
+                r.generated = g
                 if c > r.held * bs:
                     if keyed:
                         if not kv.allocate(r, c):  # pragma: no cover - the run bound
@@ -213,12 +214,13 @@ class Replica:
                         blocks = -(-c // bs)
                         taken += blocks - r.held
                         r.held = blocks
-                if g >= r.output:
+                rem = r.output - g
+                if rem <= 0:
                     finished = True
                 else:
                     ctx += c + 1
-                    if r.output - g < left:  # noqa: PLR1730 - hot path, no call to min()
-                        left = r.output - g
+                    if rem < left:  # noqa: PLR1730 - hot path, no call to min()
+                        left = rem
             if taken:
                 kv.take_anonymous(taken)
         else:

@@ -28,11 +28,12 @@ _RTOL = 1e-9
 class DecodeRuns:
     """`decode_run_time_s` and `steps_until` of one step-time model, cached per batch size."""
 
-    __slots__ = ("_coef", "model")
+    __slots__ = ("_coef", "affine", "model")
 
     def __init__(self, model: StepTimeModel) -> None:
         self.model = model
         self._coef: dict[int, tuple[float, float] | None] = {}
+        self.affine: dict[int, tuple[float, float]] = {}  # the affine ones only
 
     def _probe(self, s: int) -> tuple[float, float] | None:
         m = self.model
@@ -54,6 +55,8 @@ class DecodeRuns:
             return self._coef[s]
         except KeyError:
             co = self._coef[s] = self._probe(s)
+            if co is not None:
+                self.affine[s] = co
             return co
 
     def step_time_s(self, batch: StepBatch) -> float:
