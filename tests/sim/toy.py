@@ -26,12 +26,9 @@ class ToyModel:
 
     def prefill_alone_s(self, tokens: int, budget: int) -> float:
         """A prompt of `tokens` prefilled alone in chunks of `budget`."""
-        t, done = 0.0, 0
-        while done < tokens:
-            n = min(budget, tokens - done)
-            t += self.step_time_s(StepBatch.prefill_chunk(n, done))
-            done += n
-        return t
+        starts = range(0, tokens, budget)
+        return sum(self.step_time_s(StepBatch.prefill_chunk(min(budget, tokens - d), d))
+                   for d in starts)
 
 
 def toy_replica(model: ToyModel | None = None, **kw: object) -> ReplicaConfig:
