@@ -4,20 +4,30 @@ Benchmark modelled (see docs/FIDELITY.md): N clients, each sending a fixed-ISL/O
 moment its last one finishes; the first wave starts together; TTFT and TPOT are means over all
 requests, the start-up wave included; TPOT = (E2E - TTFT) / (OSL - 1).
 
-Per point, from three step shapes of its deployment(s): a decode step of the instance's batch at
-the mean context (`t_d`), one prompt prefilled alone (`t_p1`), and a full prefill batch of `k`
-prompts (`t_pw`, the engine's token budget):
+Per point, from four step shapes of its deployment(s): a decode step of the running batch `B`
+at the mean context (`t_d`), the same step with one prompt added (`t_mix`, the mixed step of
+chunked prefill: the weights are read once for both), one prompt prefilled alone (`t_p1`), and a
+full prefill batch of `k` prompts (`t_pw`, the engine's token budget):
 
+running batch (KV capacity)
+  B          = min(C, sequences of mean context ISL + OSL/2 the KV pool holds)  (`C` clients
+               per decode instance; aggregated points only, see `running_capacity`)
+  the C - B others wait for a slot: slot_wait = (C/B - 1) (TTFT_ss + OSL TPOT)  (Little's law)
 aggregated
-  m          = t_pw / k                           (prefill time per request when batched)
-  TPOT       = t_d + (N - 1) m / (OSL - 1)        (decode stalls for the other clients' prefills)
-  TTFT_ss    = t_p1 + t_d / 2 + q rho/(1-rho) m   (steady state: wait for the running step, own
-                                                  prefill, queueing; rho = N m / cycle)
-  TTFT_wave  = t_pw (ceil(N/k) + 1) / 2           (all N prompts queue at t = 0)
-  TTFT       = w TTFT_wave + (1 - w) TTFT_ss
+  x          = t_mix - t_d                        (what one prompt adds to the step it joins)
+  TPOT       = t_d + (B - 1) x / (OSL - 1)        (a request's decode meets the B - 1 other
+                                                  running requests' prefills)
+  TTFT_ss    = t_d / 2 + t_d + min(B, k) x + q rho/(1-rho) x
+                                                  (wait for the running step, then a mixed step
+                                                  with the cohort of prompts that arrive together:
+                                                  requests prefilled in one step finish in one step
+                                                  and come back together; rho = B x / cycle)
+  TTFT_wave  = t_pw (ceil(B/k) + 1) / 2           (all prompts queue at t = 0)
+  TTFT       = w TTFT_wave + (1 - w) TTFT_ss + slot_wait
 disaggregated (P prefill workers, D decode workers)
-  TPOT = t_d (batch ceil(N/D));  TTFT as above with the prefill pool (P instances, no decode
-  interference), rho = N t_p1 / (P cycle).
+  TPOT = t_d (batch ceil(N/D));  TTFT = t_p1 + queueing + start-up wave on the prefill pool
+  (P instances, no decode interference), rho = N t_p1 / (P cycle); no KV limit (the recipes
+  size their decode batches themselves).
 
 `w` (weight of the start-up wave, per engine), `q` (queueing factor, global) and the
 disaggregated decode speed-up `s` (per engine: TPOT = t_d / s; public disaggregated DeepSeek
@@ -28,13 +38,14 @@ fitted across all points; they are not per-row knobs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from fleetplan.calibrate.features import FEATURES, Resolved, StepFeatures, step_features
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.perf import Deployment, StepBatch
+from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu, memory_budget
 
 __all__ = ["FIT_FIELDS", "LoopInputs", "build_inputs", "predict", "step_time"]
 
@@ -61,11 +72,18 @@ class LoopInputs:
     dec: np.ndarray  # (n, len(FEATURES)) decode step
     p1: np.ndarray  # one prompt alone
     pw: np.ndarray  # a full prefill batch
+    mix: np.ndarray  # the decode step plus one prompt (the mixed step of chunked prefill)
     k: np.ndarray  # prompts in the full prefill batch
     n: np.ndarray  # concurrency
     osl: np.ndarray
     disagg: np.ndarray  # bool
     pool: np.ndarray  # prefill instances (1 for aggregated)
+    clients: np.ndarray  # clients per decode instance (N for aggregated, ceil(N/D) disagg.)
+    running: np.ndarray  # running batch per decode instance: min(clients, KV slots, max seqs)
+
+    def take(self, mask: np.ndarray) -> LoopInputs:
+        """The points selected by `mask`."""
+        return LoopInputs(*(getattr(self, f.name)[mask] for f in fields(self)))
 
 
 def _decode_batch(dep: Deployment, seqs: int, isl: int, osl: int) -> StepBatch:
@@ -73,8 +91,35 @@ def _decode_batch(dep: Deployment, seqs: int, isl: int, osl: int) -> StepBatch:
     return StepBatch(decode_seqs=seqs, decode_ctx_tokens=seqs * ctx)
 
 
+#: Engines whose memory fraction is of the memory left free after weights and activations
+#: (TRT-LLM `free_gpu_memory_fraction`), not of total memory as in vLLM and SGLang.
+_FRACTION_OF_FREE = frozenset({"trtllm"})
+
+
+def running_capacity(dep: Deployment, context_tokens: int) -> int | None:
+    """Sequences of mean context `context_tokens` one instance holds in its KV pool at once
+    (each attention-DP rank has its own pool), at least 1; None where the limit is unknown:
+    the memory model leaves no pool (the layout as read cannot serve), or TP replicates the KV
+    on every rank (MLA, or TP above the KV heads), where the benchmark layouts leave attention
+    data parallelism, which would give each rank its own sequences, unrecorded. The engine's
+    `max_num_seqs` is not applied: benchmark configs set the batch limit to the concurrency."""
+    a = dep.model.attention
+    if dep.tp > 1 and (a.kind == "mla" or a.num_kv_heads < dep.tp):
+        return None
+    mb = memory_budget(dep)
+    pool = mb.kv_pool_bytes
+    if dep.engine.name in _FRACTION_OF_FREE:  # the fraction applies to what weights leave free
+        frac = float(dep.engine.gpu_memory_utilization.value)
+        pool = frac * (dep.gpu.memory_bytes.value - mb.weights_bytes - mb.activation_bytes
+                       - mb.overhead_bytes)
+    per_seq = kv_bytes_for_sequence_per_gpu(dep, context_tokens)
+    if pool <= 0 or per_seq <= 0:
+        return None
+    return max(1, int(pool // per_seq) * dep.attention_dp)
+
+
 def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, StepFeatures,
-                                                   int, int]:
+                                                   StepFeatures, int, int, int, int]:
     budget = int(r.engine.max_num_batched_tokens.value)
     if p.mode == "agg":
         assert r.agg is not None and p.agg is not None
@@ -87,23 +132,33 @@ def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, S
         seqs = math.ceil(p.concurrency / p.decode.workers)
         pool, per_rank = p.prefill.workers, 1
     k = per_rank * pdep.attention_dp
+    clients = seqs
+    cap = running_capacity(ddep, p.isl + p.osl // 2) if p.mode == "agg" else None
+    seqs = min(seqs, cap) if cap is not None else seqs
     one = StepBatch.prefill_chunk(p.isl, 0)
     wave = one
     for _ in range(k - 1):
         wave = wave + one
+    dec = _decode_batch(ddep, seqs, p.isl, p.osl)
     return (
-        step_features(ddep, _decode_batch(ddep, seqs, p.isl, p.osl)),
+        step_features(ddep, dec),
         step_features(pdep, one),
         step_features(pdep, wave),
+        step_features(ddep, dec + one),
         k,
         pool,
+        clients,
+        seqs,
     )
 
 
 def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopInputs:
-    dec, p1, pw, ks, pools = [], [], [], [], []
+    dec, p1, pw, mix, ks, pools, cl, run = [], [], [], [], [], [], [], []
     for p, r in zip(points, resolved, strict=True):
-        d, a, b, k, pool = _shapes(p, r)
+        d, a, b, mx, k, pool, c, bs = _shapes(p, r)
+        mix.append(mx.as_tuple())
+        cl.append(c)
+        run.append(bs)
         dec.append(d.as_tuple())
         p1.append(a.as_tuple())
         pw.append(b.as_tuple())
@@ -113,11 +168,14 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         dec=np.array(dec, dtype=float).reshape(-1, len(FEATURES)),
         p1=np.array(p1, dtype=float).reshape(-1, len(FEATURES)),
         pw=np.array(pw, dtype=float).reshape(-1, len(FEATURES)),
+        mix=np.array(mix, dtype=float).reshape(-1, len(FEATURES)),
         k=np.array(ks, dtype=float),
         n=np.array([p.concurrency for p in points], dtype=float),
         osl=np.array([p.osl for p in points], dtype=float),
         disagg=np.array([p.mode == "disagg" for p in points], dtype=bool),
         pool=np.array(pools, dtype=float),
+        clients=np.array(cl, dtype=float),
+        running=np.array(run, dtype=float),
     )
 
 
@@ -144,19 +202,25 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step
     of disaggregated points (their recipes use speculative decoding the data does not record)."""
-    t_d = step_time(x.dec, eff) / np.where(x.disagg, disagg_speedup, 1.0)
+    t_dec = step_time(x.dec, eff)
+    t_d = t_dec / np.where(x.disagg, disagg_speedup, 1.0)
     t_p1 = step_time(x.p1, eff)
     t_pw = step_time(x.pw, eff)
-    m = t_pw / x.k
+    # What one prompt adds to the decode step it joins (weights are read once for both).
+    extra = np.maximum(step_time(x.mix, eff) - t_dec, 0.0)
     osl1 = np.maximum(x.osl - 1.0, 1.0)
     agg = ~x.disagg
-    tpot = np.where(agg, t_d + (x.n - 1.0) * m / osl1, t_d)
-    ttft0 = t_p1 + np.where(agg, 0.5 * t_d, 0.0)
-    cycle = ttft0 + x.osl * tpot
-    served = np.where(agg, m, t_p1)
-    rho = np.clip(x.n * served / (x.pool * cycle), 0.0, 0.95)
+    b = x.running
+    admitted = b / x.clients  # fraction of the clients that hold a KV slot
+    tpot = np.where(agg, t_d + (b - 1.0) * extra / osl1, t_d)
+    cohort = np.minimum(b, x.k)  # prompts that arrive together (completions stay in step)
+    ttft0 = np.where(agg, 0.5 * t_d + t_d + cohort * extra, t_p1)
+    decode = x.osl * tpot
+    served = np.where(agg, extra, t_p1)
+    rho = np.clip(x.n * admitted * served / (x.pool * (ttft0 + decode)), 0.0, 0.95)
     ttft_ss = ttft0 + queue_factor * rho / (1.0 - rho) * served
-    waves = np.ceil(x.n / (x.k * x.pool))
+    waves = np.ceil(x.n * admitted / (x.k * x.pool))
     ttft_wave = t_pw * (waves + 1.0) / 2.0
-    ttft = wave_weight * ttft_wave + (1.0 - wave_weight) * ttft_ss
+    slot_wait = (1.0 / admitted - 1.0) * (ttft_ss + decode)
+    ttft = wave_weight * ttft_wave + (1.0 - wave_weight) * ttft_ss + slot_wait
     return ttft, tpot

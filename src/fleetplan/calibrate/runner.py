@@ -68,9 +68,7 @@ class Prepared:
         return [MOE if model_is_moe(r.model) else DENSE for r in self.resolved]
 
     def subset(self, mask: np.ndarray) -> tuple[LoopInputs, Levels]:
-        x = self.inputs
-        sub = LoopInputs(x.dec[mask], x.p1[mask], x.pw[mask], x.k[mask], x.n[mask], x.osl[mask],
-                         x.disagg[mask], x.pool[mask])
+        sub = self.inputs.take(mask)
         lv = Levels(*(list(np.array(v, dtype=object)[mask]) for v in
                       (self.levels.gpu, self.levels.engine, self.levels.precision,
                        self.levels.disagg)))
