@@ -1,4 +1,5 @@
-"""Invariants of the simulator on random small fleets and loads (hypothesis)."""
+"""Invariants of the simulator on random small fleets and loads (hypothesis), for every engine's
+scheduling policy."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from fleetplan.sim import FleetConfig, TraceLoad, simulate
 from fleetplan.sim.kvcache import KVCache
 from fleetplan.sim.metrics import Records
+from fleetplan.sim.scheduler import POLICIES, RESERVING
 from tests.sim.toy import ToyModel, toy_replica
 
 MODEL = ToyModel()
@@ -34,17 +36,23 @@ def cases(draw: Any) -> tuple[FleetConfig, TraceLoad]:
         "arrival_s": np.cumsum(gaps), "input_tokens": isl, "output_tokens": osl,
         "hash_ids": hashes,
     })
+    engine = draw(st.sampled_from(sorted(POLICIES)))
+    budget = draw(st.integers(1, 512))
+    if engine == "trtllm":  # chunked prefill off: every prompt must fit one step
+        budget = max(budget, *isl)
     rep = toy_replica(MODEL, kv_blocks=blocks, block_size=bs,
                       max_num_seqs=draw(st.integers(1, 8)),
-                      max_num_batched_tokens=draw(st.integers(1, 512)),
-                      prefix_caching=draw(st.booleans()))
+                      max_num_batched_tokens=budget,
+                      prefix_caching=draw(st.booleans()), engine=engine,
+                      chunked_prefill=engine != "trtllm",
+                      max_prefill_tokens=draw(st.integers(1, 600)))
     fleet = FleetConfig.homogeneous(rep, draw(st.integers(1, 3)),
                                     draw(st.sampled_from(["round-robin", "least-outstanding",
                                                           "prefix-aware"])))
     return fleet, TraceLoad(table, block_tokens=draw(st.sampled_from([16, 32])))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_invariants(case: tuple[FleetConfig, TraceLoad]) -> None:
     fleet, load = case
@@ -76,6 +84,9 @@ def test_invariants(case: tuple[FleetConfig, TraceLoad]) -> None:
     assert sorted(finished) == list(range(n))
     # Output tokens generated equal the sum of output lengths.
     assert sum(generated) == int(load.table["output_tokens"].sum())
+    # Engines that reserve blocks to completion at admission never preempt.
+    if fleet.replicas[0].engine in RESERVING:
+        assert res.preemptions == 0
     # KV blocks in use never exceed capacity (also sampled after every step).
     assert res.timeseries["kv_cache_usage"].max() <= 1.0  # type: ignore[operator]
     # Times are monotone.
@@ -92,7 +103,7 @@ def test_invariants(case: tuple[FleetConfig, TraceLoad]) -> None:
     assert again.requests.equals(df, null_equal=True)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_decode_runs_equal_stepping(case: tuple[FleetConfig, TraceLoad]) -> None:
     """Skipping over decode steps gives the results of stepping through each of them."""

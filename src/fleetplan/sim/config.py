@@ -11,12 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleetplan.errors import InfeasibleError, UsageError
-from fleetplan.perf import Deployment, RooflineStepModel, StepTimeModel, memory_budget
+from fleetplan.perf import (
+    Deployment,
+    RooflineStepModel,
+    StepTimeModel,
+    kv_bytes_per_token,
+    memory_budget,
+)
 from fleetplan.sim.router import make_router
 
 __all__ = ["FleetConfig", "ReplicaConfig"]
 
 GIB = 2**30
+#: catalog engine name -> scheduling policy (llama.cpp: FCFS slots, see `scheduler.py`)
+ENGINE_POLICY = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "tgi": "tgi",
+                 "llamacpp": "llamacpp"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,18 @@ class ReplicaConfig:
     max_model_len: int | None = None  # longest prompt + output accepted; None: no limit
     gpus: int = 1
     name: str = "replica"
+    # Scheduling policy: the engine whose scheduler the replica follows (`fleetplan.sim.scheduler
+    # .POLICIES`: vllm, sglang, trtllm, tgi, llamacpp).
+    engine: str = "vllm"
+    # Whether a prompt may be split over steps (off: TensorRT-LLM's default,
+    # `enable_chunked_prefill=False`; the whole prompt must fit one step's token budget).
+    chunked_prefill: bool = True
+    # SGLang `max_prefill_tokens` (new input tokens per prefill batch; ENGINES.md: 16384).
+    max_prefill_tokens: int = 16384
+    # For disaggregated pools: KV bytes one prompt token occupies across the whole model, and the
+    # replica's aggregate link bandwidth (GPUs x catalog interconnect bytes/s, one way).
+    kv_bytes_per_token: float = 0.0
+    link_bytes_per_s: float = 0.0
 
     def __post_init__(self) -> None:
         for flag, v in (
@@ -39,9 +60,17 @@ class ReplicaConfig:
             ("--max-num-seqs", self.max_num_seqs),
             ("--max-num-batched-tokens", self.max_num_batched_tokens),
             ("gpus", self.gpus),
+            ("max_prefill_tokens", self.max_prefill_tokens),
         ):
             if v < 1:
                 raise UsageError(f"must be >= 1, got {v}", where=flag)
+        from fleetplan.sim.scheduler import POLICIES
+
+        if self.engine not in POLICIES:
+            raise UsageError(
+                f"no scheduling policy for engine '{self.engine}'; one of {', '.join(POLICIES)}",
+                where="--engine",
+            )
         if self.kv_blocks < 1:
             raise InfeasibleError(f"{self.name}: no KV-cache blocks left ({self.kv_blocks})")
 
@@ -82,6 +111,7 @@ class ReplicaConfig:
                 f"{budget.usable_bytes / GIB:.1f} GiB; use more GPUs (--tp/--pp) or a smaller "
                 "precision"
             )
+        policy = ENGINE_POLICY.get(eng.name, eng.name)
         feature = eng.features.get("prefix_caching")
         pc = prefix_caching if prefix_caching is not None else bool(feature and feature.supported)
         return cls(
@@ -94,6 +124,11 @@ class ReplicaConfig:
             max_model_len=dep.model.max_context_tokens,
             gpus=dep.gpus,
             name=name,
+            engine=policy,
+            # TensorRT-LLM serves with enable_chunked_prefill=False (ENGINES.md, serve.py).
+            chunked_prefill=policy != "trtllm",
+            kv_bytes_per_token=kv_bytes_per_token(dep.model, dep.kv_bytes_per_element),
+            link_bytes_per_s=dep.gpus * dep.gpu.interconnect.bytes_per_s.value,
         )
 
 

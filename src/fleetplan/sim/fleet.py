@@ -25,7 +25,7 @@ from fleetplan.sim.metrics import Records, SimResult
 from fleetplan.sim.replica import Replica
 from fleetplan.sim.request import Request
 from fleetplan.sim.router import make_router
-from fleetplan.sim.scheduler import schedule_vllm_v1
+from fleetplan.sim.scheduler import POLICIES, RESERVING
 
 __all__ = ["check_lengths", "simulate"]
 
@@ -40,9 +40,13 @@ def _replica(i: int, cfg: ReplicaConfig, sample_interval_s: float, decode_runs: 
         kv,
         max_num_seqs=cfg.max_num_seqs,
         max_num_batched_tokens=cfg.max_num_batched_tokens,
-        policy=schedule_vllm_v1,
+        policy=POLICIES[cfg.engine],
         sample_interval_s=sample_interval_s,
         max_run_steps=2**62 if decode_runs else 1,
+        reserving=cfg.engine in RESERVING,
+        sglang=cfg.engine == "sglang",
+        chunked_prefill=cfg.chunked_prefill,
+        max_prefill_tokens=cfg.max_prefill_tokens,
     )
 
 
@@ -58,6 +62,12 @@ def check_lengths(fleet: FleetConfig, isl: np.ndarray, osl: np.ndarray) -> None:
                 f"{n} request(s) need up to {longest} tokens (input + output), beyond the "
                 f"model's context of {cfg.max_model_len}",
                 where="--isl/--osl" if len(np.unique(total)) == 1 else "workload",
+            )
+        if not cfg.chunked_prefill and int(isl.max()) > cfg.max_num_batched_tokens:
+            raise UsageError(
+                f"{cfg.name}: a prompt of {int(isl.max())} tokens exceeds max_num_tokens "
+                f"{cfg.max_num_batched_tokens} with chunked prefill off (TensorRT-LLM refuses it)",
+                where="--max-num-batched-tokens",
             )
         if longest > cfg.kv_capacity_tokens:
             raise InfeasibleError(

@@ -18,17 +18,19 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from collections.abc import Callable
 
 from fleetplan.perf.step import StepBatch, StepTimeModel
 from fleetplan.sim.kvcache import KVCache
 from fleetplan.sim.request import Request
+from fleetplan.sim.scheduler import (
+    SGL_INIT_NEW_TOKEN_RATIO,
+    SGL_MIN_NEW_TOKEN_RATIO,
+    SGL_NEW_TOKEN_RATIO_DECAY,
+    SchedulePolicy,
+)
 from fleetplan.sim.steptime import DecodeRuns
 
 __all__ = ["Replica", "SchedulePolicy"]
-
-#: A step scheduler: fills the replica's batch lists, returns the step's sums.
-SchedulePolicy = Callable[["Replica", float], tuple[int, int, float, int, int, int, bool]]
 
 INF = math.inf
 
@@ -47,6 +49,10 @@ class Replica:
         policy: SchedulePolicy,
         sample_interval_s: float = 1.0,
         max_run_steps: int = 2**62,
+        reserving: bool = False,
+        sglang: bool = False,
+        chunked_prefill: bool = True,
+        max_prefill_tokens: int = 16384,
     ) -> None:
         self.index = index
         self.model = model
@@ -56,6 +62,17 @@ class Replica:
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.policy = policy
+        # Blocks reserved to completion at admission (TRT-LLM, TGI): decode runs need no KV bound.
+        self.kv_bound = not reserving
+        self.chunked_prefill = chunked_prefill
+        self.max_prefill_tokens = max_prefill_tokens
+        # SGLang's new_token_ratio, decayed per decode step in `finish` (0 decay: other engines).
+        # SGLang also re-checks admission after every decode step (the reservations shrink), so
+        # its decode runs are cut to one step while a request waits.
+        self.new_token_ratio = SGL_INIT_NEW_TOKEN_RATIO
+        self.ratio_decay = SGL_NEW_TOKEN_RATIO_DECAY if sglang else 0.0
+        self.run_with_waiting = not sglang
+        self.last_decode = False  # the single step in flight is decode-only, no retraction
         self.running: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.batch_reqs: list[Request] = []
@@ -93,13 +110,17 @@ class Replica:
     def add(self, req: Request) -> None:
         self.waiting.append(req)
 
-    def preempt(self, victim: Request) -> None:
-        """Recompute preemption: free the blocks, forget the KV, requeue at the front."""
+    def preempt(self, victim: Request, front: bool = True) -> None:
+        """Recompute preemption: free the blocks, forget the KV, requeue at the front (vLLM) or
+        the tail (SGLang's retraction)."""
         self.kv.release(victim)
         victim.computed = 0
         victim.preemptions += 1
         self.preemptions += 1
-        self.waiting.appendleft(victim)
+        if front:
+            self.waiting.appendleft(victim)
+        else:
+            self.waiting.append(victim)
 
     def wake(self, now_s: float) -> None:
         """An idle replica got work: an empty step ending at `now_s` makes the event loop call
@@ -125,10 +146,13 @@ class Replica:
             self.end_s = INF
             return INF
         running = self.running
-        if p_seqs == 0 and not preempted and s == len(running):
+        self.last_decode = p_seqs == 0 and not preempted
+        if (p_seqs == 0 and not preempted and s == len(running)
+                and (self.run_with_waiting or not self.waiting)):
             left = min([r.output - r.generated for r in running])
             kv = self.kv
-            k = min(1 + kv.block_size * (kv.free // s), left, self.max_run_steps)
+            fit = 1 + kv.block_size * (kv.free // s) if self.kv_bound else left
+            k = min(fit, left, self.max_run_steps)
             self._run(now_s, k, s, ctx)
         else:
             dt = self.model.step_time_s(StepBatch(p_tok, p_seqs, p_pairs, p_read, s, ctx))
@@ -146,7 +170,7 @@ class Replica:
             self.end_s = INF
             return INF
         kv = self.kv
-        fit = kv.block_size * (kv.free // s)
+        fit = kv.block_size * (kv.free // s) if self.kv_bound else 1 << 62
         if fit < 1 or s > self.max_num_batched_tokens:
             return -1.0
         k = self.agg_left
@@ -195,6 +219,9 @@ class Replica:
         ctx = 0
         left = 1 << 62
         decoding = True
+        if self.ratio_decay and (k or self.last_decode):
+            self.new_token_ratio = max(SGL_MIN_NEW_TOKEN_RATIO,
+                                       self.new_token_ratio - (k or 1) * self.ratio_decay)
         if k:
             self.steps += k
             kv = self.kv
