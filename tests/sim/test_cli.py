@@ -74,3 +74,24 @@ def test_duckdb_output_and_prometheus_format(tmp_path: Path) -> None:
             if ln.startswith('vllm:time_to_first_token_seconds_bucket{engine="0"')]
     assert ttft == sorted(ttft) and ttft[-1] == res.requests.filter(
         res.requests["replica"] == 0).height
+
+
+def test_simulate_disaggregated_and_engine(cli: Any) -> None:
+    base = ["simulate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--concurrency", "8",
+            "--isl", "1024", "--osl", "32", "--requests", "16", "--json"]
+    r = cli(*base, "--disagg-prefill", "1:4", "--disagg-decode", "2:4",
+            "--kv-transfer-gb-s", "50")
+    assert r.code == 0, r.err
+    s = r.json()
+    assert s["requests_completed"] == 16 and s["gpus"] == 12 and s["replicas"] == 3
+    d = s["config"]["disaggregated"]
+    assert d["prefill"] == "1:4" and d["kv_transfer_s_per_prompt_token"] > 0
+    r = cli(*base, "--disagg-prefill", "1:4")
+    assert r.code != 0 and "--disagg-decode" in r.err
+    r = cli(*base, "--disagg-prefill", "1x4", "--disagg-decode", "1:4")
+    assert r.code != 0 and "WORKERS:TP" in r.err
+    r = cli(*base, "--tp", "4", "--engine", "trtllm")
+    assert r.code == 0, r.err
+    s = r.json()
+    assert s["config"]["scheduler"] == "trtllm" and s["config"]["block_size"] == 32
+    assert s["preemptions"] == 0

@@ -16,7 +16,16 @@ from rich.table import Table
 
 from fleetplan.cli._app import app, console
 from fleetplan.errors import UsageError
-from fleetplan.sim import SLO, ClosedLoop, FleetConfig, Load, PoissonLoad, TraceLoad, simulate
+from fleetplan.sim import (
+    SLO,
+    ClosedLoop,
+    DisaggFleetConfig,
+    FleetConfig,
+    Load,
+    PoissonLoad,
+    TraceLoad,
+    simulate,
+)
 from fleetplan.sim.io import write_result
 
 Opt = typer.Option
@@ -38,6 +47,15 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
         return ClosedLoop(concurrency, isl, osl, requests)
     assert rate is not None
     return PoissonLoad(rate, requests or 1000, isl, osl, burstiness)
+
+
+def _pool(spec: str, flag: str) -> tuple[int, int]:
+    """'N:TP' -> (workers, tensor parallelism)."""
+    try:
+        n, tp = (int(x) for x in spec.split(":"))
+    except ValueError:
+        raise UsageError(f"expected WORKERS:TP such as 2:4, got '{spec}'", where=flag) from None
+    return n, tp
 
 
 def _clean(x: Any) -> Any:
@@ -91,17 +109,49 @@ def simulate_cmd(
     slo_ttft: Annotated[float | None, Opt("--slo-ttft", help="TTFT target, seconds")] = None,
     slo_tpot: Annotated[float | None, Opt("--slo-tpot", help="TPOT target, seconds")] = None,
     slo_e2e: Annotated[float | None, Opt("--slo-e2e", help="E2E target, seconds")] = None,
+    disagg_prefill: Annotated[str | None, Opt(
+        "--disagg-prefill", help="disaggregated: prefill pool as WORKERS:TP")] = None,
+    disagg_decode: Annotated[str | None, Opt(
+        "--disagg-decode", help="disaggregated: decode pool as WORKERS:TP")] = None,
+    kv_transfer_gb_s: Annotated[float | None, Opt(
+        "--kv-transfer-gb-s", help="disaggregated: KV transfer GB/s (default: 0.8 x the "
+        "catalog interconnect of the slower worker)")] = None,
     seed: Annotated[int, Opt("--seed")] = 0,
     as_json: Annotated[bool, Opt("--json", help="print the summary as JSON only")] = False,
     out: Annotated[Path | None, Opt("--out", help="per-request records (.parquet/.duckdb)")] = None,
     prometheus: Annotated[Path | None, Opt("--prometheus", help="write vLLM /metrics text")] = None,
 ) -> None:
     """Simulate a fleet serving a trace, a synthetic load or a closed-loop benchmark."""
-    fleet = FleetConfig.build(
-        model, gpu, tp=tp, pp=pp, precision=precision, engine=engine, replicas=replicas,
-        router=router, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-        block_size=block_size, prefix_caching=prefix_caching,
-    )
+    limits: dict[str, Any] = {
+        "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
+        "block_size": block_size, "prefix_caching": prefix_caching,
+    }
+    fleet: FleetConfig | DisaggFleetConfig
+    disagg: dict[str, Any] | None = None
+    if disagg_prefill is not None or disagg_decode is not None:
+        if disagg_prefill is None or disagg_decode is None:
+            raise UsageError("give both --disagg-prefill and --disagg-decode", where="disagg")
+        if replicas != 1 or tp != 1:
+            raise UsageError("with disaggregated pools give workers and TP as WORKERS:TP",
+                             where="--replicas/--tp")
+        (n_p, tp_p), (n_d, tp_d) = (_pool(disagg_prefill, "--disagg-prefill"),
+                                    _pool(disagg_decode, "--disagg-decode"))
+        if kv_transfer_gb_s is not None and not kv_transfer_gb_s > 0:
+            raise UsageError(f"must be > 0, got {kv_transfer_gb_s}", where="--kv-transfer-gb-s")
+        fleet = DisaggFleetConfig.build(
+            model, gpu, prefill_workers=n_p, prefill_tp=tp_p, decode_workers=n_d,
+            decode_tp=tp_d, pp=pp, precision=precision, engine=engine, router=router,
+            kv_transfer_bytes_per_s=None if kv_transfer_gb_s is None else kv_transfer_gb_s * 1e9,
+            **limits,
+        )
+        disagg = {"prefill": disagg_prefill, "decode": disagg_decode,
+                  "kv_transfer_s_per_prompt_token": fleet.transfer_s_per_token(fleet.prefill[0])}
+    elif kv_transfer_gb_s is not None:
+        raise UsageError("--kv-transfer-gb-s needs --disagg-prefill/--disagg-decode",
+                         where="--kv-transfer-gb-s")
+    else:
+        fleet = FleetConfig.build(model, gpu, tp=tp, pp=pp, precision=precision, engine=engine,
+                                  replicas=replicas, router=router, **limits)
     load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness)
     if out is not None and out.suffix.lower() not in (".parquet", ".duckdb", ".db"):
         raise UsageError(f"unknown output format '{out.suffix}'; use .parquet or .duckdb",
@@ -115,7 +165,10 @@ def simulate_cmd(
                          "max_num_batched_tokens": fleet.replicas[0].max_num_batched_tokens,
                          "block_size": fleet.replicas[0].block_size,
                          "kv_blocks": fleet.replicas[0].kv_blocks,
-                         "prefix_caching": fleet.replicas[0].prefix_caching}
+                         "prefix_caching": fleet.replicas[0].prefix_caching,
+                         "scheduler": fleet.replicas[0].engine}
+    if disagg is not None:
+        summary["config"]["disaggregated"] = disagg
     if out is not None:
         write_result(res, out)
     if prometheus is not None:

@@ -1,4 +1,6 @@
-"""Request-level simulator of a serving fleet, following vLLM V1's scheduler and KV cache.
+"""Request-level simulator of a serving fleet, following vLLM V1's scheduler and KV cache (and
+SGLang's, TensorRT-LLM's and TGI's policies, by the deployment's engine); `DisaggFleetConfig`
+gives disaggregated prefill and decode pools.
 
     fleet = FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=4, replicas=4)
     res = simulate(fleet, ClosedLoop(concurrency=32, isl=1024, osl=256), seed=0)
@@ -7,7 +9,7 @@
 See docs/SIMULATOR.md for the design, what is modelled and the vLLM facts it follows.
 """
 
-from fleetplan.sim.config import FleetConfig, ReplicaConfig
+from fleetplan.sim.config import DisaggFleetConfig, FleetConfig, ReplicaConfig
 from fleetplan.sim.fleet import simulate
 from fleetplan.sim.io import write_result
 from fleetplan.sim.kvcache import KVCache
@@ -20,6 +22,7 @@ __all__ = [
     "SLO",
     "Arrivals",
     "ClosedLoop",
+    "DisaggFleetConfig",
     "FleetConfig",
     "KVCache",
     "Load",

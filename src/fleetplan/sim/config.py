@@ -20,7 +20,7 @@ from fleetplan.perf import (
 )
 from fleetplan.sim.router import make_router
 
-__all__ = ["FleetConfig", "ReplicaConfig"]
+__all__ = ["KV_TRANSFER_EFFICIENCY", "DisaggFleetConfig", "FleetConfig", "ReplicaConfig"]
 
 GIB = 2**30
 #: catalog engine name -> scheduling policy (llama.cpp: FCFS slots, see `scheduler.py`)
@@ -189,3 +189,102 @@ class FleetConfig:
             prefix_caching=prefix_caching,
         )
         return cls.homogeneous(rep, replicas, router)
+
+
+#: Fraction of the link bandwidth a KV transfer achieves: an assumption, not a measurement
+#: (NIXL/Mooncake-style transfers over the catalog's scale-up fabric); pass
+#: `kv_transfer_bytes_per_s` for a measured or cross-node (RDMA) figure instead.
+KV_TRANSFER_EFFICIENCY = 0.8
+
+
+@dataclass(frozen=True)
+class DisaggFleetConfig:
+    """Disaggregated serving: `prefill` workers compute prompts (and the first token) and hand
+    the prompt's KV to `decode` workers, which generate the rest. Each pool routes with
+    `router`. The KV of a prompt of n tokens takes `n * kv_bytes_per_token / bandwidth` to move,
+    bandwidth = `kv_transfer_bytes_per_s` or, when None, `transfer_efficiency` x the slower of
+    the two workers' links (GPUs x catalog interconnect bytes/s, one way)."""
+
+    prefill: tuple[ReplicaConfig, ...]
+    decode: tuple[ReplicaConfig, ...]
+    router: str = "round-robin"
+    kv_transfer_bytes_per_s: float | None = None
+    transfer_efficiency: float = KV_TRANSFER_EFFICIENCY
+
+    def __post_init__(self) -> None:
+        if not self.prefill:
+            raise UsageError("a disaggregated fleet needs at least one prefill worker",
+                             where="--disagg-prefill")
+        if not self.decode:
+            raise UsageError("a disaggregated fleet needs at least one decode worker",
+                             where="--disagg-decode")
+        make_router(self.router)
+        bw = self.kv_transfer_bytes_per_s
+        if bw is not None and not bw > 0:
+            raise UsageError(f"must be > 0, got {bw}", where="kv_transfer_bytes_per_s")
+        if not 0 < self.transfer_efficiency <= 1:
+            raise UsageError(f"must be in (0, 1], got {self.transfer_efficiency}",
+                             where="transfer_efficiency")
+        if bw is None and any(r.kv_bytes_per_token > 0 and r.link_bytes_per_s <= 0
+                              for r in self.replicas):
+            raise UsageError("a worker has no link bandwidth; give kv_transfer_bytes_per_s",
+                             where="kv_transfer_bytes_per_s")
+        if len({r.block_size for r in self.replicas}) > 1 and any(
+            r.prefix_caching for r in self.replicas
+        ):
+            raise UsageError("prefix caching needs one block size across replicas", where="fleet")
+
+    @property
+    def replicas(self) -> tuple[ReplicaConfig, ...]:
+        """All workers, prefill first: a request's `replica` is its decode worker's index here
+        (its prefill worker's for one-token outputs)."""
+        return self.prefill + self.decode
+
+    @property
+    def gpus(self) -> int:
+        return sum(r.gpus for r in self.replicas)
+
+    def transfer_s_per_token(self, worker: ReplicaConfig) -> float:
+        """Seconds to move one prompt token's KV from prefill `worker` to the decode pool."""
+        if worker.kv_bytes_per_token <= 0:
+            return 0.0
+        bw = self.kv_transfer_bytes_per_s
+        if bw is None:
+            slowest = min(r.link_bytes_per_s for r in self.decode)
+            bw = self.transfer_efficiency * min(worker.link_bytes_per_s, slowest)
+        return worker.kv_bytes_per_token / bw
+
+    @classmethod
+    def build(
+        cls,
+        model: str,
+        gpu: str,
+        *,
+        prefill_workers: int,
+        prefill_tp: int,
+        decode_workers: int,
+        decode_tp: int,
+        pp: int = 1,
+        precision: str = "bf16",
+        engine: str = "vllm",
+        router: str = "round-robin",
+        kv_transfer_bytes_per_s: float | None = None,
+        max_num_seqs: int | None = None,
+        max_num_batched_tokens: int | None = None,
+        block_size: int | None = None,
+        prefix_caching: bool | None = None,
+    ) -> DisaggFleetConfig:
+        """`prefill_workers` x TP `prefill_tp` and `decode_workers` x TP `decode_tp` replicas of
+        one model, GPU and engine (the calibration rows' `prefill_num_workers` ...)."""
+        pools = []
+        for n, tp, flag in ((prefill_workers, prefill_tp, "--disagg-prefill"),
+                            (decode_workers, decode_tp, "--disagg-decode")):
+            if n < 1 or tp < 1:
+                raise UsageError(f"workers and TP must be >= 1, got {n}:{tp}", where=flag)
+            dep = Deployment.build(model, gpu, precision, engine, tp=tp, pp=pp)
+            rep = ReplicaConfig.from_deployment(
+                dep, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                block_size=block_size, prefix_caching=prefix_caching,
+            )
+            pools.append((rep,) * n)
+        return cls(pools[0], pools[1], router, kv_transfer_bytes_per_s)

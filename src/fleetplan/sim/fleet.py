@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from fleetplan.errors import InfeasibleError, UsageError
-from fleetplan.sim.config import FleetConfig, ReplicaConfig
+from fleetplan.sim.config import DisaggFleetConfig, FleetConfig, ReplicaConfig
 from fleetplan.sim.kvcache import KVCache
 from fleetplan.sim.load import Arrivals, ClosedLoop, Load, TraceLoad, block_keys
 from fleetplan.sim.metrics import Records, SimResult
@@ -50,7 +50,10 @@ def _replica(i: int, cfg: ReplicaConfig, sample_interval_s: float, decode_runs: 
     )
 
 
-def check_lengths(fleet: FleetConfig, isl: np.ndarray, osl: np.ndarray) -> None:
+AnyFleet = FleetConfig | DisaggFleetConfig
+
+
+def check_lengths(fleet: AnyFleet, isl: np.ndarray, osl: np.ndarray) -> None:
     """Every request must fit the context and one replica's whole KV pool (vLLM refuses to start
     when one `max_model_len` sequence does not fit)."""
     total = isl.astype(np.int64) + np.maximum(osl.astype(np.int64), 1)
@@ -77,14 +80,15 @@ def check_lengths(fleet: FleetConfig, isl: np.ndarray, osl: np.ndarray) -> None:
 
 
 def simulate(
-    fleet: FleetConfig,
+    fleet: AnyFleet,
     load: Load,
     *,
     seed: int = 0,
     sample_interval_s: float = 1.0,
     decode_runs: bool = True,
 ) -> SimResult:
-    """Simulate `load` on `fleet`; `seed` drives synthetic arrivals (the loop is deterministic).
+    """Simulate `load` on `fleet` (replicas behind a router, or disaggregated prefill and decode
+    pools); `seed` drives synthetic arrivals (the loop is deterministic).
 
     `sample_interval_s`: spacing of the KV / running / waiting time series. `decode_runs=False`
     steps through every decode step (slow; the same results, for checking the skipping).
@@ -106,7 +110,16 @@ def simulate(
         raise UsageError(f"must be > 0, got {sample_interval_s}", where="sample_interval_s")
     reps = [_replica(i, c, sample_interval_s, decode_runs) for i, c in enumerate(fleet.replicas)]
     rec = Records(n)
-    if arrivals is not None:
+    if isinstance(fleet, DisaggFleetConfig):
+        from fleetplan.sim.disagg import DisaggLoop
+
+        loop = DisaggLoop(fleet, reps, rec)
+        if arrivals is not None:
+            loop.run_open(arrivals, any(c.prefix_caching for c in fleet.replicas))
+        else:
+            assert isinstance(load, ClosedLoop)
+            loop.run_closed(load)
+    elif arrivals is not None:
         _loop_open(fleet, reps, arrivals, rec)
     else:
         assert isinstance(load, ClosedLoop)
@@ -115,7 +128,7 @@ def simulate(
                            rejected=rejected)
 
 
-def _reject_too_long(fleet: FleetConfig, arr: Arrivals) -> tuple[Arrivals, int]:
+def _reject_too_long(fleet: AnyFleet, arr: Arrivals) -> tuple[Arrivals, int]:
     limit = min(min(c.max_model_len or c.kv_capacity_tokens, c.kv_capacity_tokens)
                 for c in fleet.replicas)
     total = np.maximum(arr.input_tokens, 1) + np.maximum(arr.output_tokens, 1)

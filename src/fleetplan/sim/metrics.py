@@ -22,7 +22,7 @@ import polars as pl
 from fleetplan.sim.request import Request
 
 if TYPE_CHECKING:
-    from fleetplan.sim.config import FleetConfig
+    from fleetplan.sim.config import DisaggFleetConfig, FleetConfig
     from fleetplan.sim.replica import Replica
 
 __all__ = ["SLO", "Records", "SimResult", "percentiles"]
@@ -104,8 +104,8 @@ class SimResult:
 
     @classmethod
     def build(
-        cls, fleet: FleetConfig, reps: list[Replica], rec: Records, *, wall_s: float,
-        rejected: int = 0,
+        cls, fleet: FleetConfig | DisaggFleetConfig, reps: list[Replica], rec: Records, *,
+        wall_s: float, rejected: int = 0,
     ) -> SimResult:
         out = rec.output_tokens.astype(np.float64)
         ttft = rec.first_token_s - rec.arrival_s
