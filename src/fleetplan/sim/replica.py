@@ -138,8 +138,8 @@ class Replica:
             end = self._start_run_fast(now_s)
             if end >= 0.0:
                 return end
-        self.all_decoding = False
         p_tok, p_seqs, p_pairs, p_read, s, ctx, preempted = self.policy(self, now_s)
+        self.all_decoding = False
         if not self.batch_reqs:
             if self.waiting:
                 raise RuntimeError(f"replica {self.index}: waiting requests cannot be scheduled")

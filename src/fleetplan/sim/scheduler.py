@@ -62,6 +62,22 @@ def schedule_vllm_v1(rep: Replica, now_s: float) -> StepSums:
     preempted = False
     p_tok = p_seqs = p_read = d_seqs = d_ctx = 0
     p_pairs = 0.0
+    if rep.all_decoding and not kv.keyed and len(running) <= budget:
+        # Every running request decodes (known from the last step's end): one token each, and
+        # at most one new anonymous block each; when those fit, no allocation can fail and
+        # their order does not matter, so the whole running list is taken at once.
+        grow = [r for r in running if r.computed >= r.held * bs]
+        if len(grow) <= kv.free:
+            for r in grow:
+                r.held += 1
+            if grow:
+                kv.take_anonymous(len(grow))
+            d_seqs = len(running)
+            d_ctx = rep.agg_ctx
+            breqs.extend(running)
+            btoks.extend([1] * d_seqs)
+            budget -= d_seqs
+            running = []  # skip the loop below
     for r in running:  # preemption pops the tail, which this loop has not reached yet
         if budget <= 0:
             break
@@ -89,6 +105,7 @@ def schedule_vllm_v1(rep: Replica, now_s: float) -> StepSums:
         budget -= n
     if not preempted:
         max_seqs = rep.max_num_seqs
+        running = rep.running
         while waiting and budget > 0 and len(running) < max_seqs:
             r = waiting[0]
             pre = r.computed  # KV from a prefill worker (disaggregated), else 0
