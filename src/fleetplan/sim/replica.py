@@ -228,6 +228,8 @@ class Replica:
             bs = kv.block_size
             keyed = kv.keyed
             taken = 0
+            # Every one of the run's s sequences gained k tokens of context; finished ones leave.
+            ctx = self.run_ctx + k * self.run_seqs
             for r in self.running:
                 c = r.computed + k
                 r.computed = c
@@ -242,11 +244,11 @@ class Replica:
                         taken += blocks - r.held
                         r.held = blocks
                 rem = r.output - g
-                if rem <= 0:
-                    finished = True
-                else:
-                    ctx += c + 1
-                    if rem < left:  # noqa: PLR1730 - hot path, no call to min()
+                if rem < left:  # hot path: one compare for most requests, no call to min()
+                    if rem <= 0:
+                        finished = True
+                        ctx -= c + 1
+                    else:
                         left = rem
             if taken:
                 kv.take_anonymous(taken)
