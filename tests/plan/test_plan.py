@@ -110,3 +110,18 @@ def test_preset_workload_and_override() -> None:
     d = resolve_demand("chat", 10.0, None, None)
     assert d.rate_per_s == 10.0
     assert d.input_tokens.p50 == 1020  # Azure conversation 2023 input median
+
+
+def test_max_quality_cost_excludes_lossier_precisions() -> None:
+    d = resolve_demand(None, 20.0, 2000, 300)
+    plan = make_plan(
+        get_model("llama-3.1-70b"),
+        [get_gpu("h100-sxm")],
+        get_engine("vllm"),
+        d,
+        SLO,
+        PlanFactors(),
+        max_quality_cost=0.0,
+    )
+    assert {c.precision for c in plan.candidates} == {"bf16"}
+    assert all(c.quality_cost == 0.0 for c in plan.candidates)

@@ -61,6 +61,13 @@ def plan(
         ),
     ] = None,
     tp: Annotated[str, typer.Option("--tp", help="TP sizes to try")] = "1,2,4,8",
+    max_quality_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-quality-cost",
+            help="skip precisions whose typical accuracy drop exceeds this fraction (e.g. 0.01)",
+        ),
+    ] = None,
     burst: Annotated[
         float | None,
         typer.Option("--burst", help="peak/mean factor (default: measured from a trace, else 3)"),
@@ -102,6 +109,10 @@ def plan(
         factors = PlanFactors(efficiency_tax, 3.0, headroom)
     if mc_runs < 1:
         raise UsageError(f"must be >= 1, got {mc_runs}", where="--mc-runs")
+    if max_quality_cost is not None and not 0 <= max_quality_cost < 1:
+        raise UsageError(
+            f"must be a fraction in [0, 1), got {max_quality_cost:g}", where="--max-quality-cost"
+        )
     if sim_requests < 10:
         raise UsageError(f"must be >= 10, got {sim_requests}", where="--sim-requests")
     with err_console.status("searching and simulating ..."):
@@ -114,6 +125,7 @@ def plan(
             factors,
             tps=_tps(tp),
             precisions=quants,
+            max_quality_cost=max_quality_cost,
             check=check,
             mc_runs=mc_runs,
             sim_requests=sim_requests,

@@ -68,6 +68,7 @@ class Candidate:
     usd_per_million_output_tokens: float = math.inf
     sizing: dict[str, float] = field(default_factory=dict)
     efficiency_source: str = ""
+    quality_cost: float = 0.0  # the precision's typical accuracy drop (catalog, sourced)
 
     @property
     def tpot_at_mean_load_s(self) -> float:
@@ -105,6 +106,7 @@ class Candidate:
             "ttft_floor_s": fin(p.ttft_floor_s) if p else None,
             "sizing": self.sizing,
             "efficiency_source": self.efficiency_source,
+            "quality_cost": self.quality_cost,
         }
 
 
@@ -169,14 +171,26 @@ def _cand(dep: Deployment, **kw: Any) -> Candidate:
         engine=dep.engine.name,
         gpus_per_replica=dep.gpus,
         efficiency_source=dep.efficiency.provenance,
+        quality_cost=dep.quant.quality_cost.value,
         **kw,
     )
 
 
-def _precisions(engine: Engine, gpu: GPU, wanted: list[Quant] | None) -> list[Quant]:
+def _precisions(
+    engine: Engine, gpu: GPU, wanted: list[Quant] | None, max_quality_cost: float | None
+) -> list[Quant]:
+    """The precisions to try: those asked for, else every one the engine supports and the GPU
+    computes natively, within the accepted quality cost."""
     cat = load_catalog()
-    pool = wanted or [cat.quants[q] for q in engine.quantizations if q in cat.quants]
-    return [q for q in pool if gpu.native(q.compute_dtype)] if wanted is None else pool
+    if wanted is not None:
+        return wanted
+    pool = [cat.quants[q] for q in engine.quantizations if q in cat.quants]
+    return [
+        q
+        for q in pool
+        if gpu.native(q.compute_dtype)
+        and (max_quality_cost is None or q.quality_cost.value <= max_quality_cost)
+    ]
 
 
 def search(
@@ -189,6 +203,7 @@ def search(
     *,
     tps: Iterable[int] = (1, 2, 4, 8),
     precisions: list[Quant] | None = None,
+    max_quality_cost: float | None = None,
 ) -> list[Candidate]:
     """Evaluate every candidate; feasible ones first, cheapest first."""
     factors.check()
@@ -200,7 +215,7 @@ def search(
         )
     out: list[Candidate] = []
     for gpu in gpus:
-        for q in _precisions(engine, gpu, precisions):
+        for q in _precisions(engine, gpu, precisions, max_quality_cost):
             for tp in tps:
                 eff = efficiency_for(gpu.name, engine.name, q.name)
                 dep = Deployment(model, gpu, q, engine, tp=tp, efficiency=eff)

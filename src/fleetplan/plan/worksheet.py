@@ -156,13 +156,24 @@ def make_plan(
     *,
     tps: tuple[int, ...] = (1, 2, 4, 8),
     precisions: list[Quant] | None = None,
+    max_quality_cost: float | None = None,
     check: bool = False,
     mc_runs: int = 3,
     sim_requests: int = 2000,
     seed: int = 0,
 ) -> Plan:
     """Search, size and price; with `check`, verify the best candidate in the simulator."""
-    cands = search(model, gpus, engine, demand, slo, factors, tps=tps, precisions=precisions)
+    cands = search(
+        model,
+        gpus,
+        engine,
+        demand,
+        slo,
+        factors,
+        tps=tps,
+        precisions=precisions,
+        max_quality_cost=max_quality_cost,
+    )
     plan = Plan(model, demand, slo, factors, cands)
     best = plan.best
     if not check or best is None:
