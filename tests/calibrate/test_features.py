@@ -35,6 +35,7 @@ def test_fast_step_time_matches_roofline(model: str, gpu: str, prec: str, eng: s
             comm=float(rng.uniform(0.3, 0.9)),
             collective_latency_s=float(rng.uniform(1e-6, 3e-5)),
             step_overhead_s=float(rng.uniform(1e-4, 5e-3)),
+            layer_overhead_s=float(rng.uniform(0.0, 5e-5)),
             seq_overhead_s=float(rng.uniform(1e-7, 2e-5)),
             moe_compute=float(rng.uniform(0.3, 1.2)),
         )

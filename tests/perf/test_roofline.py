@@ -36,7 +36,8 @@ def test_decode_step_hand_calculation() -> None:
     # attention over 1,000 context tokens: 32 layers x 8 KV heads x (128 K + 128 V) x 2 B
     kv_s = 1000 * 32 * 8 * 256 * 2 / (3.35e12 * 0.8)
     attn_flop_s = 1000 * 2 * 32 * 256 * 32 / (989.5e12 * 0.45)
-    want = linear + max(kv_s, attn_flop_s) + 2.5e-3 + 5e-6
+    # overheads: step 2.5 ms + 32 layers x 20 us + one sequence x 5 us
+    want = linear + max(kv_s, attn_flop_s) + 2.5e-3 + 32 * 20e-6 + 5e-6
     got = m.step_time_s(StepBatch(decode_seqs=1, decode_ctx_tokens=1000))
     assert got == pytest.approx(want, rel=1e-9)
     assert m.breakdown(StepBatch(decode_seqs=1, decode_ctx_tokens=1000)).linear_bound == "bandwidth"

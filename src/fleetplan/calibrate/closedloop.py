@@ -58,6 +58,7 @@ FIT_FIELDS = (
     "comm",
     "collective_latency_s",
     "step_overhead_s",
+    "layer_overhead_s",
     "seq_overhead_s",
     "moe_compute",
 )
@@ -180,9 +181,9 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
 
 
 def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
-    """Vectorised `RooflineStepModel.step_time_s` from features `f` (n, 9) and per-row
+    """Vectorised `RooflineStepModel.step_time_s` from features `f` (n, 10) and per-row
     efficiency arrays (the fields of `FIT_FIELDS`)."""
-    Lc, Le, Lm, Ac, Am, Cb, Cn, tok, seqs = (f[:, i] for i in range(f.shape[1]))
+    Lc, Le, Lm, Ac, Am, Cb, Cn, tok, seqs, layers = (f[:, i] for i in range(f.shape[1]))
     cm = np.minimum(eff["compute_max"], _CAPS["compute_max"])
     tok1 = np.maximum(tok, 1.0)
     c_at = cm * tok1 / (tok1 + eff["compute_half_tokens"])
@@ -191,7 +192,8 @@ def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
     lin = np.maximum((Lc + Le * (1.0 / moe - 1.0)) / c_at, Lm / bw)
     att = np.maximum(Ac / np.minimum(eff["attention"], _CAPS["attention"]), Am / bw)
     comm = Cb / np.minimum(eff["comm"], _CAPS["comm"]) + Cn * eff["collective_latency_s"]
-    over = eff["step_overhead_s"] + eff["seq_overhead_s"] * seqs
+    over = (eff["step_overhead_s"] + eff["layer_overhead_s"] * layers
+            + eff["seq_overhead_s"] * seqs)
     out: np.ndarray = lin + att + comm + np.where(tok > 0, over, 0.0)
     return out
 

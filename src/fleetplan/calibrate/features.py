@@ -10,7 +10,7 @@ with unit/infinite efficiencies and keeps the work in seconds-at-peak:
 
   t(eff) = max((Lc + Le (1/moe_compute - 1)) / compute_at(tokens / dp), Lm / bandwidth)
          + max(Ac / attention, Am / bandwidth) + Cb / comm + Cn x collective_latency
-         + step_overhead + seq_overhead x seqs / dp
+         + step_overhead + layer_overhead x layers + seq_overhead x seqs / dp
 
 which is exactly `RooflineStepModel.step_time_s` for a pure prefill or pure decode step
 (tested in tests/calibrate/test_features.py).
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 BIG = 1e12
-FEATURES = ("Lc", "Le", "Lm", "Ac", "Am", "Cb", "Cn", "tokens_r", "seqs_r")
+FEATURES = ("Lc", "Le", "Lm", "Ac", "Am", "Cb", "Cn", "tokens_r", "seqs_r", "layers")
 
 _GPU_ALIASES = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300"}
 # Precision names of the benchmark -> catalog quantization names to try, in order.
@@ -71,10 +71,11 @@ class StepFeatures:
     Cn: float
     tokens_r: float
     seqs_r: float
+    layers: float  # layers the step runs (0 for an empty step)
 
     def as_tuple(self) -> tuple[float, ...]:
         return (self.Lc, self.Le, self.Lm, self.Ac, self.Am, self.Cb, self.Cn, self.tokens_r,
-                self.seqs_r)
+                self.seqs_r, self.layers)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ def resolve(p: ServingPoint) -> Resolved:
 # ---- probes -------------------------------------------------------------------------------
 _P_COMPUTE = Efficiency(compute_max=1.0, compute_half_tokens=0.0, bandwidth=BIG, attention=1.0,
                         comm=BIG, collective_latency_s=0.0, step_overhead_s=0.0,
-                        seq_overhead_s=0.0, moe_compute=1.0, provenance="probe")
+                        layer_overhead_s=0.0, seq_overhead_s=0.0, moe_compute=1.0,
+                        provenance="probe")
 _P_EXPERT = replace(_P_COMPUTE, moe_compute=0.5)
 _P_MEMORY = replace(_P_COMPUTE, compute_max=BIG, bandwidth=1.0, attention=BIG)
 _P_COMM = replace(_P_COMPUTE, compute_max=BIG, attention=BIG, comm=1.0)
@@ -189,4 +191,5 @@ def step_features(dep: Deployment, batch: StepBatch) -> StepFeatures:
         Cn=mcl.breakdown(batch).comm_s,
         tokens_r=batch.tokens / dp,
         seqs_r=(batch.decode_seqs + batch.prefill_seqs) / dp,
+        layers=float(dep.model.num_layers) if batch.tokens > 0 else 0.0,
     )

@@ -24,6 +24,9 @@ class Efficiency:
     comm: fraction of the interconnect's per-GPU bandwidth reached by collectives.
     collective_latency_s: fixed latency of one collective call.
     step_overhead_s: fixed cost of one engine step (scheduling, launch, sampling).
+    layer_overhead_s: fixed cost per transformer layer of one step (kernel boundaries: launch
+        gaps and tails of the ~10 kernels of a layer, which CUDA graphs do not remove), so a
+        deep model pays more per step than a shallow one of the same size.
     seq_overhead_s: per-sequence cost of one step (input preparation, sampling).
     moe_compute: efficiency of MoE expert GEMMs relative to dense GEMMs at the same step size
         (grouped GEMMs over tokens x k / E rows per expert); 1.0 = same as dense.
@@ -36,6 +39,7 @@ class Efficiency:
     comm: float = 0.70
     collective_latency_s: float = 12e-6
     step_overhead_s: float = 2.5e-3
+    layer_overhead_s: float = 20e-6
     seq_overhead_s: float = 5e-6
     moe_compute: float = 1.0
     provenance: str = field(default="defaults (fleetplan.perf.efficiency)", compare=False)
@@ -67,6 +71,8 @@ DEFAULT_SOURCES: dict[str, str] = {
     "(nccl-tests)",
     "step_overhead_s": "vLLM V1 per-step scheduling+launch+sampling overhead of a few ms "
     "(vLLM V1 blog, 2025-01)",
+    "layer_overhead_s": "~2 us per kernel boundary (launch gap and tail under CUDA graphs) x "
+    "~10 kernels per transformer layer (Nsight Systems traces of vLLM/TRT-LLM decode steps)",
     "seq_overhead_s": "per-sequence input preparation and sampling, microseconds per sequence",
     "moe_compute": "neutral default (1.0 = dense GEMM efficiency); fitted per GPU/engine in "
     "perf/calibration/*.yaml (grouped expert GEMMs run few rows per expert)",

@@ -5,7 +5,7 @@ A step's time is the sum of its parts, each bounded by the slower of compute and
   t = max(linear FLOPs / achievable FLOP/s, weight bytes / achievable bytes/s)     (GEMMs)
     + max(attention FLOPs / achievable FLOP/s, KV bytes / achievable bytes/s)      (attention)
     + collectives (TP all-reduce, EP all-to-all, PP send/recv)
-    + fixed step overhead + per-sequence overhead.
+    + fixed step overhead + per-layer overhead x layers + per-sequence overhead.
 
 - Linear FLOPs = 2 x active non-embedding params x tokens + 2 x hidden x vocab per sampled token.
 - MoE weight bytes: the dense part plus the experts the step touches; T tokens choosing k of E
@@ -184,9 +184,12 @@ class RooflineStepModel:
         dc_flop, dc_byte = self._attn_per_pair(decode=True)
         per_ctx = max(dc_flop, dc_byte)
         comm = self._comm(tokens)
-        over = 0.0 if tokens == 0 else eff.step_overhead_s + eff.seq_overhead_s * (
-            b.decode_seqs + b.prefill_seqs
-        ) / self.dep.attention_dp
+        # Per-layer overhead: a step runs every layer (PP stages run in turn), each layer a
+        # fixed number of kernels.
+        over = 0.0 if tokens == 0 else (
+            eff.step_overhead_s + eff.layer_overhead_s * self.dep.model.num_layers
+            + eff.seq_overhead_s * (b.decode_seqs + b.prefill_seqs) / self.dep.attention_dp
+        )
         coeffs = _Coeffs(
             const=lin + pre_attn + comm + over,
             full_per_ctx=per_ctx * self.full_frac,
