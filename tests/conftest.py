@@ -45,3 +45,38 @@ def check_golden(path: Path, text: str) -> None:
         if os.environ.get("UPDATE_GOLDEN") != "1":
             pytest.fail(f"golden file {path} was missing and has been written; rerun")
     assert text == path.read_text(), f"output differs from {path} (UPDATE_GOLDEN=1 to accept)"
+
+
+def _close(a: Any, b: Any, rel: float, where: str = "$") -> list[str]:
+    """Differences between two JSON values, floats compared to a relative tolerance."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{where}: keys differ: {sorted(set(a) ^ set(b))}"]
+        return [d for k in a for d in _close(a[k], b[k], rel, f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{where}: length {len(a)} != {len(b)}"]
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in _close(x, y, rel, f"{where}[{i}]")
+        ]
+    if isinstance(a, float) or isinstance(b, float):
+        if (
+            isinstance(a, int | float)
+            and isinstance(b, int | float)
+            and a == pytest.approx(b, rel=rel)
+        ):
+            return []
+        return [f"{where}: {a!r} != {b!r}"]
+    return [] if a == b else [f"{where}: {a!r} != {b!r}"]
+
+
+def check_golden_json(path: Path, text: str, rel: float = 1e-9) -> None:
+    """Like `check_golden`, for JSON: floats compared to `rel` (last-digit noise is not a
+    change), everything else exactly."""
+    if os.environ.get("UPDATE_GOLDEN") == "1" or not path.exists():
+        check_golden(path, text)
+        return
+    diffs = _close(json.loads(path.read_text()), json.loads(text), rel)
+    assert not diffs, f"output differs from {path}:\n" + "\n".join(diffs[:20])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import check_golden
+from tests.conftest import check_golden, check_golden_json
 
 GOLDEN = Path(__file__).parent / "golden"
 PLAN = [
@@ -60,7 +60,7 @@ def test_plan_json_contract(cli: Any) -> None:
 
 def test_plan_json_golden(cli: Any) -> None:
     r = cli(*PLAN, "--json")
-    check_golden(GOLDEN / "plan_llama70b_h100.json", r.out)
+    check_golden_json(GOLDEN / "plan_llama70b_h100.json", r.out)
 
 
 def test_plan_table_golden(cli: Any) -> None:

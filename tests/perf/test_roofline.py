@@ -95,3 +95,23 @@ def test_step_time_monotone_in_batch_and_context(b: int, ctx: int) -> None:
     t = m.decode_step_time_s(b, ctx)
     assert m.decode_step_time_s(b + 1, ctx) >= t
     assert m.decode_step_time_s(b, ctx + 100) >= t
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    model=st.sampled_from(["llama-3.1-8b", "gpt-oss-120b", "deepseek-v3", "qwen3.5-397b-a17b"]),
+    tp=st.sampled_from([1, 2, 8]),
+    pre=st.integers(0, 8192),
+    cached=st.integers(0, 50_000),
+    seqs=st.integers(0, 512),
+    ctx=st.integers(1, 8000),
+)
+def test_fast_step_time_equals_breakdown(
+    model: str, tp: int, pre: int, cached: int, seqs: int, ctx: int
+) -> None:
+    """The simulator's fast path gives the same time as the itemized breakdown."""
+    m = RooflineStepModel(Deployment.build(model, "h200-sxm", "fp8", tp=tp, efficiency=EFF))
+    b = StepBatch(decode_seqs=seqs, decode_ctx_tokens=seqs * ctx)
+    if pre:
+        b = b + StepBatch.prefill_chunk(pre, cached)
+    assert m.step_time_s(b) == pytest.approx(m.breakdown(b).total_s, rel=1e-12, abs=1e-15)

@@ -106,38 +106,66 @@ class RooflineStepModel:
         attn_layers = a.full_layers + a.sliding_layers
         self.full_frac = a.full_layers / attn_layers if attn_layers else 0.0
         self.window = a.sliding_window or 0
+        self._precompute()
+
+    def _precompute(self) -> None:
+        """Constants of the step-time formula that depend only on the deployment, so that
+        `step_time_s` (the simulator's hot path) is a handful of float operations."""
+        dep, eff, m = self.dep, self.dep.efficiency, self.dep.model
+        self._pair = {d: self._attn_per_pair_uncached(d) for d in (False, True)}
+        dc_flop, dc_byte = self._pair[True]
+        per_ctx = max(dc_flop, dc_byte)
+        self._full_per_ctx = per_ctx * self.full_frac
+        self._slide_per_ctx = per_ctx * (1.0 - self.full_frac)
+        self._dc_compute_bound = dc_flop > dc_byte
+        self._comm_per_token = self._comm_uncached(1) - self._comm_uncached(0, latency_only=True)
+        self._comm_const = self._comm_uncached(0, latency_only=True)
+        self._over_const = eff.step_overhead_s + eff.layer_overhead_s * m.num_layers
+        tpdp = dep.tp * dep.attention_dp
+        self._dp = float(dep.attention_dp)
+        self._cmax, self._chalf = eff.compute_max, eff.compute_half_tokens
+        self._lin_flops_per_token = 2.0 * self.active_linear_params
+        self._per_flop = 1.0 / (tpdp * self.peak_flops)
+        self._moe_extra_per_token = 0.0
+        if self.moe_layers and eff.moe_compute != 1.0:
+            self._moe_extra_per_token = (
+                2.0 * self.expert_active_params * self._per_flop * (1.0 / eff.moe_compute - 1.0)
+            )
+        # dense weights are read once per TP group (replicated on DP ranks)
+        self._dense_read_s = self.dense_weight_bytes / dep.tp / self.bw
+        self._moe_touch_s, self._moe_keep = 0.0, 1.0
+        if m.moe:
+            e, k = m.moe.num_experts, m.moe.experts_per_token
+            self._moe_keep = 1.0 - k / e
+            self._moe_touch_s = (
+                self.moe_layers * e * self.expert_params * dep.quant.weight_bytes / tpdp / self.bw
+            )
+        self._over_per_seq = eff.seq_overhead_s / dep.attention_dp
 
     # ---- parts -------------------------------------------------------------------------
     def _linear(self, tokens: int, sampled: int) -> tuple[float, str]:
-        dep, eff = self.dep, self.dep.efficiency
+        """GEMM time of a step: the slower of FLOPs at the efficiency for the tokens per GPU
+        rank and the weight bytes the step reads (MoE: only the experts it touches)."""
         if tokens <= 0:
             return 0.0, "bandwidth"
-        dp = dep.attention_dp
         # FLOPs per GPU: every GEMM's work is spread over all tp x attention_dp GPUs (dense
         # layers by sequences across DP ranks, experts by expert sharding).
-        rank_tokens = tokens / dp
-        flops = 2.0 * self.active_linear_params * tokens + self.lm_head_flops * sampled
-        t_c = flops / (dep.tp * dp) / (self.peak_flops * eff.compute_at(rank_tokens))
-        if self.moe_layers and eff.moe_compute != 1.0:
-            # Expert GEMMs see tokens x k / E rows each: lower efficiency than dense GEMMs.
-            exp_flops = 2.0 * self.expert_active_params * tokens
-            t_c += exp_flops / (dep.tp * dp) / (self.peak_flops * eff.compute_at(rank_tokens)) * (
-                1.0 / eff.moe_compute - 1.0
-            )
-        wbytes = self.dense_weight_bytes / dep.tp  # dense weights are replicated on DP ranks
-        m = dep.model
-        if m.moe:
-            e, k = m.moe.num_experts, m.moe.experts_per_token
-            touched = e * (1.0 - (1.0 - k / e) ** tokens)
-            wbytes += (
-                self.moe_layers * touched * self.expert_params * dep.quant.weight_bytes
-                / (dep.tp * dp)
-            )
-        t_m = wbytes / self.bw
+        t = max(tokens / self._dp, 1.0)
+        eff_c = self._cmax * t / (t + self._chalf)
+        flops = self._lin_flops_per_token * tokens + self.lm_head_flops * sampled
+        # Expert GEMMs see tokens x k / E rows each: `moe_compute` scales their efficiency.
+        t_c = flops * self._per_flop / eff_c + self._moe_extra_per_token * tokens / eff_c
+        t_m = self._dense_read_s
+        if self._moe_touch_s:
+            # T tokens choosing k of E experts touch E (1 - (1 - k/E)^T) experts per layer
+            t_m += self._moe_touch_s * (1.0 - self._moe_keep**tokens)
         return (t_c, "compute") if t_c >= t_m else (t_m, "bandwidth")
 
     def _attn_per_pair(self, decode: bool) -> tuple[float, float]:
         """(FLOP seconds, byte seconds) per query-key pair summed over the model's layers."""
+        return self._pair[decode]
+
+    def _attn_per_pair_uncached(self, decode: bool) -> tuple[float, float]:
         dep = self.dep
         a = dep.model.attention
         layers = a.full_layers + a.sliding_layers
@@ -148,11 +176,15 @@ class RooflineStepModel:
         return flop_s, byte_s
 
     def _comm(self, tokens: int) -> float:
-        dep, eff = self.dep, self.dep.efficiency
+        """Collective time of a step with `tokens` tokens: affine in the tokens."""
         if tokens <= 0:
             return 0.0
+        return self._comm_const + self._comm_per_token * tokens
+
+    def _comm_uncached(self, tokens: int, latency_only: bool = False) -> float:
+        dep, eff = self.dep, self.dep.efficiency
         m = dep.model
-        msg = tokens / dep.attention_dp * m.hidden_size * ACT_BYTES  # per DP rank
+        msg = 0.0 if latency_only else tokens / dep.attention_dp * m.hidden_size * ACT_BYTES
         t = 0.0
         if dep.tp > 1:
             per_call = 2.0 * (dep.tp - 1) / dep.tp * msg / self.link + eff.collective_latency_s
@@ -169,7 +201,6 @@ class RooflineStepModel:
         return t
 
     def _coeffs(self, b: StepBatch) -> tuple[_Coeffs, StepBreakdown]:
-        eff = self.dep.efficiency
         tokens = b.tokens
         lin, lin_bound = self._linear(tokens, b.decode_seqs + b.prefill_seqs)
         # Prefill attention: FLOPs over pairs, bytes over the KV the chunks read.
@@ -187,8 +218,7 @@ class RooflineStepModel:
         # Per-layer overhead: a step runs every layer (PP stages run in turn), each layer a
         # fixed number of kernels.
         over = 0.0 if tokens == 0 else (
-            eff.step_overhead_s + eff.layer_overhead_s * self.dep.model.num_layers
-            + eff.seq_overhead_s * (b.decode_seqs + b.prefill_seqs) / self.dep.attention_dp
+            self._over_const + self._over_per_seq * (b.decode_seqs + b.prefill_seqs)
         )
         coeffs = _Coeffs(
             const=lin + pre_attn + comm + over,
@@ -209,7 +239,24 @@ class RooflineStepModel:
         return self._coeffs(batch)[1]
 
     def step_time_s(self, batch: StepBatch) -> float:
-        return self._coeffs(batch)[1].total_s
+        """Same value as `breakdown(batch).total_s`, without building the breakdown."""
+        b = batch
+        tokens = b.prefill_tokens + b.decode_seqs
+        if tokens <= 0:
+            return 0.0
+        lin = self._linear(tokens, b.decode_seqs + b.prefill_seqs)[0]
+        pf_flop, pf_byte = self._pair[False]
+        pairs = b.prefill_attn_pairs
+        capped = min(pairs, b.prefill_tokens * float(self.window))
+        pairs_eff = pairs * self.full_frac + capped * (1.0 - self.full_frac)
+        pre_attn = max(pairs_eff * pf_flop, b.prefill_kv_read_tokens * pf_byte)
+        ctx = b.decode_ctx_tokens
+        dec_attn = self._full_per_ctx * ctx + self._slide_per_ctx * min(
+            ctx, float(b.decode_seqs * self.window)
+        )
+        comm = self._comm_const + self._comm_per_token * tokens
+        over = self._over_const + self._over_per_seq * (b.decode_seqs + b.prefill_seqs)
+        return lin + (pre_attn + dec_attn) + comm + over
 
     def decode_run_time_s(self, decode_seqs: int, decode_ctx_tokens: int, n_steps: int) -> float:
         if n_steps <= 0 or decode_seqs <= 0:
