@@ -1,7 +1,7 @@
 """Refit the calibration, rewrite its YAML and the cross-validation baseline, print the errors.
 
-    .venv/bin/python bench/calibrate.py            # fit + 5-fold group CV, rewrite both files
-    .venv/bin/python bench/calibrate.py --no-write # only print
+    .venv/bin/python bench/calibrate.py          # fit + 5-fold group CV, only print (make bench)
+    .venv/bin/python bench/calibrate.py --write  # ... and rewrite both files
 
 Writes src/fleetplan/perf/calibration/measured_serving_points.yaml (the fitted efficiencies
 `efficiency_for` loads) and tests/calibrate/cv_baseline.json (the figures the regression test
@@ -46,7 +46,9 @@ def _print(title: str, rows: list[dict[str, object]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument(
+        "--write", action="store_true", help="rewrite the calibration YAML and the CV baseline"
+    )
     ap.add_argument("--max-nfev", type=int, default=60)
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -67,7 +69,7 @@ def main() -> None:
     fold = cv_folds([p.group for p in prep.sup], FOLDS)
     keep = np.isin(fold, TEST_FOLDS)
     sub = error_table(prep, np.where(keep, ct, np.nan), np.where(keep, co, np.nan), ("class",))
-    if args.no_write:
+    if not args.write:
         return
     write_calibration(YAML_OUT, prep, res, source="fleetplan/calibrate/data/"
                       "measured_serving_points.csv (aiconfigurator, Apache-2.0)")
