@@ -4,6 +4,11 @@ Reads rows in the calibration CSV format (aiconfigurator's silicon table), predi
 mean TTFT and TPOT with the calibrated performance model, writes every row back with
 `pred_ttft_ms`, `pred_tpot_ms` and `reason` (why a row is not supported; empty otherwise), and
 prints MAPE by (model, system, backend) and overall.
+
+`--predictor analytic` (default): the analytic closed-loop model the calibration fits (fast).
+`--predictor sim`: each row's benchmark simulated by `fleetplan.sim`
+(`fleetplan.calibrate.simpredict`; ~0.2 s per row on average, minutes for the bundled file);
+rows the simulator cannot run get an empty prediction and a reason.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ import io
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.table import Table
 
 from fleetplan.calibrate import error_table, predict_stored, prepare, read_points
 from fleetplan.calibrate.points import bundled_points_path
+from fleetplan.calibrate.simpredict import predict_points
 from fleetplan.cli._app import app, console
+from fleetplan.errors import UsageError
 
 __all__ = ["validate"]
 
@@ -32,15 +40,32 @@ def validate(
     out: Annotated[
         Path | None, typer.Option("--out", help="write every row with its predictions here")
     ] = None,
+    predictor: Annotated[
+        str,
+        typer.Option("--predictor", help="analytic: the fitted closed-loop model (fast); sim: "
+                     "simulate each row's benchmark (minutes for the bundled points)"),
+    ] = "analytic",
 ) -> None:
     """Predict measured points with the calibrated model; print MAPE by group and overall."""
+    if predictor not in ("analytic", "sim"):
+        raise UsageError(f"must be 'analytic' or 'sim', got {predictor!r}", where="--predictor")
     path = points or bundled_points_path()
     header, raws, pts = read_points(path)
     prep = prepare(pts)
     ttft, tpot, prov = predict_stored(prep)
+    reasons = list(prep.reasons)
+    if predictor == "sim":
+        preds = predict_points(prep.sup)
+        ttft = np.array([np.nan if q.ttft_s is None else q.ttft_s for q in preds])
+        tpot = np.array([np.nan if q.tpot_s is None else q.tpot_s for q in preds])
+        for i, q in zip(prep.ok, preds, strict=True):
+            if q.reason is not None:
+                reasons[i] = f"simulator: {q.reason}"
     pred_t = [""] * len(pts)
     pred_o = [""] * len(pts)
     for j, i in enumerate(prep.ok):
+        if not (np.isfinite(ttft[j]) and np.isfinite(tpot[j])):
+            continue
         pred_t[i] = f"{ttft[j] * 1e3:.4f}"
         pred_o[i] = f"{tpot[j] * 1e3:.4f}"
     if out is not None:
@@ -50,19 +75,20 @@ def validate(
         w.writeheader()
         for i, raw in enumerate(raws):
             w.writerow({**raw, "pred_ttft_ms": pred_t[i], "pred_tpot_ms": pred_o[i],
-                        "reason": prep.reasons[i] or ""})
+                        "reason": reasons[i] or ""})
         out.write_text(buf.getvalue())
-    table = Table(title=f"Prediction error on {path.name} (MAPE, %)")
+    table = Table(title=f"Prediction error on {path.name} ({predictor}, MAPE, %)")
     for col in ("model", "system", "backend", "rows", "TTFT", "TPOT"):
         table.add_column(col, justify="right" if col in ("rows", "TTFT", "TPOT") else "left")
     for r in error_table(prep, ttft, tpot, ("model", "system", "backend")):
         table.add_row(str(r["model"]), str(r["system"]), str(r["backend"]), str(r["rows"]),
                       f"{r['ttft_mape']:.1f}", f"{r['tpot_mape']:.1f}")
     console.print(table)
-    unsupported = len(pts) - len(prep.ok)
+    predicted = int((np.isfinite(ttft) & np.isfinite(tpot)).sum())
+    unsupported = len(pts) - predicted
     defaults = sum("defaults" in p for p in prov)
     console.print(
-        f"{len(prep.ok)} of {len(pts)} rows predicted; {unsupported} not supported "
+        f"{predicted} of {len(pts)} rows predicted; {unsupported} not supported "
         f"(see 'reason'); {defaults} predicted with default efficiencies (no calibration fit "
         "for their GPU/engine/precision)."
     )

@@ -1,0 +1,235 @@
+"""Predict measured points by simulating the benchmark itself (`fleetplan.sim`).
+
+Each row is replayed as the closed-loop benchmark it records (docs/FIDELITY.md):
+
+- **deployment**: `features.resolve` (the mapping the analytic path uses: catalog model, GPU,
+  precision, engine, TP/PP/EP/attention-DP layout); the step model is the roofline with the
+  calibrated `Efficiency` of the row's (GPU, engine, precision) (`efficiency_for`);
+- **aggregated rows**: one replica of that deployment under its engine's scheduling policy;
+- **disaggregated rows**: `prefill.workers` prefill replicas and `decode.workers` decode
+  replicas (`DisaggFleetConfig`, round-robin in each pool, so each decode worker holds about
+  ceil(N / D) clients, the split the analytic path uses), KV moved at the default link estimate.
+  As in the analytic path (`runner.predict_stored`) the stored disaggregated-mode log factors
+  multiply the efficiencies and the stored disaggregated decode speed-up (unrecorded MTP
+  speculative decoding) divides the decode workers' step times;
+- **load**: `ClosedLoop(N, ISL, OSL)` with N = `silicon_concurrency`; every client starts at
+  t = 0, so the first N requests are the start-up wave;
+- **request count and wave weight**: the stored fit gives the start-up wave a weight `w` per
+  engine (the YAML's `benchmark.wave_weight`; the mean over engines where a row's engine has
+  none, 0.15 without any). The simulation runs `ceil(N / w)` requests (N / w requests make the
+  wave 1/(1/w) = w of them), at least 2N (one steady round after the wave), at most
+  `max(2N, max_requests)`. The mean TTFT/TPOT are then weighted so the wave weighs exactly `w`:
+  mean = w x mean(wave) + (1 - w) x mean(the rest), which equals the plain mean over requests
+  when the count was not capped;
+- **limits the benchmark configs set themselves** (as the analytic path assumes; the engine
+  catalog defaults otherwise): `max_num_seqs` is raised to the clients per instance; the token
+  budget per step is raised to 2 x the clients per rank with chunked prefill (decodes never
+  take the whole budget) and to clients per rank + ISL without it (TensorRT-LLM: one whole
+  prompt fits beside every decode; with the default 8192 an 8192-token prompt would never be
+  admitted while anything decodes, and the measured runs show it was);
+- **attention data parallelism** (`attention_dp` ranks in one engine instance): one simulated
+  replica whose token budget, `max_num_seqs` and KV pool are the per-rank ones times the ranks
+  (the step model already splits tokens and sequences over the ranks); the ranks' pools are
+  pooled, so no rank is imbalanced.
+
+A row the simulator cannot run (the model does not fit the replica's memory, a request larger
+than the KV pool, a layout `resolve` refuses, ...) gets `ttft_s = tpot_s = None` and a `reason`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from fleetplan.calibrate.features import Resolved, resolve
+from fleetplan.calibrate.points import ServingPoint
+from fleetplan.calibrate.runner import BenchmarkParams, stored_benchmark_params
+from fleetplan.errors import FleetplanError
+from fleetplan.perf import Deployment, Efficiency, StepBatch, StepTimeModel
+from fleetplan.perf.calibration import efficiency_for
+from fleetplan.sim import ClosedLoop, DisaggFleetConfig, FleetConfig, ReplicaConfig, simulate
+
+__all__ = [
+    "DEFAULT_WAVE_WEIGHT",
+    "MAX_REQUESTS",
+    "SimPrediction",
+    "benchmark_requests",
+    "predict_point",
+    "predict_points",
+    "prefill_capacity_tokens_s",
+    "sim_fleet",
+    "wave_weight_for",
+]
+
+#: Start-up wave weight when the stored calibration has none (the analytic fit's start value).
+DEFAULT_WAVE_WEIGHT = 0.15
+#: Default cap on simulated requests per row (the wave weighting keeps `w` exact when capped).
+MAX_REQUESTS = 4000
+#: Time-series spacing: the predictions use none of the series, so sample almost never.
+_SAMPLE_S = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class SimPrediction:
+    """Mean TTFT/TPOT in seconds of one simulated row (None with a `reason` when it cannot be
+    simulated), the requests simulated, and the simulator's wall time."""
+
+    ttft_s: float | None
+    tpot_s: float | None
+    wall_s: float
+    requests: int = 0
+    reason: str | None = None
+
+
+class _Scaled:
+    """A step-time model whose times are divided by `speedup` (disaggregated decode workers:
+    the stored speed-up stands for the speculative decoding the data does not record)."""
+
+    def __init__(self, model: StepTimeModel, speedup: float) -> None:
+        self.model = model
+        self.inv = 1.0 / speedup
+
+    def step_time_s(self, batch: StepBatch) -> float:
+        return self.model.step_time_s(batch) * self.inv
+
+    def decode_run_time_s(self, decode_seqs: int, decode_ctx_tokens: int, n_steps: int) -> float:
+        return self.model.decode_run_time_s(decode_seqs, decode_ctx_tokens, n_steps) * self.inv
+
+
+def wave_weight_for(engine: str, bench: BenchmarkParams) -> float:
+    """The stored start-up wave weight of `engine` (mean over engines, else the default)."""
+    if engine in bench.waves:
+        return bench.waves[engine]
+    if bench.waves:
+        return float(np.mean(list(bench.waves.values())))
+    return DEFAULT_WAVE_WEIGHT
+
+
+def benchmark_requests(concurrency: int, wave_weight: float,
+                       max_requests: int = MAX_REQUESTS) -> int:
+    """Requests to simulate: ceil(N / w), at least 2N, at most max(2N, `max_requests`)."""
+    w = min(max(wave_weight, 1e-3), 1.0)
+    want = math.ceil(concurrency / w)
+    return max(2 * concurrency, min(want, max_requests))
+
+
+def _mode_efficiency(eff: Efficiency, logs: dict[str, float]) -> Efficiency:
+    """`eff` with the stored disaggregated-mode log factors applied."""
+    if not logs:
+        return eff
+    return replace(eff, **{f: getattr(eff, f) * math.exp(v) for f, v in logs.items()
+                           if hasattr(eff, f)})
+
+
+def _replica(dep: Deployment, clients: int, isl: int,
+             speedup: float = 1.0) -> ReplicaConfig:
+    """One replica of `dep` for `clients` clients (module docstring: the limits the benchmark
+    configs set, attention-DP ranks each with their own budget and KV pool)."""
+    dp = dep.attention_dp
+    per_rank = math.ceil(clients / dp)
+    base = ReplicaConfig.from_deployment(dep)  # KV pool and defaults of one rank
+    # Chunked prefill: decodes never take the whole budget; without it: one whole prompt
+    # fits beside every decode.
+    extra = per_rank if base.chunked_prefill else isl
+    budget = max(base.max_num_batched_tokens, per_rank + extra)
+    return replace(
+        base,
+        step_model=base.step_model if speedup == 1.0 else _Scaled(base.step_model, speedup),
+        kv_blocks=base.kv_blocks * dp,
+        max_num_seqs=max(base.max_num_seqs * dp, clients),
+        max_num_batched_tokens=budget * dp,
+    )
+
+
+def sim_fleet(p: ServingPoint, r: Resolved,
+              bench: BenchmarkParams | None = None) -> FleetConfig | DisaggFleetConfig:
+    """The simulated fleet of a resolved row (module docstring); raises `FleetplanError` when
+    the simulator cannot build it."""
+    bench = bench or stored_benchmark_params()
+    eff = efficiency_for(*r.key)
+    if p.mode == "agg":
+        assert r.agg is not None
+        return FleetConfig.homogeneous(_replica(r.agg.with_efficiency(eff), p.concurrency,
+                                                p.isl), 1)
+    assert r.prefill is not None and r.decode is not None
+    assert p.prefill is not None and p.decode is not None
+    eng = r.engine.name
+    eff_d = _mode_efficiency(eff, bench.modes.get(eng, {}))
+    per_decode = math.ceil(p.concurrency / p.decode.workers)
+    per_prefill = math.ceil(p.concurrency / p.prefill.workers)
+    pre = _replica(r.prefill.with_efficiency(eff_d), per_prefill, p.isl)
+    dec = _replica(r.decode.with_efficiency(eff_d), per_decode, p.isl,
+                   bench.speedups.get(eng, 1.0))
+    return DisaggFleetConfig((pre,) * p.prefill.workers, (dec,) * p.decode.workers)
+
+
+def prefill_capacity_tokens_s(p: ServingPoint, r: Resolved,
+                              bench: BenchmarkParams | None = None) -> float | None:
+    """Prompt tokens per second the row's prefill (the aggregated replica, or the prefill pool)
+    computes at most under the calibrated step model: full-budget prefill steps back to back.
+    None when the fleet cannot be built. A measured throughput above it means the recorded
+    layout cannot have served the run as recorded (the simulator then queues the prompts)."""
+    try:
+        fleet = sim_fleet(p, r, bench)
+    except FleetplanError:
+        return None
+    reps = fleet.replicas if isinstance(fleet, FleetConfig) else fleet.prefill
+    rep = reps[0]
+    k = max(1, rep.max_num_batched_tokens // p.isl)
+    batch = StepBatch.prefill_chunk(p.isl, 0)
+    for _ in range(k - 1):
+        batch = batch + StepBatch.prefill_chunk(p.isl, 0)
+    return len(reps) * k * p.isl / rep.step_model.step_time_s(batch)
+
+
+def _weighted(x: np.ndarray, wave: np.ndarray, w: float) -> float:
+    ok = np.isfinite(x)
+    a, b = x[ok & wave], x[ok & ~wave]
+    if a.size == 0 or b.size == 0:
+        return float(np.mean(x[ok])) if ok.any() else math.nan
+    return float(w * a.mean() + (1.0 - w) * b.mean())
+
+
+def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
+                  max_requests: int = MAX_REQUESTS,
+                  resolved: Resolved | None = None) -> SimPrediction:
+    """Mean TTFT/TPOT of a row simulated as its benchmark ran (module docstring)."""
+    t0 = time.perf_counter()
+    bench = bench or stored_benchmark_params()
+    try:
+        r = resolved or resolve(p)
+        fleet = sim_fleet(p, r, bench)
+        w = wave_weight_for(r.engine.name, bench)
+        n = benchmark_requests(p.concurrency, w, max_requests)
+        res = simulate(fleet, ClosedLoop(p.concurrency, p.isl, p.osl, requests=n),
+                       sample_interval_s=_SAMPLE_S)
+    except FleetplanError as e:
+        return SimPrediction(None, None, time.perf_counter() - t0, 0, str(e))
+    df = res.requests
+    wave = df["arrival_s"].to_numpy() <= 0.0
+    ttft = _weighted(df["ttft_s"].to_numpy(), wave, w)
+    tpot = _weighted(df["tpot_s"].to_numpy(), wave, w)
+    if p.osl <= 1:
+        tpot = 0.0
+    if not (math.isfinite(ttft) and math.isfinite(tpot)):
+        return SimPrediction(None, None, time.perf_counter() - t0, n,
+                             "the simulation finished no request")
+    return SimPrediction(ttft, tpot, time.perf_counter() - t0, n)
+
+
+def predict_points(points: Sequence[ServingPoint], *, max_requests: int = MAX_REQUESTS,
+                   progress: Callable[[int, SimPrediction], None] | None = None,
+                   ) -> list[SimPrediction]:
+    """`predict_point` of every row, in order; `progress(i, prediction)` after each."""
+    bench = stored_benchmark_params()
+    out: list[SimPrediction] = []
+    for i, p in enumerate(points):
+        pred = predict_point(p, bench=bench, max_requests=max_requests)
+        out.append(pred)
+        if progress is not None:
+            progress(i, pred)
+    return out

@@ -1,0 +1,137 @@
+"""The simulator as a predictor of measured points (`simpredict`, `simcheck`, `validate
+--predictor sim`) on a small fixed subset of the bundled rows (a few seconds)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fleetplan.calibrate import bundled_points_path, read_points
+from fleetplan.calibrate.features import resolve
+from fleetplan.calibrate.points import Layout, ServingPoint
+from fleetplan.calibrate.runner import stored_benchmark_params
+from fleetplan.calibrate.simcheck import simulate_point
+from fleetplan.calibrate.simpredict import (
+    benchmark_requests,
+    predict_point,
+    prefill_capacity_tokens_s,
+    sim_fleet,
+    wave_weight_for,
+)
+from fleetplan.cli import main
+from fleetplan.sim import ClosedLoop, DisaggFleetConfig, FleetConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def subset() -> list[ServingPoint]:
+    """The first row of each (mode, engine, short/long prompt, low/mid concurrency) with at
+    most 64 clients: 23 rows, aggregated and disaggregated, all three engines."""
+    seen: dict[tuple[object, ...], ServingPoint] = {}
+    for p in read_points(bundled_points_path())[2]:
+        k = (p.mode, p.backend, p.isl <= 1024, p.concurrency <= 8)
+        if p.concurrency <= 64 and k not in seen:
+            seen[k] = p
+    return [seen[k] for k in sorted(seen, key=str)]
+
+
+def test_request_count_gives_the_wave_its_weight() -> None:
+    assert benchmark_requests(10, 0.2) == 50  # the wave is 10 of 50 = 0.2
+    assert benchmark_requests(10, 0.8) == 20  # at least one steady round
+    assert benchmark_requests(3000, 0.1, max_requests=4000) == 6000  # capped, >= 2N
+    assert benchmark_requests(100, 0.07, max_requests=1000) == 1000
+    bench = stored_benchmark_params()
+    for eng in ("vllm", "sglang", "trtllm", "no-such-engine"):
+        assert 0.0 < wave_weight_for(eng, bench) <= 1.0
+
+
+def test_subset_predictions_track_measurements(subset: list[ServingPoint]) -> None:
+    assert len(subset) >= 20
+    assert {p.mode for p in subset} == {"agg", "disagg"}
+    rt, ro = [], []
+    for p in subset:
+        pr = predict_point(p)
+        assert pr.reason is None, (p.line, pr.reason)
+        assert pr.ttft_s is not None and pr.tpot_s is not None
+        assert pr.requests >= 2 * p.concurrency
+        assert p.ttft_s is not None and p.tpot_s is not None
+        rt.append(pr.ttft_s / p.ttft_s)
+        ro.append(pr.tpot_s / p.tpot_s)
+    rt_a, ro_a = np.array(rt), np.array(ro)
+    # Loose: the calibration is refitted by others; these catch a broken mapping, not drift.
+    assert np.all((ro_a > 0.4) & (ro_a < 2.5)), ro
+    assert np.all((rt_a > 0.05) & (rt_a < 20.0)), rt
+    assert 0.7 < float(np.median(ro_a)) < 1.3
+    assert float(np.mean(np.abs(ro_a - 1.0))) < 0.35  # TPOT MAPE of the subset
+
+
+def test_uncapped_prediction_is_the_plain_mean(subset: list[ServingPoint]) -> None:
+    p = next(q for q in subset if q.mode == "agg" and q.backend == "vllm" and q.isl <= 1024)
+    pr = predict_point(p)
+    res = simulate(sim_fleet(p, resolve(p)), ClosedLoop(p.concurrency, p.isl, p.osl,
+                                                         requests=pr.requests))
+    assert pr.ttft_s is not None and pr.tpot_s is not None
+    assert math.isclose(pr.ttft_s, res.mean_ttft_s, rel_tol=0.05)
+    assert math.isclose(pr.tpot_s, res.mean_tpot_s, rel_tol=0.05)
+
+
+def test_disaggregated_fleet_has_the_rows_pools(subset: list[ServingPoint]) -> None:
+    p = next(q for q in subset if q.mode == "disagg" and q.backend == "sglang")
+    assert p.prefill is not None and p.decode is not None
+    fleet = sim_fleet(p, resolve(p))
+    assert isinstance(fleet, DisaggFleetConfig)
+    assert len(fleet.prefill) == p.prefill.workers and len(fleet.decode) == p.decode.workers
+    assert fleet.prefill[0].gpus == p.prefill.gpus and fleet.decode[0].gpus == p.decode.gpus
+    assert fleet.decode[0].engine == "sglang"
+    sp = stored_benchmark_params().speedups.get("sglang", 1.0)
+    if sp != 1.0:  # the stored disaggregated decode speed-up divides the decode step
+        assert type(fleet.decode[0].step_model).__name__ == "_Scaled"
+    agg = next(q for q in subset if q.mode == "agg" and q.backend == "trtllm")
+    fa = sim_fleet(agg, resolve(agg))
+    assert isinstance(fa, FleetConfig) and len(fa.replicas) == 1
+    assert fa.replicas[0].engine == "trtllm" and not fa.replicas[0].chunked_prefill
+    assert fa.replicas[0].max_num_batched_tokens >= agg.isl  # the prompt is admitted whole
+    cap = prefill_capacity_tokens_s(agg, resolve(agg))
+    assert cap is not None and cap > 0
+
+
+def test_simulate_point_runs_disaggregated_rows(subset: list[ServingPoint]) -> None:
+    p = next(q for q in subset if q.mode == "disagg" and q.concurrency <= 8)
+    pr = simulate_point(p, rounds=2)
+    assert pr.ttft_s is not None and pr.ttft_s > 0
+    assert pr.tpot_s is not None and pr.tpot_s > 0
+    assert pr.requests == 2 * p.concurrency
+
+
+def test_row_the_simulator_cannot_run_has_a_reason(subset: list[ServingPoint]) -> None:
+    p = next(q for q in subset if "DeepSeek-V3" in q.model and q.mode == "agg")
+    small = replace(p, agg=Layout(tp=1), concurrency=2)  # 671B parameters on one GPU
+    pr = predict_point(small)
+    assert pr.ttft_s is None and pr.tpot_s is None
+    assert pr.reason
+
+
+def _rows(tmp_path: Path, lines: list[int]) -> Path:
+    text = bundled_points_path().read_text().splitlines()
+    out = tmp_path / "points.csv"
+    out.write_text("\n".join([text[0], *(text[i - 1] for i in lines)]) + "\n")
+    return out
+
+
+def test_validate_predictor_sim(tmp_path: Path, subset: list[ServingPoint],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    src = _rows(tmp_path, [p.line for p in subset[:6]])
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(out), "--predictor", "sim"]) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == 6
+    for r in rows:
+        assert (r["pred_ttft_ms"] != "") != (r["reason"] != "")
+        if r["pred_ttft_ms"]:
+            assert float(r["pred_ttft_ms"]) > 0 and float(r["pred_tpot_ms"]) > 0
+    assert "sim" in capsys.readouterr().out
+    assert main(["validate", "--points", str(src), "--predictor", "oracle"]) == 2
