@@ -16,9 +16,10 @@ binds, and for latency limits, the resource the step spends most of its time on.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from fleetplan.perf import Deployment, RooflineStepModel, StepBatch, memory_budget
+from fleetplan.perf import Deployment, MemoryBudget, RooflineStepModel, StepBatch, memory_budget
 from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu
 from fleetplan.plan.demand import Demand, TokenStats
 from fleetplan.plan.slo import SLOTargets
@@ -93,85 +94,134 @@ def _bottleneck(model: RooflineStepModel, batch: StepBatch) -> tuple[str, str]:
     return res, f"{res} takes {share:.0%} of the {brk.total_s * 1e3:.1f} ms step"
 
 
+@dataclass(frozen=True, slots=True)
+class _Lengths:
+    """Token lengths the limits are evaluated at: means for throughput, the SLO percentile's
+    lengths for the latency targets."""
+
+    isl_mean: float
+    osl_mean: float
+    isl_tpot: float
+    osl_tpot: float
+    isl_ttft: float
+
+    @classmethod
+    def of(cls, demand: Demand, slo: SLOTargets) -> _Lengths:
+        tpot_t, ttft_t = slo.get("tpot"), slo.get("ttft")
+        p_tpot = tpot_t.percentile if tpot_t else None
+        return cls(
+            demand.input_tokens.mean,
+            demand.output_tokens.mean,
+            percentile_tokens(demand.input_tokens, p_tpot),
+            percentile_tokens(demand.output_tokens, p_tpot),
+            percentile_tokens(demand.input_tokens, ttft_t.percentile if ttft_t else None),
+        )
+
+
+def _largest(ok: Callable[[int], bool], max_b: int) -> int:
+    """The largest b in [1, max_b] with ok(b), given ok(1) and ok monotone (bisection)."""
+    if ok(max_b):
+        return max_b
+    lo, hi = 1, max_b
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def _doesnt_fit(budget: MemoryBudget) -> OperatingPoint:
+    extra = budget.activation_bytes + budget.overhead_bytes
+    return OperatingPoint(
+        False,
+        f"does not fit: weights {budget.weights_bytes / 1e9:.1f} GB + activations and "
+        f"overhead {extra / 1e9:.1f} GB per GPU > usable {budget.usable_bytes / 1e9:.1f} GB",
+    )
+
+
+def _floor_reason(base: OperatingPoint, slo: SLOTargets) -> str:
+    tpot_t, ttft_t = slo.get("tpot"), slo.get("ttft")
+    if tpot_t and base.tpot_floor_s > tpot_t.seconds:
+        return (
+            f"TPOT floor {base.tpot_floor_s * 1e3:.1f} ms above target {tpot_t.seconds * 1e3:g} ms"
+        )
+    if ttft_t and base.ttft_floor_s > ttft_t.seconds:
+        return f"TTFT floor {base.ttft_floor_s:.3f} s above target {ttft_t.seconds:g} s"
+    return ""
+
+
+def _explain(
+    model: RooflineStepModel,
+    budget: MemoryBudget,
+    b: int,
+    max_b: int,
+    kv_seqs: int,
+    lens: _Lengths,
+    slo: SLOTargets,
+) -> tuple[str, str, str]:
+    """(limit, bottleneck resource, why) at the operating batch `b`."""
+    ctx = lens.isl_mean + lens.osl_mean / 2
+    if b == max_b and b == kv_seqs:
+        why = (
+            f"the KV pool ({budget.kv_pool_bytes / 1e9:.1f} GB/GPU) holds {kv_seqs} sequences "
+            f"of ~{ctx:.0f} tokens before the latency targets bind"
+        )
+        return "kv_memory", "KV memory", why
+    if b == max_b:
+        why = f"the engine's max_num_seqs ({max_b}) binds before latency or KV memory"
+        return "max_num_seqs", "engine batch limit", why
+    tpot_t = slo.get("tpot")
+    over = model.step_time_s(_mixed(b + 1, lens.isl_tpot, lens.osl_tpot))
+    limit = "tpot" if tpot_t and over > tpot_t.seconds else "ttft"
+    res, detail = _bottleneck(model, _mixed(b, lens.isl_mean, lens.osl_mean))
+    return limit, res, f"{limit.upper()} target binds at batch {b + 1}; {detail}"
+
+
 def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> OperatingPoint:
+    """The replica's largest SLO-keeping decode batch and what it yields (module docstring)."""
     model = RooflineStepModel(dep)
     budget = memory_budget(dep)
     if not budget.fits:
-        need = budget.weights_bytes + budget.activation_bytes + budget.overhead_bytes
-        return OperatingPoint(
-            False,
-            f"does not fit: weights {budget.weights_bytes / 1e9:.1f} GB + activations and "
-            f"overhead {(need - budget.weights_bytes) / 1e9:.1f} GB per GPU > usable "
-            f"{budget.usable_bytes / 1e9:.1f} GB",
-        )
+        return _doesnt_fit(budget)
+    lens = _Lengths.of(demand, slo)
     tpot_t, ttft_t = slo.get("tpot"), slo.get("ttft")
-    isl_m, osl_m = demand.input_tokens.mean, demand.output_tokens.mean
-    isl_p = percentile_tokens(demand.input_tokens, tpot_t.percentile if tpot_t else None)
-    osl_p = percentile_tokens(demand.output_tokens, tpot_t.percentile if tpot_t else None)
-    isl_ttft = percentile_tokens(demand.input_tokens, ttft_t.percentile if ttft_t else None)
-    per_seq = kv_bytes_for_sequence_per_gpu(dep, int(isl_m + osl_m / 2))
+    per_seq = kv_bytes_for_sequence_per_gpu(dep, int(lens.isl_mean + lens.osl_mean / 2))
     kv_seqs = int(budget.kv_pool_bytes // per_seq) if per_seq > 0 else 10**9
     max_b = min(kv_seqs, int(dep.engine.max_num_seqs.value))
-    tpot_floor = model.step_time_s(_mixed(1, isl_p, osl_p))
-    ttft_floor = _ttft(model, 1, isl_ttft)
     base = OperatingPoint(
-        False, "", kv_capacity_seqs=kv_seqs, tpot_floor_s=tpot_floor, ttft_floor_s=ttft_floor
+        False,
+        "",
+        kv_capacity_seqs=kv_seqs,
+        tpot_floor_s=model.step_time_s(_mixed(1, lens.isl_tpot, lens.osl_tpot)),
+        ttft_floor_s=_ttft(model, 1, lens.isl_ttft),
     )
     if max_b < 1:
-        return replace(base, reason=f"KV pool holds no sequence of {isl_m + osl_m / 2:.0f} tokens")
-    if tpot_t and tpot_floor > tpot_t.seconds:
-        return replace(
-            base,
-            reason=f"TPOT floor {tpot_floor * 1e3:.1f} ms above target {tpot_t.seconds * 1e3:g} ms",
-        )
-    if ttft_t and ttft_floor > ttft_t.seconds:
-        return replace(
-            base, reason=f"TTFT floor {ttft_floor:.3f} s above target {ttft_t.seconds:g} s"
-        )
+        ctx = lens.isl_mean + lens.osl_mean / 2
+        return replace(base, reason=f"KV pool holds no sequence of {ctx:.0f} tokens")
+    reason = _floor_reason(base, slo)
+    if reason:
+        return replace(base, reason=reason)
 
     def ok(b: int) -> bool:
-        if tpot_t and model.step_time_s(_mixed(b, isl_p, osl_p)) > tpot_t.seconds:
+        tpot = model.step_time_s(_mixed(b, lens.isl_tpot, lens.osl_tpot))
+        if tpot_t and tpot > tpot_t.seconds:
             return False
-        return not (ttft_t and _ttft(model, b, isl_ttft) > ttft_t.seconds)
+        return not (ttft_t and _ttft(model, b, lens.isl_ttft) > ttft_t.seconds)
 
-    lo, hi = 1, max_b  # ok(lo) holds; find the largest ok b
-    if ok(hi):
-        lo = hi
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    b = lo
-    mixed_mean = _mixed(b, isl_m, osl_m)
+    b = _largest(ok, max_b)
+    mixed_mean = _mixed(b, lens.isl_mean, lens.osl_mean)
     tpot_mean = model.step_time_s(mixed_mean)
     decode_only = model.step_time_s(
         StepBatch(decode_seqs=b, decode_ctx_tokens=mixed_mean.decode_ctx_tokens)
     )
-    if b == max_b and b == kv_seqs:
-        limit, res = "kv_memory", "KV memory"
-        why = (
-            f"the KV pool ({budget.kv_pool_bytes / 1e9:.1f} GB/GPU) holds {kv_seqs} sequences of "
-            f"~{isl_m + osl_m / 2:.0f} tokens before the latency targets bind"
-        )
-    elif b == max_b:
-        limit, res = "max_num_seqs", "engine batch limit"
-        why = f"the engine's max_num_seqs ({max_b}) binds before latency or KV memory"
-    else:
-        limit = (
-            "tpot"
-            if tpot_t and model.step_time_s(_mixed(b + 1, isl_p, osl_p)) > tpot_t.seconds
-            else "ttft"
-        )
-        res, detail = _bottleneck(model, mixed_mean)
-        why = f"{limit.upper()} target binds at batch {b + 1}; {detail}"
+    limit, res, why = _explain(model, budget, b, max_b, kv_seqs, lens, slo)
     return replace(
         base,
         feasible=True,
         batch=b,
-        tpot_s=model.step_time_s(_mixed(b, isl_p, osl_p)),
+        tpot_s=model.step_time_s(_mixed(b, lens.isl_tpot, lens.osl_tpot)),
         tpot_mean_s=tpot_mean,
-        ttft_s=_ttft(model, b, isl_ttft),
-        requests_per_s=b / (osl_m * tpot_mean),
+        ttft_s=_ttft(model, b, lens.isl_ttft),
+        requests_per_s=b / (lens.osl_mean * tpot_mean),
         input_share=max(0.0, (tpot_mean - decode_only) / tpot_mean),
         limit=limit,
         bottleneck=res,
