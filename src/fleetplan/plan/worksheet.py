@@ -43,7 +43,9 @@ class Plan:
         return feas[0] if feas else None
 
     def worksheet(self) -> list[dict[str, Any]]:
-        d, f, best = self.demand, self.factors, self.best
+        """The method's steps with their inputs and results (steps 3-7 need a feasible
+        candidate; step 7 a simulation check)."""
+        d, best = self.demand, self.best
         steps: list[dict[str, Any]] = [
             {
                 "step": 1,
@@ -61,68 +63,9 @@ class Plan:
         ]
         if best is None or best.point is None:
             return steps
-        p, s = best.point, best.sizing
-        steps += [
-            {
-                "step": 3,
-                "name": "theoretical_minimum",
-                "candidate": f"{best.gpu} TP{best.tp} {best.precision} ({best.engine})",
-                "batch_per_replica": p.batch,
-                "pred_tpot_s": p.tpot_s,
-                "pred_ttft_s": p.ttft_s,
-                "replica_requests_per_s": p.requests_per_s,
-                "formula": "rate / replica_requests_per_s x gpus_per_replica",
-                "theoretical_gpus": s["theoretical_gpus"],
-                "efficiency_tax": f.efficiency_tax,
-                "after_tax_gpus": s["after_tax_gpus"],
-                "efficiency_source": best.efficiency_source,
-            },
-            {
-                "step": 4,
-                "name": "burst",
-                "burst_factor": f.burst,
-                "burst_source": f.burst_source,
-                "after_burst_gpus": s["after_burst_gpus"],
-            },
-            {
-                "step": 5,
-                "name": "headroom",
-                "headroom": f.headroom,
-                "after_headroom_gpus": s["after_headroom_gpus"],
-                "replicas": best.replicas,
-                "gpus_total": best.gpus_total,
-            },
-            {
-                "step": 6,
-                "name": "bottleneck",
-                "limit": p.limit,
-                "resource": p.bottleneck,
-                "why": p.why,
-            },
-        ]
-        v = self.verification
-        if v is not None:
-            final = v.recommended_replicas
-            steps.append(
-                {
-                    "step": 7,
-                    "name": "simulation_check",
-                    "load": v.load,
-                    "runs": v.runs,
-                    "requests_per_run": v.requests_per_run,
-                    "planned_replicas": v.planned_replicas,
-                    "replicas_needed": v.to_dict()["replicas_needed"],
-                    "met_at_planned": v.met_at_planned,
-                    "attainment_at_planned": v.at_planned,
-                    "final_replicas": final,
-                    "final_gpus": final * best.gpus_per_replica,
-                    "final_usd_per_hour": final
-                    * best.gpus_per_replica
-                    * best.usd_per_hour
-                    / max(best.gpus_total, 1),
-                    "notes": v.notes,
-                }
-            )
+        steps += _sizing_steps(best, self.factors)
+        if self.verification is not None:
+            steps.append(_check_step(best, self.verification))
         return steps
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,6 +87,67 @@ class Plan:
                 for c in pareto(self.candidates)
             ],
         }
+
+
+def _sizing_steps(best: Candidate, f: PlanFactors) -> list[dict[str, Any]]:
+    """Steps 3-6: theoretical minimum and tax, burst, headroom, bottleneck."""
+    assert best.point is not None
+    p, s = best.point, best.sizing
+    return [
+        {
+            "step": 3,
+            "name": "theoretical_minimum",
+            "candidate": f"{best.gpu} TP{best.tp} {best.precision} ({best.engine})",
+            "batch_per_replica": p.batch,
+            "pred_tpot_s": p.tpot_s,
+            "pred_ttft_s": p.ttft_s,
+            "replica_requests_per_s": p.requests_per_s,
+            "formula": "rate / replica_requests_per_s x gpus_per_replica",
+            "theoretical_gpus": s["theoretical_gpus"],
+            "efficiency_tax": f.efficiency_tax,
+            "after_tax_gpus": s["after_tax_gpus"],
+            "efficiency_source": best.efficiency_source,
+        },
+        {
+            "step": 4,
+            "name": "burst",
+            "burst_factor": f.burst,
+            "burst_source": f.burst_source,
+            "after_burst_gpus": s["after_burst_gpus"],
+        },
+        {
+            "step": 5,
+            "name": "headroom",
+            "headroom": f.headroom,
+            "after_headroom_gpus": s["after_headroom_gpus"],
+            "replicas": best.replicas,
+            "gpus_total": best.gpus_total,
+        },
+        {"step": 6, "name": "bottleneck", "limit": p.limit, "resource": p.bottleneck, "why": p.why},
+    ]
+
+
+def _check_step(best: Candidate, v: Verification) -> dict[str, Any]:
+    """Step 7: the simulation check and the final size."""
+    final = v.recommended_replicas
+    return {
+        "step": 7,
+        "name": "simulation_check",
+        "load": v.load,
+        "runs": v.runs,
+        "requests_per_run": v.requests_per_run,
+        "planned_replicas": v.planned_replicas,
+        "replicas_needed": v.to_dict()["replicas_needed"],
+        "met_at_planned": v.met_at_planned,
+        "attainment_at_planned": v.at_planned,
+        "final_replicas": final,
+        "final_gpus": final * best.gpus_per_replica,
+        "final_usd_per_hour": final
+        * best.gpus_per_replica
+        * best.usd_per_hour
+        / max(best.gpus_total, 1),
+        "notes": v.notes,
+    }
 
 
 def make_plan(
