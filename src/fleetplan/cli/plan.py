@@ -11,7 +11,7 @@ from rich.table import Table
 from fleetplan.catalog import get_engine, get_gpu, get_model, get_quant, load_catalog
 from fleetplan.cli._app import app, console, err_console
 from fleetplan.errors import UsageError
-from fleetplan.plan import PlanFactors, make_plan, parse_slo, resolve_demand
+from fleetplan.plan import PlanFactors, make_plan, pareto, parse_slo, resolve_demand
 from fleetplan.plan.worksheet import Plan
 
 DEFAULT_GPUS = "h100-sxm,h200-sxm,b200,a100-sxm-80gb,l40s,mi300x"
@@ -169,8 +169,41 @@ def _render_check(s7: dict[str, Any]) -> None:
         console.print(f"   [yellow]{note}[/]")
 
 
+_LEFT = {"gpu", "prec", "feasible / reason", "bottleneck"}
+_COLUMNS = (
+    "#",
+    "gpu",
+    "tp",
+    "prec",
+    "feasible / reason",
+    "GPUs",
+    "$/hour",
+    "$/month",
+    "$/1M in",
+    "$/1M out",
+    "TPOT ms",
+    "TTFT s",
+    "bottleneck",
+)
+
+
 def render(result: Plan, top: int) -> None:
-    """Print the worksheet and the ranked table."""
+    """Print the worksheet, the ranked table and the Pareto set."""
+    _render_worksheet(result)
+    _render_table(result, top)
+    front = pareto(result.candidates)
+    if front:
+        console.print(
+            "Pareto set ($/hour vs TPOT at mean load): "
+            + "; ".join(
+                f"{c.gpu} TP{c.tp} {c.precision} ${c.usd_per_hour:,.0f}/h "
+                f"{c.tpot_at_mean_load_s * 1e3:.1f} ms"
+                for c in front
+            )
+        )
+
+
+def _render_worksheet(result: Plan) -> None:
     ws = result.worksheet()
     console.rule(f"[bold]Capacity worksheet: {result.model.name}")
     w1 = ws[0]
@@ -183,79 +216,51 @@ def render(result: Plan, top: int) -> None:
     console.print(f"2. SLO        {result.slo}")
     if len(ws) == 2:
         console.print("[red]No feasible candidate.[/]")
-    else:
-        s3, s4, s5, s6 = ws[2:6]
-        console.print(
-            f"3. Theoretical minimum  {s3['candidate']}: batch {s3['batch_per_replica']} "
-            f"per replica, TPOT {s3['pred_tpot_s'] * 1e3:.1f} ms, "
-            f"TTFT {s3['pred_ttft_s']:.3f} s, {s3['replica_requests_per_s']:.3g} req/s per "
-            f"replica -> {_fmt_gpus(s3['theoretical_gpus'])} GPUs; "
-            f"x(1+{s3['efficiency_tax']:g} tax) = {_fmt_gpus(s3['after_tax_gpus'])}"
-        )
-        console.print(f"   efficiency: {s3['efficiency_source']}")
-        console.print(
-            f"4. Burst      x{s4['burst_factor']:.2f} ({s4['burst_source']}) = "
-            f"{_fmt_gpus(s4['after_burst_gpus'])} GPUs"
-        )
-        console.print(
-            f"5. Headroom   x(1+{s5['headroom']:g}) = {_fmt_gpus(s5['after_headroom_gpus'])} "
-            f"GPUs -> {s5['replicas']} replicas, {s5['gpus_total']} GPUs"
-        )
-        console.print(f"6. Bottleneck {s6['resource']} ({s6['limit']}): {s6['why']}")
-        if len(ws) > 6:
-            _render_check(ws[6])
+        return
+    s3, s4, s5, s6 = ws[2:6]
+    console.print(
+        f"3. Theoretical minimum  {s3['candidate']}: batch {s3['batch_per_replica']} "
+        f"per replica, TPOT {s3['pred_tpot_s'] * 1e3:.1f} ms, "
+        f"TTFT {s3['pred_ttft_s']:.3f} s, {s3['replica_requests_per_s']:.3g} req/s per "
+        f"replica -> {_fmt_gpus(s3['theoretical_gpus'])} GPUs; "
+        f"x(1+{s3['efficiency_tax']:g} tax) = {_fmt_gpus(s3['after_tax_gpus'])}"
+    )
+    console.print(f"   efficiency: {s3['efficiency_source']}")
+    console.print(
+        f"4. Burst      x{s4['burst_factor']:.2f} ({s4['burst_source']}) = "
+        f"{_fmt_gpus(s4['after_burst_gpus'])} GPUs"
+    )
+    console.print(
+        f"5. Headroom   x(1+{s5['headroom']:g}) = {_fmt_gpus(s5['after_headroom_gpus'])} "
+        f"GPUs -> {s5['replicas']} replicas, {s5['gpus_total']} GPUs"
+    )
+    console.print(f"6. Bottleneck {s6['resource']} ({s6['limit']}): {s6['why']}")
+    if len(ws) > 6:
+        _render_check(ws[6])
+
+
+def _render_table(result: Plan, top: int) -> None:
     t = Table(title="Candidates (cheapest feasible first)")
-    for col in (
-        "#",
-        "gpu",
-        "tp",
-        "prec",
-        "feasible / reason",
-        "GPUs",
-        "$/hour",
-        "$/month",
-        "$/1M in",
-        "$/1M out",
-        "TPOT ms",
-        "TTFT s",
-        "bottleneck",
-    ):
-        t.add_column(
-            col,
-            justify="right"
-            if col not in {"gpu", "prec", "feasible / reason", "bottleneck"}
-            else "left",
-        )
+    for col in _COLUMNS:
+        t.add_column(col, justify="left" if col in _LEFT else "right")
     for n, c in enumerate(result.candidates[:top], 1):
         p = c.point
-        if c.feasible and p:
-            t.add_row(
-                str(n),
-                c.gpu,
-                str(c.tp),
-                c.precision,
-                "yes",
-                str(c.gpus_total),
-                f"{c.usd_per_hour:,.0f}",
-                f"{c.usd_per_month:,.0f}",
-                f"{c.usd_per_million_input_tokens:.3f}",
-                f"{c.usd_per_million_output_tokens:.2f}",
-                f"{p.tpot_s * 1e3:.1f}",
-                f"{p.ttft_s:.3f}",
-                c.bottleneck,
-            )
-        else:
+        if not (c.feasible and p):
             t.add_row(str(n), c.gpu, str(c.tp), c.precision, f"no: {c.reason}", *[""] * 8)
-    console.print(t)
-    from fleetplan.plan import pareto
-
-    front = pareto(result.candidates)
-    if front:
-        console.print(
-            "Pareto set ($/hour vs TPOT at mean load): "
-            + "; ".join(
-                f"{c.gpu} TP{c.tp} {c.precision} ${c.usd_per_hour:,.0f}/h "
-                f"{c.tpot_at_mean_load_s * 1e3:.1f} ms"
-                for c in front
-            )
+            continue
+        t.add_row(
+            str(n),
+            c.gpu,
+            str(c.tp),
+            c.precision,
+            "yes",
+            str(c.gpus_total),
+            f"{c.usd_per_hour:,.0f}",
+            f"{c.usd_per_month:,.0f}",
+            f"{c.usd_per_million_input_tokens:.3f}",
+            f"{c.usd_per_million_output_tokens:.2f}",
+            f"{p.tpot_s * 1e3:.1f}",
+            f"{p.ttft_s:.3f}",
+            c.bottleneck,
         )
+    console.print(t)
