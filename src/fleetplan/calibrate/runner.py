@@ -219,9 +219,10 @@ def write_calibration(path: Path, prep: Prepared, res: FitResult, *, source: str
     doc = {
         "fit_date": (today or dt.date.today()).isoformat(),
         "source": source,
-        "method": "scipy.optimize.least_squares on log(pred/measured) of mean TTFT and TPOT, "
-                  "soft-L1 loss, hierarchical log offsets (global, GPU, engine, precision, "
-                  "group) with ridge toward the defaults; see docs/FIDELITY.md",
+        "method": "scipy.optimize.least_squares on the relative error pred/measured - 1 of "
+                  "mean TTFT and log(pred/measured) of mean TPOT, soft-L1 loss (f_scale 0.1), "
+                  "hierarchical log offsets (global, GPU, engine, precision, group, "
+                  "engine x mode) with ridge toward the defaults; see docs/FIDELITY.md",
         "rows_used": int(m.sum()),
         "in_sample_mape": {"ttft_pct": round(mape(a[m], t[m]), 2),
                            "tpot_pct": round(mape(b[m], o[m]), 2)},
