@@ -8,9 +8,10 @@ The offsets are fitted by `scipy.optimize.least_squares` on the relative error
 pred / measured - 1 of TTFT and on log(pred / measured) of TPOT (soft-L1 loss with a small
 `f_scale`, i.e. close to least absolute error, so a few broken runs do not steer the fit), with
 bounds and a ridge penalty toward 0 (= the documented defaults) that is stronger the more
-specific the level, so a group with few rows keeps what its GPU, engine and precision share with the others. A group
-held out of the fit uses every level that other groups taught (its GPU, engine, precision and,
-when another model shares its (gpu, engine, precision), that group's residual).
+specific the level, so a group with few rows keeps what its GPU, engine and precision share
+with the others. A group held out of the fit uses every level that other groups taught (its
+GPU, engine, precision and, when another model shares its (gpu, engine, precision), that
+group's residual).
 
 Why the relative error for TTFT: the reported metric is MAPE = mean |pred / measured - 1|,
 which is unbounded above and at most 1 below, so a fit of the log error (whose optimum is the
