@@ -20,12 +20,20 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from fleetplan.calibrate import error_table, predict_stored, prepare, read_points
 from fleetplan.calibrate.points import bundled_points_path
 from fleetplan.calibrate.simpredict import predict_points
-from fleetplan.cli._app import app, console
+from fleetplan.cli._app import app, console, err_console
 from fleetplan.errors import UsageError
 
 __all__ = ["validate"]
@@ -42,8 +50,11 @@ def validate(
     ] = None,
     predictor: Annotated[
         str,
-        typer.Option("--predictor", help="analytic: the fitted closed-loop model (fast); sim: "
-                     "simulate each row's benchmark (minutes for the bundled points)"),
+        typer.Option(
+            "--predictor",
+            help="analytic: the fitted closed-loop model (fast); sim: "
+            "simulate each row's benchmark (minutes for the bundled points)",
+        ),
     ] = "analytic",
 ) -> None:
     """Predict measured points with the calibrated model; print MAPE by group and overall."""
@@ -55,7 +66,19 @@ def validate(
     ttft, tpot, prov = predict_stored(prep)
     reasons = list(prep.reasons)
     if predictor == "sim":
-        preds = predict_points(prep.sup)
+        with Progress(
+            TextColumn("simulating measured points"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("sim", total=len(prep.sup))
+            preds = predict_points(
+                prep.sup, progress=lambda i, _: bar.update(task, completed=i + 1)
+            )
         ttft = np.array([np.nan if q.ttft_s is None else q.ttft_s for q in preds])
         tpot = np.array([np.nan if q.tpot_s is None else q.tpot_s for q in preds])
         for i, q in zip(prep.ok, preds, strict=True):
@@ -74,15 +97,27 @@ def validate(
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for i, raw in enumerate(raws):
-            w.writerow({**raw, "pred_ttft_ms": pred_t[i], "pred_tpot_ms": pred_o[i],
-                        "reason": reasons[i] or ""})
+            w.writerow(
+                {
+                    **raw,
+                    "pred_ttft_ms": pred_t[i],
+                    "pred_tpot_ms": pred_o[i],
+                    "reason": reasons[i] or "",
+                }
+            )
         out.write_text(buf.getvalue())
     table = Table(title=f"Prediction error on {path.name} ({predictor}, MAPE, %)")
     for col in ("model", "system", "backend", "rows", "TTFT", "TPOT"):
         table.add_column(col, justify="right" if col in ("rows", "TTFT", "TPOT") else "left")
     for r in error_table(prep, ttft, tpot, ("model", "system", "backend")):
-        table.add_row(str(r["model"]), str(r["system"]), str(r["backend"]), str(r["rows"]),
-                      f"{r['ttft_mape']:.1f}", f"{r['tpot_mape']:.1f}")
+        table.add_row(
+            str(r["model"]),
+            str(r["system"]),
+            str(r["backend"]),
+            str(r["rows"]),
+            f"{r['ttft_mape']:.1f}",
+            f"{r['tpot_mape']:.1f}",
+        )
     console.print(table)
     predicted = int((np.isfinite(ttft) & np.isfinite(tpot)).sum())
     unsupported = len(pts) - predicted
