@@ -114,6 +114,16 @@ def attention_params_per_layer(model: ModelSpec) -> int:
     return params
 
 
+def _linear_shape(a: AttentionSpec) -> tuple[int, int, int, int, int] | None:
+    """(key heads, value heads, key head dim, value head dim, conv kernel) of a Gated DeltaNet
+    layer, or None when the catalog entry does not give the shape."""
+    n_k, n_v = a.linear_num_key_heads, a.linear_num_value_heads
+    d_k, d_v, c = a.linear_key_head_dim, a.linear_value_head_dim, a.linear_conv_kernel
+    if n_k is None or n_v is None or d_k is None or d_v is None or c is None:
+        return None
+    return int(n_k), int(n_v), int(d_k), int(d_v), int(c)
+
+
 def linear_attention_params_per_layer(a: AttentionSpec, hidden_size: int) -> int:
     """Parameters of one Gated DeltaNet layer (Qwen3-Next / Qwen3.5 `linear_attention`).
 
@@ -126,16 +136,10 @@ def linear_attention_params_per_layer(a: AttentionSpec, hidden_size: int) -> int
       out_proj     = value_dim*h
     Uses the catalog figure `linear_params_per_layer` when the shape fields are absent.
     """
-    shape = (
-        a.linear_num_key_heads,
-        a.linear_num_value_heads,
-        a.linear_key_head_dim,
-        a.linear_value_head_dim,
-        a.linear_conv_kernel,
-    )
-    if any(x is None for x in shape):
+    shape = _linear_shape(a)
+    if shape is None:
         return a.linear_params_per_layer or 0
-    n_k, n_v, d_k, d_v, c = (int(x) for x in shape)  # type: ignore[arg-type]
+    n_k, n_v, d_k, d_v, c = shape
     key_dim, value_dim = n_k * d_k, n_v * d_v
     return (
         hidden_size * (2 * key_dim + 2 * value_dim)
@@ -159,16 +163,10 @@ def linear_attention_state_bytes_per_layer(
     These are the shapes vLLM allocates for `GatedDeltaNet` layers (conv_state
     (c-1, conv_dim), temporal_state (n_v, d_k, d_v)).
     """
-    shape = (
-        a.linear_num_key_heads,
-        a.linear_num_value_heads,
-        a.linear_key_head_dim,
-        a.linear_value_head_dim,
-        a.linear_conv_kernel,
-    )
-    if any(x is None for x in shape):
+    shape = _linear_shape(a)
+    if shape is None:
         return a.linear_state_bytes_per_layer or 0
-    n_k, n_v, d_k, d_v, c = (int(x) for x in shape)  # type: ignore[arg-type]
+    n_k, n_v, d_k, d_v, c = shape
     conv_dim = 2 * n_k * d_k + n_v * d_v
     return (c - 1) * conv_dim * conv_state_bytes + n_v * d_k * d_v * ssm_state_bytes
 
