@@ -23,6 +23,7 @@ from fleetplan.calibrate import (
     cross_validate,
     cv_folds,
     error_table,
+    predict_fits,
     prepare,
     read_points,
     write_calibration,
@@ -54,8 +55,8 @@ def main() -> None:
     t0 = time.perf_counter()
     _, _, pts = read_points(bundled_points_path())
     prep = prepare(pts)
-    res = calibrate(prep, max_nfev=args.max_nfev)
-    a, b = res.predict(prep.inputs, prep.levels)
+    fits = calibrate(prep, max_nfev=args.max_nfev)
+    a, b = predict_fits(fits, prep)
     ins = error_table(prep, a, b, ("class",))
     _print("in-sample", ins)
     _print("in-sample by model", error_table(prep, a, b, ("model",)))
@@ -63,15 +64,16 @@ def main() -> None:
     cv = error_table(prep, ct, co, ("class",))
     _print(f"{FOLDS}-fold CV, (model, system, backend, precision) groups held out", cv)
     _print("CV by model", error_table(prep, ct, co, ("model",)))
-    print(f"\nwave_weights={res.wave_weights} queue_factor={res.queue_factor:.3f} "
-          f"disagg_speedups={res.disagg_speedups} "
-          f"({time.perf_counter() - t0:.0f} s)")
+    for c, res in fits.items():
+        print(f"\n{c}: wave_weights={res.wave_weights} queue_factor={res.queue_factor:.3f} "
+              f"disagg_speedups={res.disagg_speedups} ttft_overheads={res.ttft_overheads}")
+    print(f"({time.perf_counter() - t0:.0f} s)")
     fold = cv_folds([p.group for p in prep.sup], FOLDS)
     keep = np.isin(fold, TEST_FOLDS)
     sub = error_table(prep, np.where(keep, ct, np.nan), np.where(keep, co, np.nan), ("class",))
     if not args.write:
         return
-    write_calibration(YAML_OUT, prep, res, source="fleetplan/calibrate/data/"
+    write_calibration(YAML_OUT, prep, fits, source="fleetplan/calibrate/data/"
                       "measured_serving_points.csv (aiconfigurator, Apache-2.0)")
     base = {
         "folds": FOLDS,

@@ -3,24 +3,28 @@
 A stage after the simulator: reads measured closed-loop benchmark points
 (`points.read_points`), resolves them to deployments (`features.resolve`), predicts them with an
 analytic closed-loop model of the benchmark (`closedloop`), fits the `Efficiency` parameters per
-(GPU, engine, precision) hierarchically (`fit`), cross-validates with whole groups held out,
-and writes the fits as `fleetplan/perf/calibration/*.yaml` (`runner`). `simcheck` replays points
-through `fleetplan.sim` to check the analytic model against the simulator.
+model class and (GPU, engine, precision) hierarchically (`fit`), cross-validates with whole
+groups held out, and writes the fits as `fleetplan/perf/calibration/*.yaml` (`runner`).
+`simcheck` replays points through `fleetplan.sim` to check the analytic model against the
+simulator.
 """
 
 from fleetplan.calibrate.fit import FitResult, Levels, cv_folds, fit, mape
 from fleetplan.calibrate.points import Layout, ServingPoint, bundled_points_path, read_points
 from fleetplan.calibrate.runner import (
+    ClassFits,
     Prepared,
     calibrate,
     cross_validate,
     error_table,
+    predict_fits,
     predict_stored,
     prepare,
     write_calibration,
 )
 
 __all__ = [
+    "ClassFits",
     "FitResult",
     "Layout",
     "Levels",
@@ -33,6 +37,7 @@ __all__ = [
     "error_table",
     "fit",
     "mape",
+    "predict_fits",
     "predict_stored",
     "prepare",
     "read_points",

@@ -201,9 +201,12 @@ def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
 def predict(
     x: LoopInputs, eff: dict[str, np.ndarray], wave_weight: np.ndarray | float,
     queue_factor: float, disagg_speedup: np.ndarray | float = 1.0,
+    ttft_overhead_s: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step
-    of disaggregated points (their recipes use speculative decoding the data does not record)."""
+    of disaggregated points (their recipes use speculative decoding the data does not record);
+    `ttft_overhead_s` is the engine's fixed request overhead before the first token (HTTP,
+    tokenisation, admission, detokenising and streaming the first token)."""
     t_dec = step_time(x.dec, eff)
     t_d = t_dec / np.where(x.disagg, disagg_speedup, 1.0)
     t_p1 = step_time(x.p1, eff)
@@ -224,5 +227,6 @@ def predict(
     waves = np.ceil(x.n * admitted / (x.k * x.pool))
     ttft_wave = t_pw * (waves + 1.0) / 2.0
     slot_wait = (1.0 / admitted - 1.0) * (ttft_ss + decode)
-    ttft = wave_weight * ttft_wave + (1.0 - wave_weight) * ttft_ss + slot_wait
+    ttft = (ttft_overhead_s + wave_weight * ttft_wave + (1.0 - wave_weight) * ttft_ss
+            + slot_wait)
     return ttft, tpot

@@ -48,7 +48,11 @@ F_SCALE = 0.1
 TTFT_RESIDUAL = "relative"
 ENGINES_W = ("sglang", "trtllm", "vllm")  # engines with their own start-up-wave weight
 NE = len(ENGINES_W)
-NX = 2 * NE + 1  # wave weights, log disaggregated decode speed-ups, log queue factor
+#: Benchmark parameters after the efficiency block: wave weights, log disaggregated decode
+#: speed-ups, TTFT overheads (units of OVERHEAD_UNIT_S), log queue factor.
+NX = 3 * NE + 1
+OVERHEAD_UNIT_S = 0.1
+OVERHEAD_MAX_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class FitResult:
     rows: int
     cost: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    ttft_overheads: dict[str, float] = field(default_factory=dict)  # per engine, seconds
 
     def efficiency_arrays(self, lv: Levels) -> dict[str, np.ndarray]:
         """Per-point efficiency values (unknown labels contribute nothing)."""
@@ -113,10 +118,15 @@ class FitResult:
         mean = float(np.mean(list(self.wave_weights.values()))) if self.wave_weights else 0.15
         return np.array([self.wave_weights.get(e, mean) for e in engines])
 
+    def ttft_overhead_of(self, engines: Sequence[str]) -> np.ndarray:
+        vals = list(self.ttft_overheads.values())
+        mean = float(np.mean(vals)) if vals else 0.0
+        return np.array([self.ttft_overheads.get(e, mean) for e in engines])
+
     def predict(self, x: LoopInputs, lv: Levels) -> tuple[np.ndarray, np.ndarray]:
         sp = np.array([self.disagg_speedups.get(e, 1.0) for e in lv.engine])
         return predict(x, self.efficiency_arrays(lv), self.wave_weight_of(lv.engine),
-                       self.queue_factor, sp)
+                       self.queue_factor, sp, self.ttft_overhead_of(lv.engine))
 
 
 def mape(pred: np.ndarray, meas: np.ndarray) -> float:
@@ -149,9 +159,11 @@ def fit(
     max_nfev: int = 60,
     ttft_residual: str = TTFT_RESIDUAL,
     f_scale: float = F_SCALE,
+    reg_scale: float = 1.0,
 ) -> FitResult:
     """Fit the hierarchy on points with measured `ttft` and `tpot` (seconds); `ttft_residual`
-    and `f_scale` as the module constants (the previous fit: "log", 0.25)."""
+    and `f_scale` as the module constants (the previous fit: "log", 0.25); `reg_scale`
+    multiplies the ridge weights of every level below the global one."""
     if ttft_residual not in ("relative", "log"):
         raise ValueError(f"ttft_residual must be 'relative' or 'log', got {ttft_residual!r}")
     n = len(ttft)
@@ -162,7 +174,7 @@ def fit(
     for level in LEVELS:
         cols = np.unique(idx[level])
         for c in cols:
-            reg_w[c : c + F] = REG[level]
+            reg_w[c : c + F] = REG[level] * reg_scale
     reg_w[F : F + NX] = 0.0
     eng_col = np.array([F + ENGINES_W.index(e) if e in ENGINES_W else F for e in lv.engine])
     cols_f = np.arange(F)
@@ -179,7 +191,8 @@ def fit(
         w = theta[eng_col]
         sp = np.exp(theta[eng_col + NE])
         q = float(np.exp(theta[F + NX - 1]))
-        a, b = predict(x, unpack(theta), w, q, sp)
+        ov = OVERHEAD_UNIT_S * theta[eng_col + 2 * NE]
+        a, b = predict(x, unpack(theta), w, q, sp, ov)
         rt = a / ttft - 1.0 if ttft_residual == "relative" else np.log(a) - lt
         return np.concatenate([rt, np.log(b) - lp, reg_w * theta])
 
@@ -199,6 +212,8 @@ def fit(
     hi = np.full(npar, BOUND)
     lo[F : F + NE], hi[F : F + NE] = 0.0, 1.0
     lo[F + NE : F + 2 * NE], hi[F + NE : F + 2 * NE] = 0.0, np.log(3.0)
+    theta0[F + 2 * NE : F + 3 * NE] = 0.03 / OVERHEAD_UNIT_S
+    lo[F + 2 * NE : F + 3 * NE], hi[F + 2 * NE : F + 3 * NE] = 0.0, OVERHEAD_MAX_S / OVERHEAD_UNIT_S
     lo[F + NX - 1], hi[F + NX - 1] = np.log(0.05), np.log(20.0)
     sol = least_squares(
         resid, theta0, bounds=(lo, hi), jac_sparsity=jac, loss="soft_l1", f_scale=f_scale,
@@ -212,8 +227,9 @@ def fit(
     }
     waves = {e: float(th[F + i]) for i, e in enumerate(ENGINES_W)}
     speed = {e: float(np.exp(th[F + NE + i])) for i, e in enumerate(ENGINES_W)}
+    over = {e: float(OVERHEAD_UNIT_S * th[F + 2 * NE + i]) for i, e in enumerate(ENGINES_W)}
     return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[F + NX - 1])), speed, n,
-                     float(sol.cost))
+                     float(sol.cost), ttft_overheads=over)
 
 
 def _starts(uniq: Sequence[str], idx: np.ndarray, labs: Sequence[str]) -> list[tuple[str, int]]:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +28,13 @@ from fleetplan.perf.calibration import calibration_entries, efficiency_for
 
 __all__ = [
     "CALIBRATION_FILE",
+    "REG_SCALE",
+    "ClassFits",
     "Prepared",
     "calibrate",
     "cross_validate",
     "error_table",
+    "predict_fits",
     "predict_stored",
     "prepare",
     "stored_benchmark_params",
@@ -95,70 +98,124 @@ def prepare(points: list[ServingPoint]) -> Prepared:
     return Prepared(points, reasons, np.array(ok, dtype=int), resolved, inputs, levels)
 
 
-def calibrate(prep: Prepared, *, max_nfev: int = 60) -> FitResult:
+#: Ridge scale of the levels below the global one, per model class (`fit(reg_scale=...)`):
+#: chosen by group-held-out cross-validation (docs/FIDELITY.md); dense models have few
+#: (gpu, engine, precision) groups, so their group-specific offsets are held closer to the
+#: class-wide fit.
+REG_SCALE = {DENSE: 30.0, MOE: 10.0}
+
+ClassFits = dict[str, FitResult]
+
+
+def calibrate(prep: Prepared, *, max_nfev: int = 60) -> ClassFits:
+    """One fit per model class (dense, MoE) on every supported point with measurements."""
     m, t, o = prep.measured()
-    x, lv = prep.subset(m)
-    return fit(x, lv, t[m], o[m], max_nfev=max_nfev)
+    cls = np.array(prep.model_class())
+    out: ClassFits = {}
+    for c in (DENSE, MOE):
+        sel = m & (cls == c)
+        if not sel.any():
+            continue
+        x, lv = prep.subset(sel)
+        out[c] = fit(x, lv, t[sel], o[sel], max_nfev=max_nfev, reg_scale=REG_SCALE[c])
+    return out
+
+
+def predict_fits(fits: ClassFits, prep: Prepared,
+                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(TTFT, TPOT) of the supported points selected by `mask` (all by default) from the fit
+    of each point's model class (NaN where that class has no fit)."""
+    sel = np.ones(len(prep.sup), dtype=bool) if mask is None else mask
+    cls = np.array(prep.model_class())
+    a = np.full(len(prep.sup), np.nan)
+    b = np.full(len(prep.sup), np.nan)
+    for c, res in fits.items():
+        s = sel & (cls == c)
+        if s.any():
+            x, lv = prep.subset(s)
+            a[s], b[s] = res.predict(x, lv)
+    return a[sel], b[sel]
 
 
 def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
                    folds: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out (TTFT, TPOT) predictions of every supported point (NaN where unmeasured)."""
+    """Held-out (TTFT, TPOT) predictions of every supported point (NaN where unmeasured):
+    per fold and model class, a fit on the other folds' points of that class."""
     m, t, o = prep.measured()
     fold = cv_folds([p.group for p in prep.sup], k)
+    cls = np.array(prep.model_class())
     pt = np.full(len(prep.sup), np.nan)
     po = np.full(len(prep.sup), np.nan)
     for f in folds if folds is not None else range(k):
-        train = m & (fold != f)
-        test = fold == f
-        if not test.any() or not train.any():
-            continue
-        x, lv = prep.subset(train)
-        res = fit(x, lv, t[train], o[train], max_nfev=max_nfev)
-        xt, lt = prep.subset(test)
-        a, b = res.predict(xt, lt)
-        pt[test], po[test] = a, b
+        for c in (DENSE, MOE):
+            train = m & (fold != f) & (cls == c)
+            test = (fold == f) & (cls == c)
+            if not test.any() or not train.any():
+                continue
+            x, lv = prep.subset(train)
+            res = fit(x, lv, t[train], o[train], max_nfev=max_nfev, reg_scale=REG_SCALE[c])
+            xt, lt = prep.subset(test)
+            pt[test], po[test] = res.predict(xt, lt)
     return pt, po
 
 
 @dataclass
 class BenchmarkParams:
-    """Stored benchmark parameters: start-up wave weight and disaggregated decode speed-up per
-    engine, queueing factor, and disaggregated-mode log factors on the efficiencies."""
+    """Stored benchmark parameters of one model class: start-up wave weight, disaggregated
+    decode speed-up and TTFT overhead per engine, queueing factor, and disaggregated-mode log
+    factors on the efficiencies."""
 
     waves: dict[str, float]
     queue: float
     speedups: dict[str, float]
     modes: dict[str, dict[str, float]]
+    overheads: dict[str, float] = field(default_factory=dict)
 
 
-def stored_benchmark_params() -> BenchmarkParams:
-    """The stored calibration's benchmark parameters (fit starting values when there is none)."""
+def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
+    """The stored calibration's benchmark parameters of `model_class` (neutral values where
+    there is none)."""
     out = BenchmarkParams({}, 1.0, {}, {})
-    for e in calibration_entries().values():
+    for (_, _, _, c), e in calibration_entries().items():
         bench = e.get("benchmark")
-        if isinstance(bench, dict):
+        if c == model_class and isinstance(bench, dict):
             eng = e["engine"]
             out.waves[eng] = float(bench["wave_weight"])
             out.queue = float(bench["queue_factor"])
             out.speedups[eng] = float(bench.get("disagg_decode_speedup", 1.0))
+            out.overheads[eng] = float(bench.get("ttft_overhead_s", 0.0))
             out.modes[eng] = {k: float(v) for k, v in (bench.get("disagg_log") or {}).items()}
     return out
 
 
 def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(TTFT, TPOT, provenance) of every supported point from the stored calibration."""
-    effs = [efficiency_for(*r.key) for r in prep.resolved]
+    cls = prep.model_class()
+    effs = [efficiency_for(*r.key, c) for r, c in zip(prep.resolved, cls, strict=True)]
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
-    bp = stored_benchmark_params()
-    mean_w = float(np.mean(list(bp.waves.values()))) if bp.waves else 0.15
-    w = np.array([bp.waves.get(e, mean_w) for e in prep.levels.engine])
-    sp = np.array([bp.speedups.get(e, 1.0) for e in prep.levels.engine])
-    for i, (eng, dis) in enumerate(zip(prep.levels.engine, prep.levels.disagg, strict=True)):
-        if dis:
-            for f, off in bp.modes.get(eng, {}).items():
-                arrays[f][i] *= float(np.exp(off))
-    a, b = predict(prep.inputs, arrays, w, bp.queue, sp)
+    n = len(effs)
+    w, sp, ov, q = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n)
+    for c in set(cls):
+        bp = stored_benchmark_params(c)
+        mean_w = float(np.mean(list(bp.waves.values()))) if bp.waves else 0.15
+        for i, eng in enumerate(prep.levels.engine):
+            if cls[i] != c:
+                continue
+            w[i] = bp.waves.get(eng, mean_w)
+            sp[i] = bp.speedups.get(eng, 1.0)
+            ov[i] = bp.overheads.get(eng, 0.0)
+            q[i] = bp.queue
+            if prep.levels.disagg[i]:
+                for f, off in bp.modes.get(eng, {}).items():
+                    arrays[f][i] *= float(np.exp(off))
+    a = np.full(n, np.nan)
+    b = np.full(n, np.nan)
+    # The queueing factor is one per class: predict each class apart.
+    for qv in set(q.tolist()):
+        s = q == qv
+        aa, bb = predict(prep.inputs.take(s), {f: v[s] for f, v in arrays.items()}, w[s], qv,
+                         sp[s], ov[s])
+        a[s], b[s] = aa, bb
     return a, b, [e.provenance for e in effs]
 
 
@@ -188,45 +245,51 @@ def error_table(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,
     return out
 
 
-def write_calibration(path: Path, prep: Prepared, res: FitResult, *, source: str,
+def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: str,
                       today: dt.date | None = None) -> None:
-    """Write the fitted groups as `fleetplan.perf.calibration` data."""
+    """Write the fitted groups of every model class as `fleetplan.perf.calibration` data."""
     m, t, o = prep.measured()
-    a, b = res.predict(prep.inputs, prep.levels)
+    a, b = predict_fits(fits, prep)
+    cls = np.array(prep.model_class())
     keys = [r.key for r in prep.resolved]
-    fits = []
-    for key in sorted(set(keys)):
-        sel = m & np.array([k == key for k in keys])
-        params = res.group_params(*key)
-        fits.append({
-            "gpu": key[0], "engine": key[1], "precision": key[2],
-            "rows": int(sel.sum()),
-            "mape": {"ttft_pct": round(mape(a[sel], t[sel]), 2),
-                     "tpot_pct": round(mape(b[sel], o[sel]), 2)},
-            "params": {k: float(f"{v:.6g}") for k, v in params.items()},
-            "benchmark": {
-                "wave_weight": round(float(res.wave_weight_of([key[1]])[0]), 6),
-                "queue_factor": round(res.queue_factor, 6),
-                "disagg_decode_speedup": round(res.disagg_speedups.get(key[1], 1.0), 6),
-                "disagg_log": _named(_mode_delta(res, key[1])),
-            },
-        })
-    factors = {
-        "global": _named(res.global_),
-        **{level: {lab: _named(v) for lab, v in table.items()}
-           for level, table in res.offsets.items() if level != "group"},
-    }
+    entries = []
+    factors: dict[str, object] = {}
+    for c, res in fits.items():
+        for key in sorted({k for k, kc in zip(keys, cls, strict=True) if kc == c}):
+            sel = m & (cls == c) & np.array([k == key for k in keys])
+            params = res.group_params(*key)
+            entries.append({
+                "gpu": key[0], "engine": key[1], "precision": key[2], "model_class": c,
+                "rows": int(sel.sum()),
+                "mape": {"ttft_pct": round(mape(a[sel], t[sel]), 2),
+                         "tpot_pct": round(mape(b[sel], o[sel]), 2)},
+                "params": {k: float(f"{v:.6g}") for k, v in params.items()},
+                "benchmark": {
+                    "wave_weight": round(float(res.wave_weight_of([key[1]])[0]), 6),
+                    "queue_factor": round(res.queue_factor, 6),
+                    "disagg_decode_speedup": round(res.disagg_speedups.get(key[1], 1.0), 6),
+                    "ttft_overhead_s": round(float(res.ttft_overhead_of([key[1]])[0]), 6),
+                    "disagg_log": _named(_mode_delta(res, key[1])),
+                },
+            })
+        factors[c] = {
+            "global": _named(res.global_),
+            **{level: {lab: _named(v) for lab, v in table.items()}
+               for level, table in res.offsets.items() if level != "group"},
+        }
+    sel_m = m & np.isfinite(a)
     doc = {
         "fit_date": (today or dt.date.today()).isoformat(),
         "source": source,
-        "method": "scipy.optimize.least_squares on the relative error pred/measured - 1 of "
-                  "mean TTFT and log(pred/measured) of mean TPOT, soft-L1 loss (f_scale 0.1), "
-                  "hierarchical log offsets (global, GPU, engine, precision, group, "
-                  "engine x mode) with ridge toward the defaults; see docs/FIDELITY.md",
-        "rows_used": int(m.sum()),
-        "in_sample_mape": {"ttft_pct": round(mape(a[m], t[m]), 2),
-                           "tpot_pct": round(mape(b[m], o[m]), 2)},
-        "fits": fits,
+        "method": "one fit per model class (dense, MoE): scipy.optimize.least_squares on the "
+                  "relative error pred/measured - 1 of mean TTFT and log(pred/measured) of mean "
+                  "TPOT, soft-L1 loss (f_scale 0.1), hierarchical log offsets (global, GPU, "
+                  "engine, precision, group, engine x mode) with ridge toward the defaults "
+                  f"(level scale {REG_SCALE}); see docs/FIDELITY.md",
+        "rows_used": int(sel_m.sum()),
+        "in_sample_mape": {"ttft_pct": round(mape(a[sel_m], t[sel_m]), 2),
+                           "tpot_pct": round(mape(b[sel_m], o[sel_m]), 2)},
+        "fits": entries,
         "factors_log": factors,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))

@@ -21,6 +21,8 @@ Each row is replayed as the closed-loop benchmark it records (docs/FIDELITY.md):
   `max(2N, max_requests)`. The mean TTFT/TPOT are then weighted so the wave weighs exactly `w`:
   mean = w x mean(wave) + (1 - w) x mean(the rest), which equals the plain mean over requests
   when the count was not capped;
+- **TTFT overhead**: the stored per-engine fixed request overhead before the first token
+  (`benchmark.ttft_overhead_s`, fitted with the analytic model) is added to the mean TTFT;
 - **limits the benchmark configs set themselves** (as the analytic path assumes; the engine
   catalog defaults otherwise): `max_num_seqs` is raised to the clients per instance; the token
   budget per step is raised to 2 x the clients per rank with chunked prefill (decodes never
@@ -50,7 +52,7 @@ from fleetplan.calibrate.points import ServingPoint
 from fleetplan.calibrate.runner import BenchmarkParams, stored_benchmark_params
 from fleetplan.errors import FleetplanError
 from fleetplan.perf import Deployment, Efficiency, StepBatch, StepTimeModel
-from fleetplan.perf.calibration import efficiency_for
+from fleetplan.perf.calibration import efficiency_for, model_class_of
 from fleetplan.sim import ClosedLoop, DisaggFleetConfig, FleetConfig, ReplicaConfig, simulate
 
 __all__ = [
@@ -149,8 +151,9 @@ def sim_fleet(p: ServingPoint, r: Resolved,
               bench: BenchmarkParams | None = None) -> FleetConfig | DisaggFleetConfig:
     """The simulated fleet of a resolved row (module docstring); raises `FleetplanError` when
     the simulator cannot build it."""
-    bench = bench or stored_benchmark_params()
-    eff = efficiency_for(*r.key)
+    cls = model_class_of(r.model)
+    bench = bench or stored_benchmark_params(cls)
+    eff = efficiency_for(*r.key, cls)
     if p.mode == "agg":
         assert r.agg is not None
         return FleetConfig.homogeneous(_replica(r.agg.with_efficiency(eff), p.concurrency,
@@ -199,9 +202,9 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
                   resolved: Resolved | None = None) -> SimPrediction:
     """Mean TTFT/TPOT of a row simulated as its benchmark ran (module docstring)."""
     t0 = time.perf_counter()
-    bench = bench or stored_benchmark_params()
     try:
         r = resolved or resolve(p)
+        bench = bench or stored_benchmark_params(model_class_of(r.model))
         fleet = sim_fleet(p, r, bench)
         w = wave_weight_for(r.engine.name, bench)
         n = benchmark_requests(p.concurrency, w, max_requests)
@@ -211,7 +214,7 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
         return SimPrediction(None, None, time.perf_counter() - t0, 0, str(e))
     df = res.requests
     wave = df["arrival_s"].to_numpy() <= 0.0
-    ttft = _weighted(df["ttft_s"].to_numpy(), wave, w)
+    ttft = _weighted(df["ttft_s"].to_numpy(), wave, w) + bench.overheads.get(r.engine.name, 0.0)
     tpot = _weighted(df["tpot_s"].to_numpy(), wave, w)
     if p.osl <= 1:
         tpot = 0.0
@@ -225,10 +228,9 @@ def predict_points(points: Sequence[ServingPoint], *, max_requests: int = MAX_RE
                    progress: Callable[[int, SimPrediction], None] | None = None,
                    ) -> list[SimPrediction]:
     """`predict_point` of every row, in order; `progress(i, prediction)` after each."""
-    bench = stored_benchmark_params()
     out: list[SimPrediction] = []
     for i, p in enumerate(points):
-        pred = predict_point(p, bench=bench, max_requests=max_requests)
+        pred = predict_point(p, max_requests=max_requests)
         out.append(pred)
         if progress is not None:
             progress(i, pred)

@@ -78,9 +78,9 @@ class Deployment:
         e = engine if isinstance(engine, Engine) else get_engine(engine)
         kvq = get_quant(kv_precision, where="--kv-precision") if kv_precision else None
         if efficiency is None:
-            from fleetplan.perf.calibration import efficiency_for
+            from fleetplan.perf.calibration import efficiency_for, model_class_of
 
-            efficiency = efficiency_for(g.name, e.name, q.name)
+            efficiency = efficiency_for(g.name, e.name, q.name, model_class_of(m))
         dep = cls(m, g, q, e, tp, pp, ep, kvq, efficiency, attention_dp)
         dep.check()
         return dep

@@ -17,7 +17,7 @@ from typing import Any
 from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, load_catalog
 from fleetplan.errors import InfeasibleError, UsageError
 from fleetplan.perf import Deployment
-from fleetplan.perf.calibration import efficiency_for
+from fleetplan.perf.calibration import efficiency_for, model_class_of
 from fleetplan.plan.demand import Demand
 from fleetplan.plan.operating import OperatingPoint, latency_at_rate, operating_point
 from fleetplan.plan.slo import SLOTargets
@@ -217,7 +217,7 @@ def search(
     for gpu in gpus:
         for q in _precisions(engine, gpu, precisions, max_quality_cost):
             for tp in tps:
-                eff = efficiency_for(gpu.name, engine.name, q.name)
+                eff = efficiency_for(gpu.name, engine.name, q.name, model_class_of(model))
                 dep = Deployment(model, gpu, q, engine, tp=tp, efficiency=eff)
                 out.append(evaluate(dep, demand, slo, factors))
     if not any(c.feasible for c in out):

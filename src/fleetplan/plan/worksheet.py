@@ -15,7 +15,7 @@ from typing import Any
 
 from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, load_catalog
 from fleetplan.perf import Deployment
-from fleetplan.perf.calibration import efficiency_for
+from fleetplan.perf.calibration import efficiency_for, model_class_of
 from fleetplan.plan.demand import Demand, TokenStats
 from fleetplan.plan.search import Candidate, PlanFactors, pareto, search
 from fleetplan.plan.slo import SLOTargets
@@ -189,7 +189,8 @@ def make_plan(
         cat.quants[best.precision],
         engine,
         tp=best.tp,
-        efficiency=efficiency_for(best.gpu, engine.name, best.precision),
+        efficiency=efficiency_for(best.gpu, engine.name, best.precision,
+                                  model_class_of(model)),
     )
     v = verify(
         dep,

@@ -1,0 +1,38 @@
+"""The stored calibration is looked up per (GPU, engine, precision) and model class."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetplan.catalog import get_model
+from fleetplan.perf import DEFAULT_EFFICIENCY, Deployment
+from fleetplan.perf.calibration import calibration_entries, efficiency_for, model_class_of
+
+
+def test_model_class() -> None:
+    assert model_class_of(get_model("llama-3.1-70b")) == "dense"
+    assert model_class_of(get_model("deepseek-v3")) == "moe"
+
+
+def test_dense_and_moe_fits_are_stored_apart() -> None:
+    keys = calibration_entries()
+    both = [k[:3] for k in keys if k[3] == "dense" and (*k[:3], "moe") in keys]
+    assert both, "some (gpu, engine, precision) group is fitted for both classes"
+    g = both[0]
+    dense, moe = efficiency_for(*g, "dense"), efficiency_for(*g, "moe")
+    assert "dense models" in dense.provenance and "moe models" in moe.provenance
+    assert dense != moe  # fitted apart: the values differ
+
+
+def test_missing_fit_falls_back_to_defaults_and_says_so() -> None:
+    e = efficiency_for("l4", "llama.cpp", "bf16", "moe")
+    assert e == DEFAULT_EFFICIENCY
+    assert e.provenance.startswith("defaults (no calibration fit for l4/llama.cpp/bf16")
+    with pytest.raises(ValueError, match="model_class"):
+        efficiency_for("h100-sxm", "vllm", "fp8", "sparse")
+
+
+def test_deployment_build_uses_the_models_class() -> None:
+    dep = Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", "vllm", tp=2)
+    assert dep.efficiency == efficiency_for("h100-sxm", "vllm", "fp8", "dense")
+    assert "dense models" in dep.efficiency.provenance
