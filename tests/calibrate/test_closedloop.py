@@ -19,3 +19,29 @@ def test_ttft_overhead_adds_to_ttft_only() -> None:
     a1, b1 = predict(prep.inputs, eff, 0.1, 0.25, 1.0, over)
     np.testing.assert_allclose(a1 - a0, over, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(b1, b0)
+
+
+def test_attention_dp_reading_of_replicated_kv_layouts() -> None:
+    from fleetplan.calibrate.closedloop import attention_dp_variant
+    from fleetplan.perf import Deployment, RooflineStepModel, StepBatch
+
+    mla = Deployment.build("deepseek-r1", "b200", "fp8", "trtllm", tp=8, ep=8)
+    alt = attention_dp_variant(mla)
+    assert alt is not None
+    assert (alt.tp, alt.attention_dp, alt.ep, alt.gpus) == (1, 8, 8, mla.gpus)
+    # At a large batch the replicated MLA KV dominates TP decode; DP splits it 8 ways.
+    b = StepBatch(decode_seqs=1024, decode_ctx_tokens=1024 * 2048)
+    assert RooflineStepModel(alt).step_time_s(b) < RooflineStepModel(mla).step_time_s(b)
+    # GQA with TP up to the KV heads shards the KV: no other reading.
+    assert attention_dp_variant(Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", "vllm",
+                                                 tp=8)) is None
+    assert attention_dp_variant(Deployment.build("deepseek-r1", "b200", "fp8", "trtllm",
+                                                 tp=1, ep=8, attention_dp=8)) is None
+
+
+def test_layout_that_cannot_hold_the_weights_is_unsupported_and_says_why() -> None:
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare(pts)
+    why = [r for r in prep.reasons if r and "cannot have run as recorded" in r]
+    assert why, "the bundled data has rows with missing layout fields"
+    assert all("GB of" in r and "weights" in r for r in why)

@@ -38,7 +38,7 @@ fitted across all points; they are not per-row knobs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -81,6 +81,7 @@ class LoopInputs:
     pool: np.ndarray  # prefill instances (1 for aggregated)
     clients: np.ndarray  # clients per decode instance (N for aggregated, ceil(N/D) disagg.)
     running: np.ndarray  # running batch per decode instance: min(clients, KV slots, max seqs)
+    dec_alt: np.ndarray  # decode step of the attention-DP reading of the layout (else = dec)
 
     def take(self, mask: np.ndarray) -> LoopInputs:
         """The points selected by `mask`."""
@@ -119,8 +120,25 @@ def running_capacity(dep: Deployment, context_tokens: int) -> int | None:
     return max(1, int(pool // per_seq) * dep.attention_dp)
 
 
+def attention_dp_variant(dep: Deployment) -> Deployment | None:
+    """The attention-data-parallel reading of a TP layout whose KV is replicated on every rank
+    (MLA, or TP above the KV heads): the same GPUs as tp x attention-DP ranks of one GPU each,
+    experts sharded as recorded. The data does not record whether a disaggregated decode pool
+    ran attention DP (TRT-LLM `enable_attention_dp`, SGLang `--enable-dp-attention`; wide-EP
+    recipes do at high concurrency, where the replicated KV would not fit); None where the
+    reading does not apply or cannot run."""
+    a = dep.model.attention
+    if dep.tp <= 1 or dep.attention_dp > 1 or not (a.kind == "mla" or a.num_kv_heads < dep.tp):
+        return None
+    alt = replace(dep, tp=1, attention_dp=dep.tp * dep.attention_dp)
+    if [q for q in alt.problems() if "attention heads" not in q]:
+        return None
+    return alt
+
+
 def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, StepFeatures,
-                                                   StepFeatures, int, int, int, int]:
+                                                   StepFeatures, int, int, int, int,
+                                                   StepFeatures]:
     budget = int(r.engine.max_num_batched_tokens.value)
     if p.mode == "agg":
         assert r.agg is not None and p.agg is not None
@@ -141,8 +159,10 @@ def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, S
     for _ in range(k - 1):
         wave = wave + one
     dec = _decode_batch(ddep, seqs, p.isl, p.osl)
+    d0 = step_features(ddep, dec)
+    alt = attention_dp_variant(ddep) if p.mode == "disagg" else None
     return (
-        step_features(ddep, dec),
+        d0,
         step_features(pdep, one),
         step_features(pdep, wave),
         step_features(ddep, dec + one),
@@ -150,13 +170,15 @@ def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, S
         pool,
         clients,
         seqs,
+        step_features(alt, dec) if alt is not None else d0,
     )
 
 
 def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopInputs:
-    dec, p1, pw, mix, ks, pools, cl, run = [], [], [], [], [], [], [], []
+    dec, p1, pw, mix, ks, pools, cl, run, alt = [], [], [], [], [], [], [], [], []
     for p, r in zip(points, resolved, strict=True):
-        d, a, b, mx, k, pool, c, bs = _shapes(p, r)
+        d, a, b, mx, k, pool, c, bs, da = _shapes(p, r)
+        alt.append(da.as_tuple())
         mix.append(mx.as_tuple())
         cl.append(c)
         run.append(bs)
@@ -177,6 +199,7 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         pool=np.array(pools, dtype=float),
         clients=np.array(cl, dtype=float),
         running=np.array(run, dtype=float),
+        dec_alt=np.array(alt, dtype=float).reshape(-1, len(FEATURES)),
     )
 
 
@@ -207,7 +230,10 @@ def predict(
     of disaggregated points (their recipes use speculative decoding the data does not record);
     `ttft_overhead_s` is the engine's fixed request overhead before the first token (HTTP,
     tokenisation, admission, detokenising and streaming the first token)."""
-    t_dec = step_time(x.dec, eff)
+    # Disaggregated decode pools whose attention-DP use is unrecorded: the faster reading
+    # (the recipes choose their layout for the concurrency they serve).
+    t_dec = np.where(x.disagg, np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff)),
+                     step_time(x.dec, eff))
     t_d = t_dec / np.where(x.disagg, disagg_speedup, 1.0)
     t_p1 = step_time(x.p1, eff)
     t_pw = step_time(x.pw, eff)

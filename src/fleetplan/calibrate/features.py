@@ -33,6 +33,7 @@ from fleetplan.catalog import (
 )
 from fleetplan.errors import FleetplanError
 from fleetplan.perf import Deployment, Efficiency, RooflineStepModel, StepBatch
+from fleetplan.perf.memory import memory_budget
 
 __all__ = [
     "FEATURES",
@@ -136,6 +137,16 @@ def _dep(r: Resolved, lay: Layout) -> Deployment:
     probs = [p for p in dep.problems() if "attention heads" not in p]
     if probs:  # engines pad heads when TP does not divide them; other problems are real
         raise FleetplanError("; ".join(probs))
+    # A layout whose weights exceed the GPU's whole memory cannot have run as recorded (the
+    # source writes 0 or nothing for layout fields it did not record, read as 1).
+    w = memory_budget(dep).weights_bytes
+    if w > dep.gpu.memory_bytes.value:
+        raise FleetplanError(
+            f"the recorded layout (TP {dep.tp}, PP {dep.pp}, EP {dep.ep}, attention DP "
+            f"{dep.attention_dp}) puts {w / 1e9:.0f} GB of {r.model.name} weights on each "
+            f"{r.gpu.name} of {dep.gpu.memory_bytes.value / 1e9:.0f} GB: it cannot have run as "
+            "recorded (layout fields missing?)"
+        )
     return dep
 
 

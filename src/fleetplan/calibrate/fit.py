@@ -160,10 +160,12 @@ def fit(
     ttft_residual: str = TTFT_RESIDUAL,
     f_scale: float = F_SCALE,
     reg_scale: float = 1.0,
+    ttft_weight: float = 1.0,
 ) -> FitResult:
     """Fit the hierarchy on points with measured `ttft` and `tpot` (seconds); `ttft_residual`
     and `f_scale` as the module constants (the previous fit: "log", 0.25); `reg_scale`
-    multiplies the ridge weights of every level below the global one."""
+    multiplies the ridge weights of every level below the global one; `ttft_weight` weighs the
+    TTFT residuals against the TPOT ones."""
     if ttft_residual not in ("relative", "log"):
         raise ValueError(f"ttft_residual must be 'relative' or 'log', got {ttft_residual!r}")
     n = len(ttft)
@@ -194,7 +196,7 @@ def fit(
         ov = OVERHEAD_UNIT_S * theta[eng_col + 2 * NE]
         a, b = predict(x, unpack(theta), w, q, sp, ov)
         rt = a / ttft - 1.0 if ttft_residual == "relative" else np.log(a) - lt
-        return np.concatenate([rt, np.log(b) - lp, reg_w * theta])
+        return np.concatenate([ttft_weight * rt, np.log(b) - lp, reg_w * theta])
 
     # Sparsity: a residual depends on the global block and on its own labels' blocks.
     jac = lil_matrix((2 * n + npar, npar), dtype=int)

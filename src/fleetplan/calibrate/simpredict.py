@@ -21,6 +21,10 @@ Each row is replayed as the closed-loop benchmark it records (docs/FIDELITY.md):
   `max(2N, max_requests)`. The mean TTFT/TPOT are then weighted so the wave weighs exactly `w`:
   mean = w x mean(wave) + (1 - w) x mean(the rest), which equals the plain mean over requests
   when the count was not capped;
+- **decode layout**: a disaggregated decode pool whose KV TP replicates (MLA, or TP above the
+  KV heads) runs its attention-data-parallel reading where that decodes faster at its batch
+  (`closedloop.attention_dp_variant`: the data does not record attention DP; as the analytic
+  path);
 - **TTFT overhead**: the stored per-engine fixed request overhead before the first token
   (`benchmark.ttft_overhead_s`, fitted with the analytic model) is added to the mean TTFT;
 - **limits the benchmark configs set themselves** (as the analytic path assumes; the engine
@@ -47,11 +51,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fleetplan.calibrate.closedloop import attention_dp_variant
 from fleetplan.calibrate.features import Resolved, resolve
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.calibrate.runner import BenchmarkParams, stored_benchmark_params
 from fleetplan.errors import FleetplanError
-from fleetplan.perf import Deployment, Efficiency, StepBatch, StepTimeModel
+from fleetplan.perf import Deployment, Efficiency, RooflineStepModel, StepBatch, StepTimeModel
 from fleetplan.perf.calibration import efficiency_for, model_class_of
 from fleetplan.sim import ClosedLoop, DisaggFleetConfig, FleetConfig, ReplicaConfig, simulate
 
@@ -165,8 +170,15 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     per_decode = math.ceil(p.concurrency / p.decode.workers)
     per_prefill = math.ceil(p.concurrency / p.prefill.workers)
     pre = _replica(r.prefill.with_efficiency(eff_d), per_prefill, p.isl)
-    dec = _replica(r.decode.with_efficiency(eff_d), per_decode, p.isl,
-                   bench.speedups.get(eng, 1.0))
+    ddep = r.decode.with_efficiency(eff_d)
+    alt = attention_dp_variant(ddep)
+    if alt is not None:  # the faster reading of the decode layout, as the analytic path
+        batch = StepBatch(decode_seqs=per_decode,
+                          decode_ctx_tokens=per_decode * (p.isl + p.osl // 2))
+        if (RooflineStepModel(alt).step_time_s(batch)
+                < RooflineStepModel(ddep).step_time_s(batch)):
+            ddep = alt
+    dec = _replica(ddep, per_decode, p.isl, bench.speedups.get(eng, 1.0))
     return DisaggFleetConfig((pre,) * p.prefill.workers, (dec,) * p.decode.workers)
 
 
