@@ -45,3 +45,18 @@ def test_layout_that_cannot_hold_the_weights_is_unsupported_and_says_why() -> No
     why = [r for r in prep.reasons if r and "cannot have run as recorded" in r]
     assert why, "the bundled data has rows with missing layout fields"
     assert all("GB of" in r and "weights" in r for r in why)
+
+
+def test_agg_layout_spreads_clients_beyond_the_engine_batch() -> None:
+    from fleetplan.calibrate.points import Layout, agg_layout
+
+    lay = Layout(tp=2, ep=1)
+    assert agg_layout(lay, 16, 16) == lay  # concurrency = batch: as recorded
+    assert agg_layout(lay, 16, 0) == lay  # batch unknown
+    assert agg_layout(lay, 15, 4) == lay  # not a multiple: as recorded
+    # k = TP: tp_size is the world size of an attention-DP engine, batch per rank
+    assert agg_layout(lay, 8, 4) == Layout(tp=1, attention_dp=2, ep=1)
+    # otherwise k identical instances
+    assert agg_layout(lay, 448, 14) == Layout(tp=2, ep=1, workers=32)
+    dp = Layout(tp=1, attention_dp=4, ep=4)
+    assert agg_layout(dp, 256, 64) == dp  # batch per rank x ranks = concurrency

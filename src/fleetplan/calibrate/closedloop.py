@@ -143,7 +143,8 @@ def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, S
     if p.mode == "agg":
         assert r.agg is not None and p.agg is not None
         pdep = ddep = r.agg
-        seqs, pool, per_rank = p.concurrency, 1, max(1, budget // p.isl)
+        # clients per instance (instances = `workers`, identical, each its own share)
+        seqs, pool, per_rank = _clients(p), 1, max(1, budget // p.isl)
     else:
         assert r.prefill is not None and r.decode is not None
         assert p.prefill is not None and p.decode is not None
@@ -174,6 +175,14 @@ def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, S
     )
 
 
+def _clients(p: ServingPoint) -> int:
+    """Clients the model serves as one system: per instance for aggregated rows served by
+    several identical instances (`Layout.workers`), all of them for disaggregated rows."""
+    if p.mode == "agg" and p.agg is not None and p.agg.workers > 1:
+        return math.ceil(p.concurrency / p.agg.workers)
+    return p.concurrency
+
+
 def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopInputs:
     dec, p1, pw, mix, ks, pools, cl, run, alt = [], [], [], [], [], [], [], [], []
     for p, r in zip(points, resolved, strict=True):
@@ -193,7 +202,7 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         pw=np.array(pw, dtype=float).reshape(-1, len(FEATURES)),
         mix=np.array(mix, dtype=float).reshape(-1, len(FEATURES)),
         k=np.array(ks, dtype=float),
-        n=np.array([p.concurrency for p in points], dtype=float),
+        n=np.array([_clients(p) for p in points], dtype=float),
         osl=np.array([p.osl for p in points], dtype=float),
         disagg=np.array([p.mode == "disagg" for p in points], dtype=bool),
         pool=np.array(pools, dtype=float),

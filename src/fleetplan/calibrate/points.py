@@ -5,6 +5,14 @@ closed-loop benchmark run per row. The client concurrency is `silicon_concurrenc
 `silicon_data_source`, falling back to `batch_size` when that column is absent or has no such
 token, then to `decode_batch_size` x `decode_num_workers`. `batch_size` alone is the engine's
 configured batch size and differs from the concurrency in ~4% of rows.
+
+Aggregated rows whose concurrency is a multiple k > 1 of `batch_size` x attention-DP ranks
+(`agg_layout`): the engine cannot have run more than its batch at once, and the measured TTFTs
+show no wait for a slot, so the clients were spread over more engine ranks than the layout
+columns say. When k equals the TP size (and attention DP is not recorded), `tp_size` is read as
+the world size of an attention-data-parallel engine (TRT-LLM `enable_attention_dp`: one GPU per
+rank, `batch_size` per rank); otherwise as k identical instances (`Layout.workers`), each with
+concurrency / k clients.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Layout",
     "ServingPoint",
+    "agg_layout",
     "bundled_points_path",
     "read_points",
 ]
@@ -132,6 +141,20 @@ def _layout(row: dict[str, str], prefix: str, where: tuple[str, int]) -> Layout:
     )
 
 
+def agg_layout(lay: Layout, concurrency: int, batch_size: int) -> Layout:
+    """The aggregated layout that serves `concurrency` clients with an engine batch of
+    `batch_size` per attention-DP rank (module docstring); `lay` when they agree or
+    `batch_size` is unknown (0)."""
+    per = batch_size * lay.attention_dp
+    if batch_size < 1 or concurrency <= per or concurrency % per:
+        return lay
+    k = concurrency // per
+    if lay.attention_dp == 1 and lay.tp > 1 and k == lay.tp:
+        return Layout(tp=1, pp=lay.pp, attention_dp=lay.tp, ep=lay.ep, workers=lay.workers)
+    return Layout(tp=lay.tp, pp=lay.pp, attention_dp=lay.attention_dp, ep=lay.ep,
+                  workers=lay.workers * k)
+
+
 def _precision(row: dict[str, str]) -> str:
     p = (row.get("precision") or "").strip().lower()
     if p:
@@ -171,7 +194,8 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         if v < 1:
             raise InputFileError(f"must be >= 1, got {v}", path=where[0], line=where[1], field=name)
     if mode == "agg":
-        agg, pre, dec = _layout(row, "", where), None, None
+        bs = _int(row, "batch_size", where, 0) if (row.get("batch_size") or "").strip() else 0
+        agg, pre, dec = agg_layout(_layout(row, "", where), conc, bs), None, None
     else:
         agg, pre, dec = None, _layout(row, "prefill_", where), _layout(row, "decode_", where)
     ttft = _float(row, "silicon_ttft_ms", where)

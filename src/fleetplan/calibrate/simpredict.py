@@ -161,8 +161,9 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     eff = efficiency_for(*r.key, cls)
     if p.mode == "agg":
         assert r.agg is not None
-        return FleetConfig.homogeneous(_replica(r.agg.with_efficiency(eff), p.concurrency,
-                                                p.isl), 1)
+        n_rep = p.agg.workers if p.agg is not None else 1  # identical instances (points.py)
+        per = math.ceil(p.concurrency / n_rep)
+        return FleetConfig.homogeneous(_replica(r.agg.with_efficiency(eff), per, p.isl), n_rep)
     assert r.prefill is not None and r.decode is not None
     assert p.prefill is not None and p.decode is not None
     eng = r.engine.name
