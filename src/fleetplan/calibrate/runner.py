@@ -102,7 +102,7 @@ def prepare(points: list[ServingPoint]) -> Prepared:
 #: chosen by group-held-out cross-validation (docs/FIDELITY.md); dense models have few
 #: (gpu, engine, precision) groups, so their group-specific offsets are held closer to the
 #: class-wide fit.
-REG_SCALE = {DENSE: 30.0, MOE: 10.0}
+REG_SCALE = {DENSE: 100.0, MOE: 30.0}
 
 ClassFits = dict[str, FitResult]
 
