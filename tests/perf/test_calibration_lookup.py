@@ -36,3 +36,27 @@ def test_deployment_build_uses_the_models_class() -> None:
     dep = Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", "vllm", tp=2)
     assert dep.efficiency == efficiency_for("h100-sxm", "vllm", "fp8", "dense")
     assert "dense models" in dep.efficiency.provenance
+
+
+def test_group_without_fit_is_composed_from_its_gpu_and_engine_levels() -> None:
+    from fleetplan.perf.calibration import calibration_factors
+
+    f = calibration_factors()["dense"]
+    gpus, engines = set(f["gpu"]), set(f["engine"])
+    fitted = {k[:3] for k in calibration_entries() if k[3] == "dense"}
+    combo = next((g, e, p) for g in sorted(gpus) for e in sorted(engines)
+                 for p in ("bf16", "fp8", "fp4") if (g, e, p) not in fitted)
+    eff = efficiency_for(*combo, "dense")
+    assert "composed from the class-wide" in eff.provenance
+    assert eff != DEFAULT_EFFICIENCY
+    # A GPU the fit never saw: the documented defaults.
+    assert efficiency_for("mi300x", combo[1], combo[2], "dense") == DEFAULT_EFFICIENCY
+
+
+def test_stored_fractions_are_capped_like_the_step_time() -> None:
+    from fleetplan.perf.efficiency import FRACTION_CAPS
+
+    for key in calibration_entries():
+        eff = efficiency_for(*key)
+        for field, cap in FRACTION_CAPS.items():
+            assert getattr(eff, field) <= cap + 1e-12, (key, field)

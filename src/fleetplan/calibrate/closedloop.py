@@ -45,6 +45,7 @@ import numpy as np
 from fleetplan.calibrate.features import FEATURES, Resolved, StepFeatures, step_features
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.perf import Deployment, StepBatch
+from fleetplan.perf.efficiency import FRACTION_CAPS
 from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu, memory_budget
 
 __all__ = ["FIT_FIELDS", "LoopInputs", "build_inputs", "predict", "step_time"]
@@ -62,8 +63,7 @@ FIT_FIELDS = (
     "seq_overhead_s",
     "moe_compute",
 )
-_CAPS = {"compute_max": 1.0, "bandwidth": 1.0, "attention": 1.0, "comm": 1.0,
-         "moe_compute": 1.5}
+_CAPS = FRACTION_CAPS
 
 
 @dataclass

@@ -33,6 +33,7 @@ from scipy.sparse import lil_matrix
 
 from fleetplan.calibrate.closedloop import FIT_FIELDS, LoopInputs, predict
 from fleetplan.perf import DEFAULT_EFFICIENCY
+from fleetplan.perf.efficiency import FRACTION_CAPS
 
 __all__ = ["FitResult", "Levels", "cv_folds", "fit", "mape"]
 
@@ -109,10 +110,14 @@ class FitResult:
         vals = base * np.exp(logv)
         return {f: vals[:, j] for j, f in enumerate(FIT_FIELDS)}
 
-    def group_params(self, gpu: str, engine: str, precision: str) -> dict[str, float]:
-        """Composed parameters of one (gpu, engine, precision) group, aggregated serving."""
-        lv = Levels([gpu], [engine], [precision], [False])
-        return {k: float(v[0]) for k, v in self.efficiency_arrays(lv).items()}
+    def group_params(self, gpu: str, engine: str, precision: str,
+                     disagg: bool = False) -> dict[str, float]:
+        """Composed parameters of one (gpu, engine, precision) group, aggregated (or
+        disaggregated) serving, with the fractions capped as the step time caps them
+        (`FRACTION_CAPS`)."""
+        lv = Levels([gpu], [engine], [precision], [disagg])
+        return {k: min(float(v[0]), FRACTION_CAPS.get(k, float("inf")))
+                for k, v in self.efficiency_arrays(lv).items()}
 
     def wave_weight_of(self, engines: Sequence[str]) -> np.ndarray:
         mean = float(np.mean(list(self.wave_weights.values()))) if self.wave_weights else 0.15

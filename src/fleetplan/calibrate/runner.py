@@ -281,7 +281,7 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                     "queue_factor": round(res.queue_factor, 6),
                     "disagg_decode_speedup": round(res.disagg_speedups.get(key[1], 1.0), 6),
                     "ttft_overhead_s": round(float(res.ttft_overhead_of([key[1]])[0]), 6),
-                    "disagg_log": _named(_mode_delta(res, key[1])),
+                    "disagg_log": _disagg_log(params, res.group_params(*key, disagg=True)),
                 },
             })
         factors[c] = {
@@ -308,12 +308,11 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
     path.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))
 
 
-def _mode_delta(res: FitResult, engine: str) -> np.ndarray:
-    """Log factor of disaggregated over aggregated serving for an engine."""
-    table = res.offsets.get("mode", {})
-    zero = np.zeros(len(FIT_FIELDS))
-    out: np.ndarray = table.get(f"{engine}/disagg", zero) - table.get(f"{engine}/agg", zero)
-    return out
+def _disagg_log(agg: dict[str, float], disagg: dict[str, float]) -> dict[str, float]:
+    """Log factors that turn a group's (capped) aggregated parameters into its (capped)
+    disaggregated ones."""
+    return {f: round(float(np.log(disagg[f] / agg[f])), 5) for f in FIT_FIELDS
+            if agg[f] > 0 and disagg[f] > 0}
 
 
 def _named(v: np.ndarray) -> dict[str, float]:

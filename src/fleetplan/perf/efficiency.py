@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["DEFAULT_EFFICIENCY", "DEFAULT_SOURCES", "Efficiency"]
+__all__ = ["DEFAULT_EFFICIENCY", "DEFAULT_SOURCES", "FRACTION_CAPS", "Efficiency"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,16 @@ class Efficiency:
 
 
 DEFAULT_EFFICIENCY = Efficiency()
+
+#: Upper bounds of the fractional fields: a fit may push a factor past them, the step time
+#: never uses more (fractions of a peak; MoE expert GEMMs at most 1.5x dense efficiency).
+FRACTION_CAPS: dict[str, float] = {
+    "compute_max": 1.0,
+    "bandwidth": 1.0,
+    "attention": 1.0,
+    "comm": 1.0,
+    "moe_compute": 1.5,
+}
 
 #: Where each default comes from (shown by `fleetplan plan --explain` and in FIDELITY.md).
 DEFAULT_SOURCES: dict[str, str] = {

@@ -2,14 +2,19 @@
 
 Each file holds fits for (GPU, engine, precision) groups of one model class (`dense` or `moe`:
 dense and mixture-of-experts models are fitted apart, their step costs differ in kind): the
-fitted `Efficiency` fields, the fit's date, the rows used and the residual error. `efficiency_for`
-returns the fitted parameters of a group, or the documented defaults with a provenance that says
-no fit exists.
+fitted `Efficiency` fields, the fit's date, the rows used and the residual error, plus the
+hierarchical log factors the groups were composed from (`factors_log`: class-wide, per GPU, per
+engine, per precision, per engine x serving mode). `efficiency_for` returns, in this order:
+the fitted parameters of the group; for a group without a fit whose GPU and engine were both
+fitted in that class (with other precisions or partners), the parameters composed from those
+factors, as group-held-out cross-validation predicts a held-out group; else the documented
+defaults. The provenance says which.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,10 +22,10 @@ from typing import Any
 import yaml
 
 from fleetplan.catalog import ModelSpec
-from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, FRACTION_CAPS, Efficiency
 
-__all__ = ["MODEL_CLASSES", "CalibrationEntry", "calibration_entries", "efficiency_for",
-           "model_class_of"]
+__all__ = ["MODEL_CLASSES", "CalibrationEntry", "calibration_entries", "calibration_factors",
+           "efficiency_for", "model_class_of"]
 
 #: Model classes fitted apart.
 MODEL_CLASSES = ("dense", "moe")
@@ -47,6 +52,44 @@ def calibration_entries() -> dict[tuple[str, str, str, str], CalibrationEntry]:
     return out
 
 
+@functools.cache
+def calibration_factors() -> dict[str, dict[str, Any]]:
+    """Hierarchical log factors per model class (`factors_log`), with the file and date."""
+    base = Path(str(resources.files("fleetplan.perf.calibration")))
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(base.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        for cls, table in (doc.get("factors_log") or {}).items():
+            if cls in MODEL_CLASSES and isinstance(table, dict):
+                out[cls] = {**table, "file": path.name, "fit_date": doc.get("fit_date")}
+    return out
+
+
+def _composed(gpu: str, engine: str, precision: str, model_class: str) -> Efficiency | None:
+    f = calibration_factors().get(model_class)
+    if f is None or gpu not in f.get("gpu", {}) or engine not in f.get("engine", {}):
+        return None
+    used = ["class-wide", f"GPU {gpu}", f"engine {engine}"]
+    tables = [f.get("global", {}), f["gpu"][gpu], f["engine"][engine],
+              f.get("mode", {}).get(f"{engine}/agg", {})]
+    if precision in f.get("precision", {}):
+        tables.append(f["precision"][precision])
+        used.append(f"precision {precision}")
+    vals: dict[str, float] = {}
+    for k in _FIELDS:
+        log = sum(float(t.get(k, 0.0)) for t in tables)
+        v = float(getattr(DEFAULT_EFFICIENCY, k)) * math.exp(log)
+        vals[k] = min(v, FRACTION_CAPS.get(k, math.inf))
+    return Efficiency(
+        **vals,
+        provenance=(
+            f"calibration {f['file']} ({f.get('fit_date')}): no fit for "
+            f"{gpu}/{engine}/{precision}, {model_class} models; composed from the "
+            f"{', '.join(used)} factors"
+        ),
+    )
+
+
 def efficiency_for(gpu: str, engine: str, precision: str,
                    model_class: str = "dense") -> Efficiency:
     """Fitted efficiency for the group and model class, else defaults; `provenance` says
@@ -55,6 +98,9 @@ def efficiency_for(gpu: str, engine: str, precision: str,
         raise ValueError(f"model_class must be one of {MODEL_CLASSES}, got {model_class!r}")
     e = calibration_entries().get((gpu, engine, precision, model_class))
     if e is None:
+        composed = _composed(gpu, engine, precision, model_class)
+        if composed is not None:
+            return composed
         return Efficiency(
             provenance=f"defaults (no calibration fit for {gpu}/{engine}/{precision}, "
             f"{model_class} models)"
