@@ -238,7 +238,8 @@ def predict(
     """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step
     of disaggregated points (their recipes use speculative decoding the data does not record);
     `ttft_overhead_s` is the engine's fixed request overhead before the first token (HTTP,
-    tokenisation, admission, detokenising and streaming the first token)."""
+    tokenisation, admission, detokenising and streaming the first token; for disaggregated
+    serving also the hand-off from the prefill to the decode pool)."""
     # Disaggregated decode pools whose attention-DP use is unrecorded: the faster reading
     # (the recipes choose their layout for the concurrency they serve).
     t_dec = np.where(x.disagg, np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff)),

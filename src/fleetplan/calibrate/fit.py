@@ -50,8 +50,9 @@ TTFT_RESIDUAL = "relative"
 ENGINES_W = ("sglang", "trtllm", "vllm")  # engines with their own start-up-wave weight
 NE = len(ENGINES_W)
 #: Benchmark parameters after the efficiency block: wave weights, log disaggregated decode
-#: speed-ups, TTFT overheads (units of OVERHEAD_UNIT_S), log queue factor.
-NX = 3 * NE + 1
+#: speed-ups, TTFT overheads, extra TTFT overheads of disaggregated serving (both in units of
+#: OVERHEAD_UNIT_S), log queue factor.
+NX = 4 * NE + 1
 OVERHEAD_UNIT_S = 0.1
 OVERHEAD_MAX_S = 0.5
 
@@ -95,6 +96,8 @@ class FitResult:
     cost: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
     ttft_overheads: dict[str, float] = field(default_factory=dict)  # per engine, seconds
+    #: extra TTFT of disaggregated serving per engine (hand-off to the decode pool), seconds
+    disagg_ttft_overheads: dict[str, float] = field(default_factory=dict)
 
     def efficiency_arrays(self, lv: Levels) -> dict[str, np.ndarray]:
         """Per-point efficiency values (unknown labels contribute nothing)."""
@@ -123,15 +126,28 @@ class FitResult:
         mean = float(np.mean(list(self.wave_weights.values()))) if self.wave_weights else 0.15
         return np.array([self.wave_weights.get(e, mean) for e in engines])
 
-    def ttft_overhead_of(self, engines: Sequence[str]) -> np.ndarray:
-        vals = list(self.ttft_overheads.values())
-        mean = float(np.mean(vals)) if vals else 0.0
-        return np.array([self.ttft_overheads.get(e, mean) for e in engines])
+    def ttft_overhead_of(self, engines: Sequence[str],
+                         disagg: Sequence[bool] | None = None) -> np.ndarray:
+        """Fixed TTFT per request of each engine (the mean over engines for an unknown one),
+        plus the disaggregated hand-off where `disagg`."""
+        out = []
+        for i, e in enumerate(engines):
+            v = _get_or_mean(self.ttft_overheads, e)
+            if disagg is not None and disagg[i]:
+                v += _get_or_mean(self.disagg_ttft_overheads, e)
+            out.append(v)
+        return np.array(out, dtype=float)
 
     def predict(self, x: LoopInputs, lv: Levels) -> tuple[np.ndarray, np.ndarray]:
         sp = np.array([self.disagg_speedups.get(e, 1.0) for e in lv.engine])
         return predict(x, self.efficiency_arrays(lv), self.wave_weight_of(lv.engine),
-                       self.queue_factor, sp, self.ttft_overhead_of(lv.engine))
+                       self.queue_factor, sp, self.ttft_overhead_of(lv.engine, lv.disagg))
+
+
+def _get_or_mean(table: dict[str, float], key: str) -> float:
+    if key in table:
+        return table[key]
+    return float(np.mean(list(table.values()))) if table else 0.0
 
 
 def mape(pred: np.ndarray, meas: np.ndarray) -> float:
@@ -184,6 +200,7 @@ def fit(
             reg_w[c : c + F] = REG[level] * reg_scale
     reg_w[F : F + NX] = 0.0
     eng_col = np.array([F + ENGINES_W.index(e) if e in ENGINES_W else F for e in lv.engine])
+    dis = np.array(lv.disagg, dtype=float)
     cols_f = np.arange(F)
 
     def unpack(theta: np.ndarray) -> dict[str, np.ndarray]:
@@ -198,7 +215,7 @@ def fit(
         w = theta[eng_col]
         sp = np.exp(theta[eng_col + NE])
         q = float(np.exp(theta[F + NX - 1]))
-        ov = OVERHEAD_UNIT_S * theta[eng_col + 2 * NE]
+        ov = OVERHEAD_UNIT_S * (theta[eng_col + 2 * NE] + dis * theta[eng_col + 3 * NE])
         a, b = predict(x, unpack(theta), w, q, sp, ov)
         rt = a / ttft - 1.0 if ttft_residual == "relative" else np.log(a) - lt
         return np.concatenate([ttft_weight * rt, np.log(b) - lp, reg_w * theta])
@@ -220,6 +237,8 @@ def fit(
     lo[F : F + NE], hi[F : F + NE] = 0.0, 1.0
     lo[F + NE : F + 2 * NE], hi[F + NE : F + 2 * NE] = 0.0, np.log(3.0)
     theta0[F + 2 * NE : F + 3 * NE] = 0.03 / OVERHEAD_UNIT_S
+    theta0[F + 3 * NE : F + 4 * NE] = 0.03 / OVERHEAD_UNIT_S
+    lo[F + 3 * NE : F + 4 * NE], hi[F + 3 * NE : F + 4 * NE] = 0.0, OVERHEAD_MAX_S / OVERHEAD_UNIT_S
     lo[F + 2 * NE : F + 3 * NE], hi[F + 2 * NE : F + 3 * NE] = 0.0, OVERHEAD_MAX_S / OVERHEAD_UNIT_S
     lo[F + NX - 1], hi[F + NX - 1] = np.log(0.05), np.log(20.0)
     sol = least_squares(
@@ -235,8 +254,9 @@ def fit(
     waves = {e: float(th[F + i]) for i, e in enumerate(ENGINES_W)}
     speed = {e: float(np.exp(th[F + NE + i])) for i, e in enumerate(ENGINES_W)}
     over = {e: float(OVERHEAD_UNIT_S * th[F + 2 * NE + i]) for i, e in enumerate(ENGINES_W)}
+    over_d = {e: float(OVERHEAD_UNIT_S * th[F + 3 * NE + i]) for i, e in enumerate(ENGINES_W)}
     return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[F + NX - 1])), speed, n,
-                     float(sol.cost), ttft_overheads=over)
+                     float(sol.cost), ttft_overheads=over, disagg_ttft_overheads=over_d)
 
 
 def _starts(uniq: Sequence[str], idx: np.ndarray, labs: Sequence[str]) -> list[tuple[str, int]]:

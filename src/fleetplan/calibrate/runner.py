@@ -174,14 +174,20 @@ def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
 @dataclass
 class BenchmarkParams:
     """Stored benchmark parameters of one model class: start-up wave weight, disaggregated
-    decode speed-up and TTFT overhead per engine, queueing factor, and disaggregated-mode log
-    factors on the efficiencies."""
+    decode speed-up, TTFT overhead and its disaggregated extra per engine, queueing factor, and
+    disaggregated-mode log factors on the efficiencies."""
 
     waves: dict[str, float]
     queue: float
     speedups: dict[str, float]
     modes: dict[str, dict[str, float]]
     overheads: dict[str, float] = field(default_factory=dict)
+    disagg_overheads: dict[str, float] = field(default_factory=dict)
+
+    def ttft_overhead(self, engine: str, disagg: bool) -> float:
+        """Fixed TTFT per request of `engine`, plus the disaggregated hand-off."""
+        v = self.overheads.get(engine, 0.0)
+        return v + self.disagg_overheads.get(engine, 0.0) if disagg else v
 
 
 def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
@@ -196,6 +202,7 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
             out.queue = float(bench["queue_factor"])
             out.speedups[eng] = float(bench.get("disagg_decode_speedup", 1.0))
             out.overheads[eng] = float(bench.get("ttft_overhead_s", 0.0))
+            out.disagg_overheads[eng] = float(bench.get("disagg_ttft_overhead_s", 0.0))
             out.modes[eng] = {k: float(v) for k, v in (bench.get("disagg_log") or {}).items()}
     return out
 
@@ -215,7 +222,7 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
                 continue
             w[i] = bp.waves.get(eng, mean_w)
             sp[i] = bp.speedups.get(eng, 1.0)
-            ov[i] = bp.overheads.get(eng, 0.0)
+            ov[i] = bp.ttft_overhead(eng, bool(prep.levels.disagg[i]))
             q[i] = bp.queue
             if prep.levels.disagg[i]:
                 for f, off in bp.modes.get(eng, {}).items():
@@ -281,6 +288,9 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                     "queue_factor": round(res.queue_factor, 6),
                     "disagg_decode_speedup": round(res.disagg_speedups.get(key[1], 1.0), 6),
                     "ttft_overhead_s": round(float(res.ttft_overhead_of([key[1]])[0]), 6),
+                    "disagg_ttft_overhead_s": round(
+                        float(res.ttft_overhead_of([key[1]], [True])[0]
+                              - res.ttft_overhead_of([key[1]])[0]), 6),
                     "disagg_log": _disagg_log(params, res.group_params(*key, disagg=True)),
                 },
             })
