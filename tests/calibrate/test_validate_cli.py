@@ -62,3 +62,19 @@ def test_bad_input_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert main(["validate", "--points", str(src)]) == 2
     err = capsys.readouterr().err.replace("\n", "")
     assert needle in err and "points.csv" in err
+
+
+def test_group_without_fit_is_predicted_from_composed_levels(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # MiniMax-M2.5 in BF16 on B300 with vLLM: no fitted group (the data has FP8/FP4), but B300
+    # and vLLM were both fitted for MoE models.
+    src = _head(tmp_path, 3, edit={"precision": "bf16", "gemm_quant_mode": "",
+                                   "moe_quant_mode": ""})
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(out)]) == 0
+    last = list(csv.DictReader(out.read_text().splitlines()))[-1]
+    assert float(last["pred_tpot_ms"]) > 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("1 predicted with efficiencies composed from the fitted GPU, engine and "
+            "precision") in text
+    assert "0 with default efficiencies" in text

@@ -121,11 +121,13 @@ def validate(
     console.print(table)
     predicted = int((np.isfinite(ttft) & np.isfinite(tpot)).sum())
     unsupported = len(pts) - predicted
-    defaults = sum("defaults" in p for p in prov)
+    defaults = sum(p.startswith("defaults") for p in prov)
+    composed = sum("composed from" in p for p in prov)
     console.print(
         f"{predicted} of {len(pts)} rows predicted; {unsupported} not supported "
-        f"(see 'reason'); {defaults} predicted with default efficiencies (no calibration fit "
-        "for their GPU/engine/precision)."
+        f"(see 'reason'); {composed} predicted with efficiencies composed from the fitted GPU, "
+        f"engine and precision levels (no fit for their group); {defaults} with default "
+        "efficiencies (no calibration fit for their GPU/engine)."
     )
     if out is not None:
         console.print(f"wrote {out}")
