@@ -60,3 +60,24 @@ def test_agg_layout_spreads_clients_beyond_the_engine_batch() -> None:
     assert agg_layout(lay, 448, 14) == Layout(tp=2, ep=1, workers=32)
     dp = Layout(tp=1, attention_dp=4, ep=4)
     assert agg_layout(dp, 256, 64) == dp  # batch per rank x ranks = concurrency
+
+
+def test_aggregated_replicated_kv_layout_read_as_attention_dp_at_high_concurrency() -> None:
+    from fleetplan.calibrate.closedloop import agg_deployment
+    from fleetplan.calibrate.features import resolve
+
+    _, _, pts = read_points(bundled_points_path())
+    big = next(p for p in pts if p.mode == "agg" and p.agg is not None and p.agg.tp == 72
+               and p.concurrency >= 4096 and "DeepSeek-R1" in p.model)
+    dep = resolve(big).agg
+    assert dep is not None
+    chosen = agg_deployment(big, dep)
+    assert (chosen.tp, chosen.attention_dp) == (1, 72)  # 4,096 clients: TP72 KV cannot fit
+    small = next(p for p in pts if p.mode == "agg" and p.agg is not None and p.agg.tp == 8
+                 and p.agg.attention_dp == 1 and p.concurrency <= 8 and "Kimi" in p.model)
+    sdep = resolve(small).agg
+    assert sdep is not None and agg_deployment(small, sdep) is sdep  # KV fits as recorded
+    dense = next(p for p in pts if p.mode == "agg" and "Llama-3.1-70B" in p.model
+                 and p.agg is not None and p.agg.tp > 1)
+    ddep = resolve(dense).agg
+    assert ddep is not None and agg_deployment(dense, ddep) is ddep  # GQA: no other reading

@@ -136,13 +136,33 @@ def attention_dp_variant(dep: Deployment) -> Deployment | None:
     return alt
 
 
+def agg_deployment(p: ServingPoint, dep: Deployment) -> Deployment:
+    """The reading of an aggregated row's layout that serves it: its attention-DP reading
+    (`attention_dp_variant`) where the recorded TP layout replicates the KV and its pool cannot
+    hold the row's clients at the mean context while the DP reading's pools can hold more
+    (e.g. DeepSeek-R1 on GB200 recorded as TP 12-72 with thousands of clients); else the
+    recorded layout. Aggregated rows record attention DP where they used it, so the rule only
+    rewrites layouts that cannot have run as recorded."""
+    alt = attention_dp_variant(dep)
+    if alt is None:
+        return dep
+    ctx = p.isl + p.osl // 2
+    pool = memory_budget(dep).kv_pool_bytes
+    per_seq = kv_bytes_for_sequence_per_gpu(dep, ctx)
+    if pool > 0 and per_seq > 0 and _clients(p) * per_seq <= pool:
+        return dep
+    alt_cap = running_capacity(alt, ctx)
+    held = int(pool // per_seq) if pool > 0 and per_seq > 0 else 0
+    return alt if alt_cap is not None and alt_cap > held else dep
+
+
 def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, StepFeatures,
                                                    StepFeatures, int, int, int, int,
                                                    StepFeatures]:
     budget = int(r.engine.max_num_batched_tokens.value)
     if p.mode == "agg":
         assert r.agg is not None and p.agg is not None
-        pdep = ddep = r.agg
+        pdep = ddep = agg_deployment(p, r.agg)
         # clients per instance (instances = `workers`, identical, each its own share)
         seqs, pool, per_rank = _clients(p), 1, max(1, budget // p.isl)
     else:

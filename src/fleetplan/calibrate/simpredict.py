@@ -52,7 +52,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fleetplan.calibrate.closedloop import attention_dp_variant
+from fleetplan.calibrate.closedloop import agg_deployment, attention_dp_variant
 from fleetplan.calibrate.features import Resolved, resolve
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.calibrate.runner import BenchmarkParams, stored_benchmark_params
@@ -164,7 +164,8 @@ def sim_fleet(p: ServingPoint, r: Resolved,
         assert r.agg is not None
         n_rep = p.agg.workers if p.agg is not None else 1  # identical instances (points.py)
         per = math.ceil(p.concurrency / n_rep)
-        return FleetConfig.homogeneous(_replica(r.agg.with_efficiency(eff), per, p.isl), n_rep)
+        dep = agg_deployment(p, r.agg).with_efficiency(eff)
+        return FleetConfig.homogeneous(_replica(dep, per, p.isl), n_rep)
     assert r.prefill is not None and r.decode is not None
     assert p.prefill is not None and p.decode is not None
     eng = r.engine.name
