@@ -22,6 +22,8 @@ def test_dense_and_moe_fits_are_stored_apart() -> None:
     dense, moe = efficiency_for(*g, "dense"), efficiency_for(*g, "moe")
     assert "dense models" in dense.provenance and "moe models" in moe.provenance
     assert dense != moe  # fitted apart: the values differ
+    # MoE TTFT is fitted on the relative error (biased low): every such prediction says so.
+    assert "relative error" in moe.provenance and "relative error" not in dense.provenance
 
 
 def test_missing_fit_falls_back_to_defaults_and_says_so() -> None:

@@ -279,6 +279,7 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
             params = res.group_params(*key)
             entries.append({
                 "gpu": key[0], "engine": key[1], "precision": key[2], "model_class": c,
+                "ttft_loss": TTFT_LOSS[c][0],
                 "rows": int(sel.sum()),
                 "mape": {"ttft_pct": round(mape(a[sel], t[sel]), 2),
                          "tpot_pct": round(mape(b[sel], o[sel]), 2)},

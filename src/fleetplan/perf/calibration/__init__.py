@@ -108,10 +108,13 @@ def efficiency_for(gpu: str, engine: str, precision: str,
     params = {k: float(v) for k, v in e["params"].items() if k in _FIELDS}
     rows = e.get("rows", "?")
     err = e.get("mape", {})
+    loss = e.get("ttft_loss")
+    caveat = ("; TTFT fitted on the relative error, predictions below the median "
+              "(docs/FIDELITY.md)") if loss == "relative" else ""
     return Efficiency(
         **{**{k: getattr(DEFAULT_EFFICIENCY, k) for k in _FIELDS}, **params},
         provenance=(
             f"calibration {e['file']} ({e.get('fit_date')}): {gpu}/{engine}/{precision}, "
-            f"{model_class} models, {rows} rows, in-sample MAPE {err}"
+            f"{model_class} models, {rows} rows, in-sample MAPE {err}{caveat}"
         ),
     )
