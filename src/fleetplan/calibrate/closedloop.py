@@ -42,7 +42,13 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from fleetplan.calibrate.features import FEATURES, Resolved, StepFeatures, step_features
+from fleetplan.calibrate.features import (
+    FEATURES,
+    Resolved,
+    StepFeatures,
+    serving_problems,
+    step_features,
+)
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.perf import Deployment, StepBatch
 from fleetplan.perf.efficiency import FRACTION_CAPS
@@ -131,7 +137,7 @@ def attention_dp_variant(dep: Deployment) -> Deployment | None:
     if dep.tp <= 1 or dep.attention_dp > 1 or not (a.kind == "mla" or a.num_kv_heads < dep.tp):
         return None
     alt = replace(dep, tp=1, attention_dp=dep.tp * dep.attention_dp)
-    if [q for q in alt.problems() if "attention heads" not in q]:
+    if serving_problems(alt):
         return None
     return alt
 
@@ -252,7 +258,7 @@ def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
 
 def predict(
     x: LoopInputs, eff: dict[str, np.ndarray], wave_weight: np.ndarray | float,
-    queue_factor: float, disagg_speedup: np.ndarray | float = 1.0,
+    queue_factor: np.ndarray | float, disagg_speedup: np.ndarray | float = 1.0,
     ttft_overhead_s: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step

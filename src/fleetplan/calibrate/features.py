@@ -41,6 +41,7 @@ __all__ = [
     "StepFeatures",
     "model_is_moe",
     "resolve",
+    "serving_problems",
     "step_features",
 ]
 
@@ -131,11 +132,17 @@ def _lookup_quant(precision: str, gpu: GPU, engine: Engine) -> Quant:
     raise first_err
 
 
+def serving_problems(dep: Deployment) -> list[str]:
+    """Why a measured layout cannot have run: `Deployment.problems` less head divisibility
+    (engines pad heads when TP does not divide them; the other problems are real)."""
+    return [p for p in dep.problems() if "attention heads" not in p]
+
+
 def _dep(r: Resolved, lay: Layout) -> Deployment:
     dep = Deployment(r.model, r.gpu, r.quant, r.engine, tp=lay.tp, pp=lay.pp, ep=lay.ep,
                      attention_dp=lay.attention_dp)
-    probs = [p for p in dep.problems() if "attention heads" not in p]
-    if probs:  # engines pad heads when TP does not divide them; other problems are real
+    probs = serving_problems(dep)
+    if probs:
         raise FleetplanError("; ".join(probs))
     # A layout whose weights exceed the GPU's whole memory cannot have run as recorded (the
     # source writes 0 or nothing for layout fields it did not record, read as 1).

@@ -78,8 +78,6 @@ class Levels:
                                                                   strict=True)]
 
     def labels(self, level: str) -> list[str]:
-        if level in ("group", "mode"):
-            return list(getattr(self, level))
         return list(getattr(self, level))
 
 
@@ -123,8 +121,7 @@ class FitResult:
                 for k, v in self.efficiency_arrays(lv).items()}
 
     def wave_weight_of(self, engines: Sequence[str]) -> np.ndarray:
-        mean = float(np.mean(list(self.wave_weights.values()))) if self.wave_weights else 0.15
-        return np.array([self.wave_weights.get(e, mean) for e in engines])
+        return np.array([value_or_mean(self.wave_weights, e, 0.15) for e in engines])
 
     def ttft_overhead_of(self, engines: Sequence[str],
                          disagg: Sequence[bool] | None = None) -> np.ndarray:
@@ -132,9 +129,9 @@ class FitResult:
         plus the disaggregated hand-off where `disagg`."""
         out = []
         for i, e in enumerate(engines):
-            v = _get_or_mean(self.ttft_overheads, e)
+            v = value_or_mean(self.ttft_overheads, e)
             if disagg is not None and disagg[i]:
-                v += _get_or_mean(self.disagg_ttft_overheads, e)
+                v += value_or_mean(self.disagg_ttft_overheads, e)
             out.append(v)
         return np.array(out, dtype=float)
 
@@ -144,10 +141,11 @@ class FitResult:
                        self.queue_factor, sp, self.ttft_overhead_of(lv.engine, lv.disagg))
 
 
-def _get_or_mean(table: dict[str, float], key: str) -> float:
+def value_or_mean(table: dict[str, float], key: str, default: float = 0.0) -> float:
+    """`table[key]`, else the mean over the table, else `default`."""
     if key in table:
         return table[key]
-    return float(np.mean(list(table.values()))) if table else 0.0
+    return float(np.mean(list(table.values()))) if table else default
 
 
 def mape(pred: np.ndarray, meas: np.ndarray) -> float:

@@ -22,7 +22,7 @@ import yaml
 
 from fleetplan.calibrate.closedloop import FIT_FIELDS, LoopInputs, build_inputs, predict
 from fleetplan.calibrate.features import Resolved, model_is_moe, resolve
-from fleetplan.calibrate.fit import FitResult, Levels, cv_folds, fit, mape
+from fleetplan.calibrate.fit import FitResult, Levels, value_or_mean, cv_folds, fit, mape
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.errors import FleetplanError
 from fleetplan.perf.calibration import calibration_entries, efficiency_for
@@ -227,14 +227,7 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
             if prep.levels.disagg[i]:
                 for f, off in bp.modes.get(eng, {}).items():
                     arrays[f][i] *= float(np.exp(off))
-    a = np.full(n, np.nan)
-    b = np.full(n, np.nan)
-    # The queueing factor is one per class: predict each class apart.
-    for qv in set(q.tolist()):
-        s = q == qv
-        aa, bb = predict(prep.inputs.take(s), {f: v[s] for f, v in arrays.items()}, w[s], qv,
-                         sp[s], ov[s])
-        a[s], b[s] = aa, bb
+    a, b = predict(prep.inputs, arrays, w, q, sp, ov)
     return a, b, [e.provenance for e in effs]
 
 
@@ -290,8 +283,7 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                     "disagg_decode_speedup": round(res.disagg_speedups.get(key[1], 1.0), 6),
                     "ttft_overhead_s": round(float(res.ttft_overhead_of([key[1]])[0]), 6),
                     "disagg_ttft_overhead_s": round(
-                        float(res.ttft_overhead_of([key[1]], [True])[0]
-                              - res.ttft_overhead_of([key[1]])[0]), 6),
+                        value_or_mean(res.disagg_ttft_overheads, key[1]), 6),
                     "disagg_log": _disagg_log(params, res.group_params(*key, disagg=True)),
                 },
             })
