@@ -22,7 +22,7 @@ import yaml
 
 from fleetplan.calibrate.closedloop import FIT_FIELDS, LoopInputs, build_inputs, predict
 from fleetplan.calibrate.features import Resolved, model_is_moe, resolve
-from fleetplan.calibrate.fit import FitResult, Levels, value_or_mean, cv_folds, fit, mape
+from fleetplan.calibrate.fit import FitResult, Levels, cv_folds, fit, mape, value_or_mean
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.errors import FleetplanError
 from fleetplan.perf.calibration import calibration_entries, efficiency_for
