@@ -81,3 +81,27 @@ def test_aggregated_replicated_kv_layout_read_as_attention_dp_at_high_concurrenc
                  and p.agg is not None and p.agg.tp > 1)
     ddep = resolve(dense).agg
     assert ddep is not None and agg_deployment(dense, ddep) is ddep  # GQA: no other reading
+
+
+def test_cohort_fraction_scales_the_steady_state_cohort_only() -> None:
+    """f = 1: the prompts of a token budget come back together (the cohort min(B, k) is
+    prefilled in the step a request waits for); f = 0: each arrives alone. Hand check on the
+    wave-free, queue-free TTFT: the difference is (min(B, k) - 1) x, x = t_mix - t_dec."""
+    from fleetplan.calibrate.closedloop import step_time
+
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare(pts[:300])
+    x = prep.inputs
+    n = len(prep.sup)
+    eff = {f: np.full(n, float(getattr(DEFAULT_EFFICIENCY, f))) for f in FIT_FIELDS}
+    a1, b1 = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 1.0)
+    a0, b0 = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 0.0)
+    ah, _ = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 0.5)
+    np.testing.assert_array_equal(b1, b0)  # TPOT does not depend on it
+    agg = ~x.disagg & (x.running == x.clients)  # no slot wait
+    extra = np.maximum(step_time(x.mix, eff) - step_time(x.dec, eff), 0.0)
+    want = (np.minimum(x.running, x.k) - 1.0) * extra
+    np.testing.assert_allclose((a1 - a0)[agg], want[agg], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose((ah - a0)[agg], 0.5 * want[agg], rtol=1e-6, atol=1e-9)
+    assert agg.sum() > 50 and (want[agg] > 0).sum() > 50
+    np.testing.assert_array_equal(a1[x.disagg], a0[x.disagg])

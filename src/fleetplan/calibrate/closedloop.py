@@ -17,11 +17,13 @@ aggregated
   x          = t_mix - t_d                        (what one prompt adds to the step it joins)
   TPOT       = t_d + (B - 1) x / (OSL - 1)        (a request's decode meets the B - 1 other
                                                   running requests' prefills)
-  TTFT_ss    = t_d / 2 + t_d + min(B, k) x + q rho/(1-rho) x
+  TTFT_ss    = t_d / 2 + t_d + c x + q rho/(1-rho) x
                                                   (wait for the running step, then a mixed step
                                                   with the cohort of prompts that arrive together:
                                                   requests prefilled in one step finish in one step
-                                                  and come back together; rho = B x / cycle)
+                                                  and come back together, c = 1 + f (min(B, k) - 1),
+                                                  f in [0, 1] the share of that lockstep that
+                                                  survives the clients' drift; rho = B x / cycle)
   TTFT_wave  = t_pw (ceil(B/k) + 1) / 2           (all prompts queue at t = 0)
   TTFT       = w TTFT_wave + (1 - w) TTFT_ss + slot_wait
 disaggregated (P prefill workers, D decode workers)
@@ -29,7 +31,8 @@ disaggregated (P prefill workers, D decode workers)
   (P instances, no decode interference), rho = N t_p1 / (P cycle); no KV limit (the recipes
   size their decode batches themselves).
 
-`w` (weight of the start-up wave, per engine), `q` (queueing factor, global) and the
+`w` (weight of the start-up wave, per engine), `f` (cohort fraction, per engine), `q`
+(queueing factor, global) and the
 disaggregated decode speed-up `s` (per engine: TPOT = t_d / s; public disaggregated DeepSeek
 recipes run MTP speculative decoding, which the data does not record) are benchmark parameters
 fitted across all points; they are not per-row knobs.
@@ -259,13 +262,15 @@ def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
 def predict(
     x: LoopInputs, eff: dict[str, np.ndarray], wave_weight: np.ndarray | float,
     queue_factor: np.ndarray | float, disagg_speedup: np.ndarray | float = 1.0,
-    ttft_overhead_s: np.ndarray | float = 0.0,
+    ttft_overhead_s: np.ndarray | float = 0.0, cohort_frac: np.ndarray | float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step
     of disaggregated points (their recipes use speculative decoding the data does not record);
     `ttft_overhead_s` is the engine's fixed request overhead before the first token (HTTP,
     tokenisation, admission, detokenising and streaming the first token; for disaggregated
-    serving also the hand-off from the prefill to the decode pool)."""
+    serving also the hand-off from the prefill to the decode pool); `cohort_frac` the share
+    of a token budget's prompts that arrive together in steady state (1: clients stay in step,
+    0: each prompt arrives alone)."""
     # Disaggregated decode pools whose attention-DP use is unrecorded: the faster reading
     # (the recipes choose their layout for the concurrency they serve).
     t_dec = np.where(x.disagg, np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff)),
@@ -280,7 +285,9 @@ def predict(
     b = x.running
     admitted = b / x.clients  # fraction of the clients that hold a KV slot
     tpot = np.where(agg, t_d + (b - 1.0) * extra / osl1, t_d)
-    cohort = np.minimum(b, x.k)  # prompts that arrive together (completions stay in step)
+    # prompts that arrive together (completions stay in step; `cohort_frac` < 1: clients
+    # drift apart)
+    cohort = 1.0 + cohort_frac * (np.minimum(b, x.k) - 1.0)
     ttft0 = np.where(agg, 0.5 * t_d + t_d + cohort * extra, t_p1)
     decode = x.osl * tpot
     served = np.where(agg, extra, t_p1)

@@ -49,10 +49,10 @@ F_SCALE = 0.1
 TTFT_RESIDUAL = "relative"
 ENGINES_W = ("sglang", "trtllm", "vllm")  # engines with their own start-up-wave weight
 NE = len(ENGINES_W)
-#: Benchmark parameters after the efficiency block: wave weights, log disaggregated decode
-#: speed-ups, TTFT overheads, extra TTFT overheads of disaggregated serving (both in units of
-#: OVERHEAD_UNIT_S), log queue factor.
-NX = 4 * NE + 1
+#: Benchmark parameters after the efficiency block, one per engine each: wave weights, log
+#: disaggregated decode speed-ups, TTFT overheads, extra TTFT overheads of disaggregated serving
+#: (both in units of OVERHEAD_UNIT_S), cohort fractions; then the log queue factor.
+NX = 5 * NE + 1
 OVERHEAD_UNIT_S = 0.1
 OVERHEAD_MAX_S = 0.5
 
@@ -96,6 +96,8 @@ class FitResult:
     ttft_overheads: dict[str, float] = field(default_factory=dict)  # per engine, seconds
     #: extra TTFT of disaggregated serving per engine (hand-off to the decode pool), seconds
     disagg_ttft_overheads: dict[str, float] = field(default_factory=dict)
+    #: share of a token budget's prompts that come back together per engine (clients in step)
+    cohort_fracs: dict[str, float] = field(default_factory=dict)
 
     def efficiency_arrays(self, lv: Levels) -> dict[str, np.ndarray]:
         """Per-point efficiency values (unknown labels contribute nothing)."""
@@ -135,10 +137,14 @@ class FitResult:
             out.append(v)
         return np.array(out, dtype=float)
 
+    def cohort_frac_of(self, engines: Sequence[str]) -> np.ndarray:
+        return np.array([value_or_mean(self.cohort_fracs, e, 1.0) for e in engines])
+
     def predict(self, x: LoopInputs, lv: Levels) -> tuple[np.ndarray, np.ndarray]:
         sp = np.array([self.disagg_speedups.get(e, 1.0) for e in lv.engine])
         return predict(x, self.efficiency_arrays(lv), self.wave_weight_of(lv.engine),
-                       self.queue_factor, sp, self.ttft_overhead_of(lv.engine, lv.disagg))
+                       self.queue_factor, sp, self.ttft_overhead_of(lv.engine, lv.disagg),
+                       self.cohort_frac_of(lv.engine))
 
 
 def value_or_mean(table: dict[str, float], key: str, default: float = 0.0) -> float:
@@ -214,7 +220,7 @@ def fit(
         sp = np.exp(theta[eng_col + NE])
         q = float(np.exp(theta[F + NX - 1]))
         ov = OVERHEAD_UNIT_S * (theta[eng_col + 2 * NE] + dis * theta[eng_col + 3 * NE])
-        a, b = predict(x, unpack(theta), w, q, sp, ov)
+        a, b = predict(x, unpack(theta), w, q, sp, ov, theta[eng_col + 4 * NE])
         rt = a / ttft - 1.0 if ttft_residual == "relative" else np.log(a) - lt
         return np.concatenate([ttft_weight * rt, np.log(b) - lp, reg_w * theta])
 
@@ -239,6 +245,8 @@ def fit(
     lo[F + 3 * NE : F + 4 * NE], hi[F + 3 * NE : F + 4 * NE] = 0.0, OVERHEAD_MAX_S / OVERHEAD_UNIT_S
     lo[F + 2 * NE : F + 3 * NE], hi[F + 2 * NE : F + 3 * NE] = 0.0, OVERHEAD_MAX_S / OVERHEAD_UNIT_S
     lo[F + NX - 1], hi[F + NX - 1] = np.log(0.05), np.log(20.0)
+    theta0[F + 4 * NE : F + 5 * NE] = 0.9
+    lo[F + 4 * NE : F + 5 * NE], hi[F + 4 * NE : F + 5 * NE] = 0.0, 1.0
     sol = least_squares(
         resid, theta0, bounds=(lo, hi), jac_sparsity=jac, loss="soft_l1", f_scale=f_scale,
         max_nfev=max_nfev, x_scale=1.0, method="trf",
@@ -253,8 +261,10 @@ def fit(
     speed = {e: float(np.exp(th[F + NE + i])) for i, e in enumerate(ENGINES_W)}
     over = {e: float(OVERHEAD_UNIT_S * th[F + 2 * NE + i]) for i, e in enumerate(ENGINES_W)}
     over_d = {e: float(OVERHEAD_UNIT_S * th[F + 3 * NE + i]) for i, e in enumerate(ENGINES_W)}
+    coh = {e: float(th[F + 4 * NE + i]) for i, e in enumerate(ENGINES_W)}
     return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[F + NX - 1])), speed, n,
-                     float(sol.cost), ttft_overheads=over, disagg_ttft_overheads=over_d)
+                     float(sol.cost), ttft_overheads=over, disagg_ttft_overheads=over_d,
+                     cohort_fracs=coh)
 
 
 def _starts(uniq: Sequence[str], idx: np.ndarray, labs: Sequence[str]) -> list[tuple[str, int]]:

@@ -174,8 +174,8 @@ def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
 @dataclass
 class BenchmarkParams:
     """Stored benchmark parameters of one model class: start-up wave weight, disaggregated
-    decode speed-up, TTFT overhead and its disaggregated extra per engine, queueing factor, and
-    disaggregated-mode log factors on the efficiencies."""
+    decode speed-up, TTFT overhead and its disaggregated extra, and cohort fraction per engine,
+    queueing factor, and disaggregated-mode log factors on the efficiencies."""
 
     waves: dict[str, float]
     queue: float
@@ -183,6 +183,7 @@ class BenchmarkParams:
     modes: dict[str, dict[str, float]]
     overheads: dict[str, float] = field(default_factory=dict)
     disagg_overheads: dict[str, float] = field(default_factory=dict)
+    cohorts: dict[str, float] = field(default_factory=dict)
 
     def ttft_overhead(self, engine: str, disagg: bool) -> float:
         """Fixed TTFT per request of `engine`, plus the disaggregated hand-off."""
@@ -203,6 +204,7 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
             out.speedups[eng] = float(bench.get("disagg_decode_speedup", 1.0))
             out.overheads[eng] = float(bench.get("ttft_overhead_s", 0.0))
             out.disagg_overheads[eng] = float(bench.get("disagg_ttft_overhead_s", 0.0))
+            out.cohorts[eng] = float(bench.get("cohort_fraction", 1.0))
             out.modes[eng] = {k: float(v) for k, v in (bench.get("disagg_log") or {}).items()}
     return out
 
@@ -213,7 +215,7 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     effs = [efficiency_for(*r.key, c) for r, c in zip(prep.resolved, cls, strict=True)]
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
     n = len(effs)
-    w, sp, ov, q = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n)
+    w, sp, ov, q, coh = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n), np.ones(n)
     for c in set(cls):
         bp = stored_benchmark_params(c)
         mean_w = float(np.mean(list(bp.waves.values()))) if bp.waves else 0.15
@@ -224,10 +226,11 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
             sp[i] = bp.speedups.get(eng, 1.0)
             ov[i] = bp.ttft_overhead(eng, bool(prep.levels.disagg[i]))
             q[i] = bp.queue
+            coh[i] = value_or_mean(bp.cohorts, eng, 1.0)
             if prep.levels.disagg[i]:
                 for f, off in bp.modes.get(eng, {}).items():
                     arrays[f][i] *= float(np.exp(off))
-    a, b = predict(prep.inputs, arrays, w, q, sp, ov)
+    a, b = predict(prep.inputs, arrays, w, q, sp, ov, coh)
     return a, b, [e.provenance for e in effs]
 
 
@@ -284,6 +287,7 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                     "ttft_overhead_s": round(float(res.ttft_overhead_of([key[1]])[0]), 6),
                     "disagg_ttft_overhead_s": round(
                         value_or_mean(res.disagg_ttft_overheads, key[1]), 6),
+                    "cohort_fraction": round(float(res.cohort_frac_of([key[1]])[0]), 6),
                     "disagg_log": _disagg_log(params, res.group_params(*key, disagg=True)),
                 },
             })
