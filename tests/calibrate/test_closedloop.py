@@ -105,3 +105,25 @@ def test_cohort_fraction_scales_the_steady_state_cohort_only() -> None:
     np.testing.assert_allclose((ah - a0)[agg], 0.5 * want[agg], rtol=1e-6, atol=1e-9)
     assert agg.sum() > 50 and (want[agg] > 0).sum() > 50
     np.testing.assert_array_equal(a1[x.disagg], a0[x.disagg])
+
+
+def test_start_up_wave_of_fewer_prompts_than_a_budget_is_one_smaller_step() -> None:
+    """w = 1 (TTFT = the start-up wave): N <= k prompts are one step of N prompts, between one
+    prompt alone (N = 1) and a full budget of k (N = k); more take ceil(N/k) full steps."""
+    from fleetplan.calibrate.closedloop import step_time
+
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare(pts)
+    x = prep.inputs
+    n = len(prep.sup)
+    eff = {f: np.full(n, float(getattr(DEFAULT_EFFICIENCY, f))) for f in FIT_FIELDS}
+    a, _ = predict(x, eff, 1.0, 1e-9)
+    t1, tw = step_time(x.p1, eff), step_time(x.pw, eff)
+    ok = ~x.disagg & (x.running == x.clients)
+    few = ok & (x.n <= x.k) & (x.k > 1)
+    many = ok & (x.n > x.k)
+    assert few.sum() > 20 and many.sum() > 20
+    want_few = t1 + (x.n - 1.0) / np.maximum(x.k - 1.0, 1.0) * (tw - t1)
+    np.testing.assert_allclose(a[few], want_few[few], rtol=1e-9)
+    assert np.all(a[few] <= tw[few] + 1e-12)
+    np.testing.assert_allclose(a[many], (tw * (np.ceil(x.n / x.k) + 1.0) / 2.0)[many], rtol=1e-9)

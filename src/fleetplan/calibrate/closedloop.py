@@ -24,7 +24,9 @@ aggregated
                                                   and come back together, c = 1 + f (min(B, k) - 1),
                                                   f in [0, 1] the share of that lockstep that
                                                   survives the clients' drift; rho = B x / cycle)
-  TTFT_wave  = t_pw (ceil(B/k) + 1) / 2           (all prompts queue at t = 0)
+  TTFT_wave  = t_pw (ceil(B/k) + 1) / 2           (all prompts queue at t = 0; B <= k: one
+                                                  step of B prompts, t_p1 + (B-1)/(k-1) (t_pw -
+                                                  t_p1))
   TTFT       = w TTFT_wave + (1 - w) TTFT_ss + slot_wait
 disaggregated (P prefill workers, D decode workers)
   TPOT = t_d (batch ceil(N/D));  TTFT = t_p1 + queueing + start-up wave on the prefill pool
@@ -293,8 +295,12 @@ def predict(
     served = np.where(agg, extra, t_p1)
     rho = np.clip(x.n * admitted * served / (x.pool * (ttft0 + decode)), 0.0, 0.95)
     ttft_ss = ttft0 + queue_factor * rho / (1.0 - rho) * served
-    waves = np.ceil(x.n * admitted / (x.k * x.pool))
-    ttft_wave = t_pw * (waves + 1.0) / 2.0
+    # Start-up wave: m prompts per instance at t = 0, k per budget-sized step; fewer than k
+    # fill one step of m prompts (linear in the prompts between one and k).
+    m = x.n * admitted / x.pool
+    waves = np.ceil(m / x.k)
+    frac = np.where(x.k > 1, (np.clip(m, 1.0, x.k) - 1.0) / np.maximum(x.k - 1.0, 1.0), 1.0)
+    ttft_wave = np.where(m <= x.k, t_p1 + frac * (t_pw - t_p1), t_pw * (waves + 1.0) / 2.0)
     slot_wait = (1.0 / admitted - 1.0) * (ttft_ss + decode)
     ttft = (ttft_overhead_s + wave_weight * ttft_wave + (1.0 - wave_weight) * ttft_ss
             + slot_wait)
