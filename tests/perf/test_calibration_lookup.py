@@ -36,8 +36,30 @@ def test_missing_fit_falls_back_to_defaults_and_says_so() -> None:
 
 def test_deployment_build_uses_the_models_class() -> None:
     dep = Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", "vllm", tp=2)
-    assert dep.efficiency == efficiency_for("h100-sxm", "vllm", "fp8", "dense")
+    assert dep.efficiency == efficiency_for("h100-sxm", "vllm", "fp8", "dense", "llama-3.1-70b")
     assert "dense models" in dep.efficiency.provenance
+    assert "factor of model llama-3.1-70b" in dep.efficiency.provenance
+
+
+def test_model_factor_multiplies_the_group_fit_and_is_capped() -> None:
+    """The model level of the fit: the stored log factor of a model the fit saw multiplies
+    every field of the group's parameters (fractions capped as the step time caps them); an
+    unknown model or no model leaves the group's parameters as they are."""
+    import math
+
+    from fleetplan.perf.calibration import calibration_factors
+    from fleetplan.perf.efficiency import FRACTION_CAPS
+
+    table = calibration_factors()["moe"]["model"]
+    assert "gpt-oss-120b" in table and "deepseek-r1" in table
+    base = efficiency_for("b200", "trtllm", "fp4", "moe")
+    assert efficiency_for("b200", "trtllm", "fp4", "moe", "no-such-model") == base
+    e = efficiency_for("b200", "trtllm", "fp4", "moe", "gpt-oss-120b")
+    assert "factor of model gpt-oss-120b" in e.provenance
+    for k, log in table["gpt-oss-120b"].items():
+        want = min(float(getattr(base, k)) * math.exp(log), FRACTION_CAPS.get(k, math.inf))
+        assert float(getattr(e, k)) == pytest.approx(want, rel=1e-12), k
+    assert e != base
 
 
 def test_group_without_fit_is_composed_from_its_gpu_and_engine_levels() -> None:

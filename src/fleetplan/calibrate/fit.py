@@ -2,7 +2,8 @@
 
 Each fitted `Efficiency` field of a point with calibration group g = (gpu, engine, precision) is
 
-  value = default x exp(global + gpu[g.gpu] + engine[g.engine] + precision[g.precision] + group[g])
+  value = default x exp(global + gpu[g.gpu] + engine[g.engine] + precision[g.precision] + group[g]
+                       + mode[engine x agg/disagg] + model[m])
 
 The offsets are fitted by `scipy.optimize.least_squares` on the relative error
 pred / measured - 1 of TTFT and on log(pred / measured) of TPOT (soft-L1 loss with a small
@@ -11,7 +12,9 @@ bounds and a ridge penalty toward 0 (= the documented defaults) that is stronger
 specific the level, so a group with few rows keeps what its GPU, engine and precision share
 with the others. A group held out of the fit uses every level that other groups taught (its
 GPU, engine, precision and, when another model shares its (gpu, engine, precision), that
-group's residual).
+group's residual, and the model level its other groups taught: what a model's points share on
+every system, e.g. gpt-oss-120b's small experts and attention sinks, which the roofline does not
+model and which would otherwise be learnt as a property of the GPU or engine it ran on).
 
 Why the relative error for TTFT: the reported metric is MAPE = mean |pred / measured - 1|,
 which is unbounded above and at most 1 below, so a fit of the log error (whose optimum is the
@@ -38,9 +41,13 @@ from fleetplan.perf.efficiency import FRACTION_CAPS
 __all__ = ["FitResult", "Levels", "cv_folds", "fit", "mape"]
 
 F = len(FIT_FIELDS)
-LEVELS = ("gpu", "engine", "precision", "group", "mode")
+LEVELS = ("gpu", "engine", "precision", "group", "mode", "model")
 #: Ridge weight per level (residual units per unit log offset).
-REG = {"global": 0.05, "gpu": 0.3, "engine": 0.3, "precision": 0.3, "group": 0.6, "mode": 0.3}
+REG = {"global": 0.05, "gpu": 0.3, "engine": 0.3, "precision": 0.3, "group": 0.6, "mode": 0.3,
+       "model": 0.3}
+#: Ridge scale of the model level (both classes; `reg_scale` scales the other levels), chosen by
+#: the group-held-out cross-validation (docs/FIDELITY.md).
+MODEL_REG_SCALE = 30.0
 BOUND = 2.5  # |log offset| per level (a factor of ~12)
 #: Soft-L1 scale: residuals (relative TTFT error, log TPOT error, ridge terms) above it are
 #: weighted linearly (least absolute error), below it quadratically.
@@ -65,6 +72,8 @@ class Levels:
     engine: list[str]
     precision: list[str]
     disagg: list[bool]
+    #: model (catalog name) per point; None: the model level contributes nothing
+    model: list[str] | None = None
 
     @property
     def group(self) -> list[str]:
@@ -78,6 +87,8 @@ class Levels:
                                                                   strict=True)]
 
     def labels(self, level: str) -> list[str]:
+        if level == "model" and self.model is None:
+            return [""] * len(self.gpu)
         return list(getattr(self, level))
 
 
@@ -201,7 +212,7 @@ def fit(
     for level in LEVELS:
         cols = np.unique(idx[level])
         for c in cols:
-            reg_w[c : c + F] = REG[level] * reg_scale
+            reg_w[c : c + F] = REG[level] * (MODEL_REG_SCALE if level == "model" else reg_scale)
     reg_w[F : F + NX] = 0.0
     eng_col = np.array([F + ENGINES_W.index(e) if e in ENGINES_W else F for e in lv.engine])
     dis = np.array(lv.disagg, dtype=float)

@@ -22,7 +22,15 @@ import yaml
 
 from fleetplan.calibrate.closedloop import FIT_FIELDS, LoopInputs, build_inputs, predict
 from fleetplan.calibrate.features import Resolved, model_is_moe, resolve
-from fleetplan.calibrate.fit import FitResult, Levels, cv_folds, fit, mape, value_or_mean
+from fleetplan.calibrate.fit import (
+    MODEL_REG_SCALE,
+    FitResult,
+    Levels,
+    cv_folds,
+    fit,
+    mape,
+    value_or_mean,
+)
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.errors import FleetplanError
 from fleetplan.perf.calibration import calibration_entries, efficiency_for
@@ -74,9 +82,10 @@ class Prepared:
 
     def subset(self, mask: np.ndarray) -> tuple[LoopInputs, Levels]:
         sub = self.inputs.take(mask)
+        mod = self.levels.model or [""] * len(self.levels.gpu)
         lv = Levels(*(list(np.array(v, dtype=object)[mask]) for v in
                       (self.levels.gpu, self.levels.engine, self.levels.precision,
-                       self.levels.disagg)))
+                       self.levels.disagg, mod)))
         return sub, lv
 
 
@@ -96,7 +105,8 @@ def prepare(points: list[ServingPoint]) -> Prepared:
     sup = [points[i] for i in ok]
     inputs = build_inputs(sup, resolved)
     levels = Levels([r.gpu.name for r in resolved], [r.engine.name for r in resolved],
-                    [r.quant.name for r in resolved], [p.mode == "disagg" for p in sup])
+                    [r.quant.name for r in resolved], [p.mode == "disagg" for p in sup],
+                    [r.model.name for r in resolved])
     return Prepared(points, reasons, np.array(ok, dtype=int), resolved, inputs, levels)
 
 
@@ -212,7 +222,8 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
 def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(TTFT, TPOT, provenance) of every supported point from the stored calibration."""
     cls = prep.model_class()
-    effs = [efficiency_for(*r.key, c) for r, c in zip(prep.resolved, cls, strict=True)]
+    effs = [efficiency_for(*r.key, c, r.model.name)
+            for r, c in zip(prep.resolved, cls, strict=True)]
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
     n = len(effs)
     w, sp, ov, q, coh = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n), np.ones(n)
@@ -303,9 +314,9 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
         "method": "one fit per model class (dense, MoE): scipy.optimize.least_squares on "
                   "log(pred/measured) of mean TPOT and, per class, the log or relative error of "
                   f"mean TTFT (loss, soft-L1 scale: {TTFT_LOSS}), hierarchical log offsets "
-                  "(global, GPU, engine, precision, group, engine x mode) with ridge toward the "
-                  "defaults "
-                  f"(level scale {REG_SCALE}); see docs/FIDELITY.md",
+                  "(global, GPU, engine, precision, group, engine x mode, model) with ridge "
+                  "toward the defaults "
+                  f"(level scale {REG_SCALE}, model level {MODEL_REG_SCALE}); see docs/FIDELITY.md",
         "rows_used": int(sel_m.sum()),
         "in_sample_mape": {"ttft_pct": round(mape(a[sel_m], t[sel_m]), 2),
                            "tpot_pct": round(mape(b[sel_m], o[sel_m]), 2)},

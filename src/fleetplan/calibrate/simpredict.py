@@ -159,7 +159,7 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     the simulator cannot build it."""
     cls = model_class_of(r.model)
     bench = bench or stored_benchmark_params(cls)
-    eff = efficiency_for(*r.key, cls)
+    eff = efficiency_for(*r.key, cls, r.model.name)
     if p.mode == "agg":
         assert r.agg is not None
         n_rep = p.agg.workers if p.agg is not None else 1  # identical instances (points.py)

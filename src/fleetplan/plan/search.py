@@ -217,7 +217,8 @@ def search(
     for gpu in gpus:
         for q in _precisions(engine, gpu, precisions, max_quality_cost):
             for tp in tps:
-                eff = efficiency_for(gpu.name, engine.name, q.name, model_class_of(model))
+                eff = efficiency_for(gpu.name, engine.name, q.name, model_class_of(model),
+                                     model.name)
                 dep = Deployment(model, gpu, q, engine, tp=tp, efficiency=eff)
                 out.append(evaluate(dep, demand, slo, factors))
     if not any(c.feasible for c in out):

@@ -190,7 +190,7 @@ def make_plan(
         engine,
         tp=best.tp,
         efficiency=efficiency_for(best.gpu, engine.name, best.precision,
-                                  model_class_of(model)),
+                                  model_class_of(model), model.name),
     )
     v = verify(
         dep,

@@ -4,11 +4,12 @@ Each file holds fits for (GPU, engine, precision) groups of one model class (`de
 dense and mixture-of-experts models are fitted apart, their step costs differ in kind): the
 fitted `Efficiency` fields, the fit's date, the rows used and the residual error, plus the
 hierarchical log factors the groups were composed from (`factors_log`: class-wide, per GPU, per
-engine, per precision, per engine x serving mode). `efficiency_for` returns, in this order:
-the fitted parameters of the group; for a group without a fit whose GPU and engine were both
+engine, per precision, per engine x serving mode, per model). `efficiency_for` returns, in this
+order: the fitted parameters of the group; for a group without a fit whose GPU and engine were both
 fitted in that class (with other precisions or partners), the parameters composed from those
 factors, as group-held-out cross-validation predicts a held-out group; else the documented
-defaults. The provenance says which.
+defaults. A model the fit saw also gets its model factor on a fitted or composed result. The
+provenance says which.
 """
 
 from __future__ import annotations
@@ -91,16 +92,17 @@ def _composed(gpu: str, engine: str, precision: str, model_class: str) -> Effici
 
 
 def efficiency_for(gpu: str, engine: str, precision: str,
-                   model_class: str = "dense") -> Efficiency:
+                   model_class: str = "dense", model: str | None = None) -> Efficiency:
     """Fitted efficiency for the group and model class, else defaults; `provenance` says
-    which."""
+    which. With `model` (catalog name), a fitted or composed result also carries that model's
+    factor where the fit has one (`_with_model`)."""
     if model_class not in MODEL_CLASSES:
         raise ValueError(f"model_class must be one of {MODEL_CLASSES}, got {model_class!r}")
     e = calibration_entries().get((gpu, engine, precision, model_class))
     if e is None:
         composed = _composed(gpu, engine, precision, model_class)
         if composed is not None:
-            return composed
+            return _with_model(composed, model_class, model)
         return Efficiency(
             provenance=f"defaults (no calibration fit for {gpu}/{engine}/{precision}, "
             f"{model_class} models)"
@@ -111,10 +113,24 @@ def efficiency_for(gpu: str, engine: str, precision: str,
     loss = e.get("ttft_loss")
     caveat = ("; TTFT fitted on the relative error, predictions below the median "
               "(docs/FIDELITY.md)") if loss == "relative" else ""
-    return Efficiency(
+    return _with_model(Efficiency(
         **{**{k: getattr(DEFAULT_EFFICIENCY, k) for k in _FIELDS}, **params},
         provenance=(
             f"calibration {e['file']} ({e.get('fit_date')}): {gpu}/{engine}/{precision}, "
             f"{model_class} models, {rows} rows, in-sample MAPE {err}{caveat}"
         ),
-    )
+    ), model_class, model)
+
+
+def _with_model(eff: Efficiency, model_class: str, model: str | None) -> Efficiency:
+    """`eff` times the fitted factor of `model` (the hierarchy's model level: what the model's
+    measured points, on any system, share beyond the class-wide fit), capped as the step time
+    caps it; `eff` unchanged for a model the fit never saw."""
+    table = calibration_factors().get(model_class, {}).get("model", {})
+    if model is None or model not in table:
+        return eff
+    vals = {}
+    for k in _FIELDS:
+        v = float(getattr(eff, k)) * math.exp(float(table[model].get(k, 0.0)))
+        vals[k] = min(v, FRACTION_CAPS.get(k, math.inf))
+    return Efficiency(**vals, provenance=f"{eff.provenance}; x the fitted factor of model {model}")
