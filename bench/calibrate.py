@@ -66,7 +66,7 @@ def main() -> None:
     _print("CV by model", error_table(prep, ct, co, ("model",)))
     for c, res in fits.items():
         print(f"\n{c}: wave_weights={res.wave_weights} queue_factor={res.queue_factor:.3f} "
-              f"disagg_speedups={res.disagg_speedups} ttft_overheads={res.ttft_overheads} "
+              f"disagg_speedups={res.disagg_speedups} "
               f"disagg_ttft_overheads={res.disagg_ttft_overheads} cohort_fracs={res.cohort_fracs}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     fold = cv_folds([p.group for p in prep.sup], FOLDS)

@@ -19,6 +19,11 @@ def test_ttft_overhead_adds_to_ttft_only() -> None:
     a1, b1 = predict(prep.inputs, eff, 0.1, 0.25, 1.0, over)
     np.testing.assert_allclose(a1 - a0, over, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(b1, b0)
+    # The efficiency's request overhead is such a constant too.
+    eff2 = {**eff, "request_overhead_s": eff["request_overhead_s"] + over}
+    a2, b2 = predict(prep.inputs, eff2, 0.1, 0.25)
+    np.testing.assert_allclose(a2 - a0, over, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(b2, b0)
 
 
 def test_attention_dp_reading_of_replicated_kv_layouts() -> None:
@@ -117,6 +122,7 @@ def test_start_up_wave_of_fewer_prompts_than_a_budget_is_one_smaller_step() -> N
     x = prep.inputs
     n = len(prep.sup)
     eff = {f: np.full(n, float(getattr(DEFAULT_EFFICIENCY, f))) for f in FIT_FIELDS}
+    eff["request_overhead_s"][:] = 0.0
     a, _ = predict(x, eff, 1.0, 1e-9)
     t1, tw = step_time(x.p1, eff), step_time(x.pw, eff)
     ok = ~x.disagg & (x.running == x.clients)

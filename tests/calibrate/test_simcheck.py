@@ -24,7 +24,7 @@ from fleetplan.calibrate.simpredict import (
     wave_weight_for,
 )
 from fleetplan.cli import main
-from fleetplan.perf.calibration import model_class_of
+from fleetplan.perf.calibration import efficiency_for, model_class_of
 from fleetplan.sim import ClosedLoop, DisaggFleetConfig, FleetConfig, simulate
 
 
@@ -78,8 +78,11 @@ def test_uncapped_prediction_is_the_plain_mean(subset: list[ServingPoint]) -> No
     res = simulate(sim_fleet(p, resolve(p)), ClosedLoop(p.concurrency, p.isl, p.osl,
                                                          requests=pr.requests))
     assert pr.ttft_s is not None and pr.tpot_s is not None
-    # The prediction adds the engine's stored fixed TTFT overhead to the simulated mean.
-    over = stored_benchmark_params(model_class_of(resolve(p).model)).overheads.get("vllm", 0.0)
+    # The prediction adds the calibrated request overhead before the first token to the
+    # simulated mean (aggregated: no disaggregated hand-off).
+    r = resolve(p)
+    over = efficiency_for(*r.key, model_class_of(r.model), r.model.name).request_overhead_s
+    assert over > 0.0
     assert math.isclose(pr.ttft_s - over, res.mean_ttft_s, rel_tol=0.05)
     assert math.isclose(pr.tpot_s, res.mean_tpot_s, rel_tol=0.05)
 

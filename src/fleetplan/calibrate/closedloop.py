@@ -73,6 +73,7 @@ FIT_FIELDS = (
     "layer_overhead_s",
     "seq_overhead_s",
     "moe_compute",
+    "request_overhead_s",
 )
 _CAPS = FRACTION_CAPS
 
@@ -268,9 +269,10 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step
     of disaggregated points (their recipes use speculative decoding the data does not record);
-    `ttft_overhead_s` is the engine's fixed request overhead before the first token (HTTP,
-    tokenisation, admission, detokenising and streaming the first token; for disaggregated
-    serving also the hand-off from the prefill to the decode pool); `cohort_frac` the share
+    `eff["request_overhead_s"]` is the fixed request overhead before the first token (HTTP,
+    tokenisation, admission, detokenising and streaming the first token) and `ttft_overhead_s`
+    an extra one (disaggregated serving: the hand-off from the prefill to the decode pool);
+    `cohort_frac` the share
     of a token budget's prompts that arrive together in steady state (1: clients stay in step,
     0: each prompt arrives alone)."""
     # Disaggregated decode pools whose attention-DP use is unrecorded: the faster reading
@@ -302,6 +304,7 @@ def predict(
     frac = np.where(x.k > 1, (np.clip(m, 1.0, x.k) - 1.0) / np.maximum(x.k - 1.0, 1.0), 1.0)
     ttft_wave = np.where(m <= x.k, t_p1 + frac * (t_pw - t_p1), t_pw * (waves + 1.0) / 2.0)
     slot_wait = (1.0 / admitted - 1.0) * (ttft_ss + decode)
-    ttft = (ttft_overhead_s + wave_weight * ttft_wave + (1.0 - wave_weight) * ttft_ss
+    ttft = (ttft_overhead_s + eff["request_overhead_s"] + wave_weight * ttft_wave
+            + (1.0 - wave_weight) * ttft_ss
             + slot_wait)
     return ttft, tpot

@@ -57,9 +57,10 @@ TTFT_RESIDUAL = "relative"
 ENGINES_W = ("sglang", "trtllm", "vllm")  # engines with their own start-up-wave weight
 NE = len(ENGINES_W)
 #: Benchmark parameters after the efficiency block, one per engine each: wave weights, log
-#: disaggregated decode speed-ups, TTFT overheads, extra TTFT overheads of disaggregated serving
-#: (both in units of OVERHEAD_UNIT_S), cohort fractions; then the log queue factor.
-NX = 5 * NE + 1
+#: disaggregated decode speed-ups, extra TTFT of disaggregated serving (in units of
+#: OVERHEAD_UNIT_S), cohort fractions; then the log queue factor. (The fixed request overhead
+#: before the first token is the `request_overhead_s` efficiency field, fitted in the hierarchy.)
+NX = 4 * NE + 1
 OVERHEAD_UNIT_S = 0.1
 OVERHEAD_MAX_S = 0.5
 
@@ -104,7 +105,6 @@ class FitResult:
     rows: int
     cost: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
-    ttft_overheads: dict[str, float] = field(default_factory=dict)  # per engine, seconds
     #: extra TTFT of disaggregated serving per engine (hand-off to the decode pool), seconds
     disagg_ttft_overheads: dict[str, float] = field(default_factory=dict)
     #: share of a token budget's prompts that come back together per engine (clients in step)
@@ -136,17 +136,11 @@ class FitResult:
     def wave_weight_of(self, engines: Sequence[str]) -> np.ndarray:
         return np.array([value_or_mean(self.wave_weights, e, 0.15) for e in engines])
 
-    def ttft_overhead_of(self, engines: Sequence[str],
-                         disagg: Sequence[bool] | None = None) -> np.ndarray:
-        """Fixed TTFT per request of each engine (the mean over engines for an unknown one),
-        plus the disaggregated hand-off where `disagg`."""
-        out = []
-        for i, e in enumerate(engines):
-            v = value_or_mean(self.ttft_overheads, e)
-            if disagg is not None and disagg[i]:
-                v += value_or_mean(self.disagg_ttft_overheads, e)
-            out.append(v)
-        return np.array(out, dtype=float)
+    def disagg_overhead_of(self, engines: Sequence[str], disagg: Sequence[bool]) -> np.ndarray:
+        """Extra TTFT of disaggregated serving (the hand-off to the decode pool) per point: the
+        engine's (the mean over engines for an unknown one) where `disagg`, else 0."""
+        return np.array([value_or_mean(self.disagg_ttft_overheads, e) if d else 0.0
+                         for e, d in zip(engines, disagg, strict=True)], dtype=float)
 
     def cohort_frac_of(self, engines: Sequence[str]) -> np.ndarray:
         return np.array([value_or_mean(self.cohort_fracs, e, 1.0) for e in engines])
@@ -154,7 +148,7 @@ class FitResult:
     def predict(self, x: LoopInputs, lv: Levels) -> tuple[np.ndarray, np.ndarray]:
         sp = np.array([self.disagg_speedups.get(e, 1.0) for e in lv.engine])
         return predict(x, self.efficiency_arrays(lv), self.wave_weight_of(lv.engine),
-                       self.queue_factor, sp, self.ttft_overhead_of(lv.engine, lv.disagg),
+                       self.queue_factor, sp, self.disagg_overhead_of(lv.engine, lv.disagg),
                        self.cohort_frac_of(lv.engine))
 
 
@@ -230,8 +224,8 @@ def fit(
         w = theta[eng_col]
         sp = np.exp(theta[eng_col + NE])
         q = float(np.exp(theta[F + NX - 1]))
-        ov = OVERHEAD_UNIT_S * (theta[eng_col + 2 * NE] + dis * theta[eng_col + 3 * NE])
-        a, b = predict(x, unpack(theta), w, q, sp, ov, theta[eng_col + 4 * NE])
+        ov = OVERHEAD_UNIT_S * dis * theta[eng_col + 2 * NE]
+        a, b = predict(x, unpack(theta), w, q, sp, ov, theta[eng_col + 3 * NE])
         rt = a / ttft - 1.0 if ttft_residual == "relative" else np.log(a) - lt
         return np.concatenate([ttft_weight * rt, np.log(b) - lp, reg_w * theta])
 
@@ -252,12 +246,10 @@ def fit(
     lo[F : F + NE], hi[F : F + NE] = 0.0, 1.0
     lo[F + NE : F + 2 * NE], hi[F + NE : F + 2 * NE] = 0.0, np.log(3.0)
     theta0[F + 2 * NE : F + 3 * NE] = 0.03 / OVERHEAD_UNIT_S
-    theta0[F + 3 * NE : F + 4 * NE] = 0.03 / OVERHEAD_UNIT_S
-    lo[F + 3 * NE : F + 4 * NE], hi[F + 3 * NE : F + 4 * NE] = 0.0, OVERHEAD_MAX_S / OVERHEAD_UNIT_S
     lo[F + 2 * NE : F + 3 * NE], hi[F + 2 * NE : F + 3 * NE] = 0.0, OVERHEAD_MAX_S / OVERHEAD_UNIT_S
+    theta0[F + 3 * NE : F + 4 * NE] = 0.9
+    lo[F + 3 * NE : F + 4 * NE], hi[F + 3 * NE : F + 4 * NE] = 0.0, 1.0
     lo[F + NX - 1], hi[F + NX - 1] = np.log(0.05), np.log(20.0)
-    theta0[F + 4 * NE : F + 5 * NE] = 0.9
-    lo[F + 4 * NE : F + 5 * NE], hi[F + 4 * NE : F + 5 * NE] = 0.0, 1.0
     sol = least_squares(
         resid, theta0, bounds=(lo, hi), jac_sparsity=jac, loss="soft_l1", f_scale=f_scale,
         max_nfev=max_nfev, x_scale=1.0, method="trf",
@@ -270,11 +262,10 @@ def fit(
     }
     waves = {e: float(th[F + i]) for i, e in enumerate(ENGINES_W)}
     speed = {e: float(np.exp(th[F + NE + i])) for i, e in enumerate(ENGINES_W)}
-    over = {e: float(OVERHEAD_UNIT_S * th[F + 2 * NE + i]) for i, e in enumerate(ENGINES_W)}
-    over_d = {e: float(OVERHEAD_UNIT_S * th[F + 3 * NE + i]) for i, e in enumerate(ENGINES_W)}
-    coh = {e: float(th[F + 4 * NE + i]) for i, e in enumerate(ENGINES_W)}
+    over_d = {e: float(OVERHEAD_UNIT_S * th[F + 2 * NE + i]) for i, e in enumerate(ENGINES_W)}
+    coh = {e: float(th[F + 3 * NE + i]) for i, e in enumerate(ENGINES_W)}
     return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[F + NX - 1])), speed, n,
-                     float(sol.cost), ttft_overheads=over, disagg_ttft_overheads=over_d,
+                     float(sol.cost), disagg_ttft_overheads=over_d,
                      cohort_fracs=coh)
 
 

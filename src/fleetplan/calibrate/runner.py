@@ -184,21 +184,20 @@ def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
 @dataclass
 class BenchmarkParams:
     """Stored benchmark parameters of one model class: start-up wave weight, disaggregated
-    decode speed-up, TTFT overhead and its disaggregated extra, and cohort fraction per engine,
+    decode speed-up, extra TTFT of disaggregated serving, and cohort fraction per engine,
     queueing factor, and disaggregated-mode log factors on the efficiencies."""
 
     waves: dict[str, float]
     queue: float
     speedups: dict[str, float]
     modes: dict[str, dict[str, float]]
-    overheads: dict[str, float] = field(default_factory=dict)
     disagg_overheads: dict[str, float] = field(default_factory=dict)
     cohorts: dict[str, float] = field(default_factory=dict)
 
-    def ttft_overhead(self, engine: str, disagg: bool) -> float:
-        """Fixed TTFT per request of `engine`, plus the disaggregated hand-off."""
-        v = self.overheads.get(engine, 0.0)
-        return v + self.disagg_overheads.get(engine, 0.0) if disagg else v
+    def disagg_overhead(self, engine: str, disagg: bool) -> float:
+        """Extra TTFT of disaggregated serving (the hand-off to the decode pool) of `engine`;
+        0 when aggregated."""
+        return self.disagg_overheads.get(engine, 0.0) if disagg else 0.0
 
 
 def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
@@ -212,7 +211,6 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
             out.waves[eng] = float(bench["wave_weight"])
             out.queue = float(bench["queue_factor"])
             out.speedups[eng] = float(bench.get("disagg_decode_speedup", 1.0))
-            out.overheads[eng] = float(bench.get("ttft_overhead_s", 0.0))
             out.disagg_overheads[eng] = float(bench.get("disagg_ttft_overhead_s", 0.0))
             out.cohorts[eng] = float(bench.get("cohort_fraction", 1.0))
             out.modes[eng] = {k: float(v) for k, v in (bench.get("disagg_log") or {}).items()}
@@ -235,7 +233,7 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
                 continue
             w[i] = bp.waves.get(eng, mean_w)
             sp[i] = bp.speedups.get(eng, 1.0)
-            ov[i] = bp.ttft_overhead(eng, bool(prep.levels.disagg[i]))
+            ov[i] = bp.disagg_overhead(eng, bool(prep.levels.disagg[i]))
             q[i] = bp.queue
             coh[i] = value_or_mean(bp.cohorts, eng, 1.0)
             if prep.levels.disagg[i]:
@@ -295,7 +293,6 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                     "wave_weight": round(float(res.wave_weight_of([key[1]])[0]), 6),
                     "queue_factor": round(res.queue_factor, 6),
                     "disagg_decode_speedup": round(res.disagg_speedups.get(key[1], 1.0), 6),
-                    "ttft_overhead_s": round(float(res.ttft_overhead_of([key[1]])[0]), 6),
                     "disagg_ttft_overhead_s": round(
                         value_or_mean(res.disagg_ttft_overheads, key[1]), 6),
                     "cohort_fraction": round(float(res.cohort_frac_of([key[1]])[0]), 6),

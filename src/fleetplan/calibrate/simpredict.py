@@ -25,9 +25,10 @@ Each row is replayed as the closed-loop benchmark it records (docs/FIDELITY.md):
   KV heads) runs its attention-data-parallel reading where that decodes faster at its batch
   (`closedloop.attention_dp_variant`: the data does not record attention DP; as the analytic
   path);
-- **TTFT overhead**: the stored per-engine fixed request overhead before the first token
-  (`benchmark.ttft_overhead_s`, plus `disagg_ttft_overhead_s` for disaggregated rows, fitted
-  with the analytic model) is added to the mean TTFT;
+- **TTFT overhead**: the calibrated fixed request overhead before the first token
+  (`Efficiency.request_overhead_s` of the row's calibration, plus the stored
+  `benchmark.disagg_ttft_overhead_s` for disaggregated rows, fitted with the analytic model) is
+  added to the mean TTFT;
 - **limits the benchmark configs set themselves** (as the analytic path assumes; the engine
   catalog defaults otherwise): `max_num_seqs` is raised to the clients per instance; the token
   budget per step is raised to 2 x the clients per rank with chunked prefill (decodes never
@@ -229,8 +230,12 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
         return SimPrediction(None, None, time.perf_counter() - t0, 0, str(e))
     df = res.requests
     wave = df["arrival_s"].to_numpy() <= 0.0
-    ttft = (_weighted(df["ttft_s"].to_numpy(), wave, w)
-            + bench.ttft_overhead(r.engine.name, p.mode == "disagg"))
+    eff = efficiency_for(*r.key, model_class_of(r.model), r.model.name)
+    if p.mode == "disagg":
+        eff = _mode_efficiency(eff, bench.modes.get(r.engine.name, {}))
+    eff_overhead = eff.request_overhead_s
+    ttft = (_weighted(df["ttft_s"].to_numpy(), wave, w) + eff_overhead
+            + bench.disagg_overhead(r.engine.name, p.mode == "disagg"))
     tpot = _weighted(df["tpot_s"].to_numpy(), wave, w)
     if p.osl <= 1:
         tpot = 0.0

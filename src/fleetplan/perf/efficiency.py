@@ -30,6 +30,9 @@ class Efficiency:
     seq_overhead_s: per-sequence cost of one step (input preparation, sampling).
     moe_compute: efficiency of MoE expert GEMMs relative to dense GEMMs at the same step size
         (grouped GEMMs over tokens x k / E rows per expert); 1.0 = same as dense.
+    request_overhead_s: fixed time of one request before its first token outside the engine
+        steps (HTTP, chat template and tokenisation, admission, detokenising and streaming the
+        first token); added to every TTFT, not to the step time.
     """
 
     compute_max: float = 0.70
@@ -42,6 +45,7 @@ class Efficiency:
     layer_overhead_s: float = 20e-6
     seq_overhead_s: float = 5e-6
     moe_compute: float = 1.0
+    request_overhead_s: float = 0.03
     provenance: str = field(default="defaults (fleetplan.perf.efficiency)", compare=False)
 
     def compute_at(self, tokens: float) -> float:
@@ -86,4 +90,8 @@ DEFAULT_SOURCES: dict[str, str] = {
     "seq_overhead_s": "per-sequence input preparation and sampling, microseconds per sequence",
     "moe_compute": "neutral default (1.0 = dense GEMM efficiency); fitted per GPU/engine in "
     "perf/calibration/*.yaml (grouped expert GEMMs run few rows per expert)",
+    "request_overhead_s": "tokenisation 10-20 us per token (tenstorrent/tt-inference-server#2173, "
+    "2026-02) plus HTTP, scheduling and streaming the first token: 62 ms TTFT for an 8-token "
+    "prompt on an 8B model at batch 1 (vllm-project/vllm#770, 2024-12), mostly outside the GPU; "
+    "30 ms default, fitted per GPU/engine/precision and model in perf/calibration/*.yaml",
 }

@@ -41,7 +41,7 @@ class OperatingPoint:
     batch: int = 0
     tpot_s: float = math.inf  # at the SLO percentile's context
     tpot_mean_s: float = math.inf
-    ttft_s: float = math.inf  # prefill of the SLO percentile's prompt, no queueing
+    ttft_s: float = math.inf  # request overhead + prefill of the SLO percentile's prompt (no queue)
     requests_per_s: float = 0.0
     input_share: float = 0.0  # fraction of step time spent on prefill
     limit: str = ""
@@ -67,11 +67,12 @@ def _mixed(b: int, isl: float, osl: float) -> StepBatch:
 
 
 def _ttft(model: RooflineStepModel, b: int, isl: float) -> float:
-    """Prefill `isl` tokens in chunks of the step budget left after `b` decodes."""
+    """Prefill `isl` tokens in chunks of the step budget left after `b` decodes, plus the
+    request's fixed overhead before its first token (`Efficiency.request_overhead_s`)."""
     budget = int(model.dep.engine.max_num_batched_tokens.value - b)
     if budget <= 0:
         return math.inf
-    t, done, n = 0.0, 0, math.ceil(isl)
+    t, done, n = model.dep.efficiency.request_overhead_s, 0, math.ceil(isl)
     while done < n:
         c = min(budget, n - done)
         t += model.step_time_s(StepBatch.prefill_chunk(c, done) + StepBatch(decode_seqs=b))
