@@ -133,3 +133,26 @@ def test_start_up_wave_of_fewer_prompts_than_a_budget_is_one_smaller_step() -> N
     np.testing.assert_allclose(a[few], want_few[few], rtol=1e-9)
     assert np.all(a[few] <= tw[few] + 1e-12)
     np.testing.assert_allclose(a[many], (tw * (np.ceil(x.n / x.k) + 1.0) / 2.0)[many], rtol=1e-9)
+
+
+def test_tp_recorded_as_moe_tp_times_ep_beyond_the_domain_is_read_within_it() -> None:
+    """tp_size = moe_tp x moe_ep (8 x 8 = 64) on an 8-GPU HGX system: read as TP 8, EP 8; a
+    product of unequal factors, or one within the domain, stays as recorded; a genuinely
+    multi-node TP stays unsupported with its reason."""
+    from fleetplan.calibrate.features import resolve, scale_up_reading
+    from fleetplan.calibrate.points import Layout
+
+    assert scale_up_reading(Layout(tp=64, ep=8, moe_tp=8), 8) == Layout(tp=8, ep=8)
+    assert scale_up_reading(Layout(tp=16, ep=4, moe_tp=4), 8) == Layout(tp=4, ep=4)
+    assert scale_up_reading(Layout(tp=16, ep=2, moe_tp=8), 8) == Layout(tp=16, ep=2, moe_tp=8)
+    assert scale_up_reading(Layout(tp=16, ep=4, moe_tp=4), 72) == Layout(tp=16, ep=4, moe_tp=4)
+    _, _, pts = read_points(bundled_points_path())
+    wide = [p for p in pts if p.mode == "agg" and p.agg is not None and p.agg.tp == 64
+            and p.system == "h200_sxm" and p.model == "deepseek-ai/DeepSeek-R1"]
+    assert wide
+    dep = resolve(wide[0]).agg
+    assert dep is not None and (dep.tp, dep.ep) == (8, 8)
+    prep = prepare(pts)
+    multi = [r for p, r in zip(prep.points, prep.reasons, strict=True)
+             if r and p.system == "h100_sxm" and p.mode == "disagg"]
+    assert multi and all("scale-up domain" in r for r in multi)

@@ -138,7 +138,22 @@ def serving_problems(dep: Deployment) -> list[str]:
     return [p for p in dep.problems() if "attention heads" not in p]
 
 
+def scale_up_reading(lay: Layout, domain_gpus: int) -> Layout:
+    """The layout of a row whose `tp_size` is the product `moe_tp_size` x `moe_ep_size` of two
+    equal factors and exceeds the GPU's scale-up domain (e.g. DeepSeek-R1 on 8-GPU HGX B200 and
+    H200 systems recorded as TP 64 = 8 x 8, or TP 16 = 4 x 4; the aggregated rows of the bundled
+    data): read as TP = EP = that factor within one domain, the layout those runs' latencies
+    fit (TP 64 across 8 nodes at 4 clients would not decode DeepSeek-R1 in 10-13 ms per token)
+    and the one their recipes use (`--tp 8 --ep 8`). Other layouts are returned as recorded; one
+    that still exceeds the domain stays unsupported."""
+    if (lay.tp > domain_gpus and lay.moe_tp > 1 and lay.moe_tp == lay.ep
+            and lay.tp == lay.moe_tp * lay.ep and lay.moe_tp <= domain_gpus):
+        return replace(lay, tp=lay.moe_tp, moe_tp=1)
+    return lay
+
+
 def _dep(r: Resolved, lay: Layout) -> Deployment:
+    lay = scale_up_reading(lay, r.gpu.interconnect.domain_gpus)
     dep = Deployment(r.model, r.gpu, r.quant, r.engine, tp=lay.tp, pp=lay.pp, ep=lay.ep,
                      attention_dp=lay.attention_dp)
     probs = serving_problems(dep)

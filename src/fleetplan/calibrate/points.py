@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -57,6 +57,7 @@ class Layout:
     attention_dp: int = 1
     ep: int = 1
     workers: int = 1
+    moe_tp: int = 1  # tensor parallelism of the expert layers as recorded (`moe_tp_size`)
 
     @property
     def gpus(self) -> int:
@@ -138,6 +139,7 @@ def _layout(row: dict[str, str], prefix: str, where: tuple[str, int]) -> Layout:
         attention_dp=get("attention_dp_size", 1),
         ep=get("moe_ep_size", 1),
         workers=get("num_workers", 1),
+        moe_tp=get("moe_tp_size", 1),
     )
 
 
@@ -150,9 +152,8 @@ def agg_layout(lay: Layout, concurrency: int, batch_size: int) -> Layout:
         return lay
     k = concurrency // per
     if lay.attention_dp == 1 and lay.tp > 1 and k == lay.tp:
-        return Layout(tp=1, pp=lay.pp, attention_dp=lay.tp, ep=lay.ep, workers=lay.workers)
-    return Layout(tp=lay.tp, pp=lay.pp, attention_dp=lay.attention_dp, ep=lay.ep,
-                  workers=lay.workers * k)
+        return replace(lay, tp=1, attention_dp=lay.tp)
+    return replace(lay, workers=lay.workers * k)
 
 
 def _precision(row: dict[str, str]) -> str:
