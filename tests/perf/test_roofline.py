@@ -64,6 +64,32 @@ def test_tensor_parallel_adds_allreduce_and_cuts_gemm_time() -> None:
     assert four.breakdown(b).linear_s == pytest.approx(one.breakdown(b).linear_s / 2)
 
 
+def test_tensor_parallel_across_domains_is_a_hierarchical_allreduce() -> None:
+    """TP 16 of a dense model on 8-GPU H100 domains: per all-reduce, a ring inside the domain
+    over NVLink, 2(n-1)/n of the 1/8 shard over the NICs between the 2 domains (hand
+    calculation with the catalog's 450 GB/s NVLink and 50 GB/s per-GPU scale-out); TP 12 and
+    GPUs without a scale-out network are refused with a reason."""
+    dep = Deployment.build("llama-3.1-70b", "h100-sxm", "bf16", tp=16, efficiency=EFF)
+    assert dep.problems() == []
+    m = RooflineStepModel(dep)
+    tokens = 4096
+    msg = tokens * 8192 * 2.0
+    link, nic = 450e9 * EFF.comm, 50e9 * EFF.comm
+    per_call = (2 * 7 / 8 * msg / link + EFF.collective_latency_s
+                + 2 * 1 / 2 * msg / 8 / nic + EFF.collective_latency_s)
+    want = 2 * 80 * per_call
+    assert m.breakdown(StepBatch.prefill_chunk(tokens, 0)).comm_s == pytest.approx(want)
+    eight = RooflineStepModel(
+        Deployment.build("llama-3.1-70b", "h100-sxm", "bf16", tp=8, efficiency=EFF))
+    assert eight.breakdown(StepBatch.prefill_chunk(tokens, 0)).comm_s < want
+    with pytest.raises(Exception, match="unevenly"):
+        Deployment.build("llama-3.1-70b", "h100-sxm", "bf16", tp=12)
+    l40 = Deployment.build("llama-3.1-8b", "l40s", "bf16", tp=8)
+    assert l40.problems() == []
+    with pytest.raises(Exception, match="no scale-out network"):
+        Deployment.build("llama-3.1-8b", "l40s", "bf16", tp=16)
+
+
 def test_moe_reads_only_touched_experts() -> None:
     m = RooflineStepModel(Deployment.build("deepseek-v3", "h200-sxm", "fp8", tp=8, efficiency=EFF))
     t1 = m.breakdown(StepBatch(decode_seqs=1, decode_ctx_tokens=1000)).linear_s

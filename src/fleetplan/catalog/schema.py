@@ -47,11 +47,15 @@ class Interconnect(_Frozen):
 
     `bytes_per_s` is the unidirectional per-GPU bandwidth used by collective formulas.
     `domain_gpus` is how many GPUs share that fabric (8 for HGX, 72 for GB200 NVL72).
+    `scale_out_bytes_per_s` is the unidirectional per-GPU bandwidth of the scale-out network
+    between such domains (one NIC per GPU in DGX/HGX reference systems); without it, layouts
+    whose tensor parallelism spans domains are refused.
     """
 
     kind: str
     bytes_per_s: Fig
     domain_gpus: int = Field(ge=1)
+    scale_out_bytes_per_s: Fig | None = None
 
 
 class GPU(_Frozen):

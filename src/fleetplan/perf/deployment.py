@@ -110,14 +110,18 @@ class Deployment:
             out.append(f"{self.engine.name} does not support {self.quant.name}")
         if self.gpu.vendor not in self.engine.gpu_vendors:
             out.append(f"{self.engine.name} does not run on {self.gpu.vendor} GPUs")
-        if (
-            self.gpus > self.gpu.interconnect.domain_gpus
-            and self.tp > self.gpu.interconnect.domain_gpus
-        ):
-            out.append(
-                f"--tp {self.tp} exceeds {self.gpu.name}'s scale-up domain of "
-                f"{self.gpu.interconnect.domain_gpus} GPUs"
-            )
+        ic = self.gpu.interconnect
+        if self.gpus > ic.domain_gpus and self.tp > ic.domain_gpus:
+            if ic.scale_out_bytes_per_s is None:
+                out.append(
+                    f"--tp {self.tp} exceeds {self.gpu.name}'s scale-up domain of "
+                    f"{ic.domain_gpus} GPUs (no scale-out network in the catalog)"
+                )
+            elif self.tp % ic.domain_gpus:
+                out.append(
+                    f"--tp {self.tp} spans {self.gpu.name} scale-up domains of "
+                    f"{ic.domain_gpus} GPUs unevenly (a multiple of {ic.domain_gpus} is needed)"
+                )
         return out
 
     def check(self) -> None:

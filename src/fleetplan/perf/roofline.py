@@ -74,6 +74,10 @@ class RooflineStepModel:
         self.attn_flops = g.flops_per_s["bf16"].value * eff.attention
         self.bw = g.hbm_bytes_per_s.value * eff.bandwidth
         self.link = g.interconnect.bytes_per_s.value * eff.comm
+        so = g.interconnect.scale_out_bytes_per_s
+        # Scale-out (NIC) bandwidth per GPU; only layouts spanning domains use it.
+        self.nic = so.value * eff.comm if so is not None else self.link
+        self.domain = g.interconnect.domain_gpus
         emb = embedding_params(m)
         self.active_linear_params = active_param_count(m) - emb
         self.lm_head_flops = 2.0 * m.hidden_size * m.vocab_size
@@ -187,18 +191,35 @@ class RooflineStepModel:
         msg = 0.0 if latency_only else tokens / dep.attention_dp * m.hidden_size * ACT_BYTES
         t = 0.0
         if dep.tp > 1:
-            per_call = 2.0 * (dep.tp - 1) / dep.tp * msg / self.link + eff.collective_latency_s
+            d = min(dep.tp, self.domain)
+            nodes = -(-dep.tp // d)
+            # Ring all-reduce inside a domain; across domains hierarchical (reduce-scatter in
+            # the domain, all-reduce of the 1/d shards over the NICs, all-gather back).
+            per_call = 2.0 * (d - 1) / d * msg / self.link + eff.collective_latency_s
+            if nodes > 1:
+                per_call += (2.0 * (nodes - 1) / nodes * msg / d / self.nic
+                             + eff.collective_latency_s)
             t += 2 * m.num_layers * per_call
         if dep.attention_dp > 1 and m.moe:  # gather tokens to, and back from, the experts
-            per_call = msg * (dep.attention_dp - 1) / self.link + eff.collective_latency_s
+            per_call = (self._spread(msg * (dep.attention_dp - 1), dep.attention_dp * dep.tp)
+                        + eff.collective_latency_s)
             t += 2 * self.moe_layers * per_call
         elif dep.ep > 1 and m.moe:
             k = m.moe.experts_per_token
-            per_call = msg * k * (dep.ep - 1) / dep.ep / self.link + eff.collective_latency_s
+            per_call = (self._spread(msg * k * (dep.ep - 1) / dep.ep, dep.ep)
+                        + eff.collective_latency_s)
             t += 2 * self.moe_layers * per_call
         if dep.pp > 1:
             t += (dep.pp - 1) * (msg / self.link + eff.collective_latency_s)
         return t
+
+    def _spread(self, nbytes: float, group: int) -> float:
+        """Time for each GPU of an all-to-all group of `group` GPUs to send `nbytes` spread
+        evenly over the others: the share bound for other domains goes over the NICs."""
+        if group <= self.domain or group <= 1:
+            return nbytes / self.link
+        inside = (self.domain - 1) / (group - 1)
+        return nbytes * inside / self.link + nbytes * (1.0 - inside) / self.nic
 
     def _coeffs(self, b: StepBatch) -> tuple[_Coeffs, StepBreakdown]:
         tokens = b.tokens
