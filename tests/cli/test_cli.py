@@ -142,3 +142,16 @@ def test_plan_simulation_check_reports_attainment(cli: Any) -> None:
     assert set(sim["at_planned"][0]["targets"]) == {"ttft_p95", "tpot_p95"}
     needed = sim["replicas_needed"]
     assert needed["p50"] <= needed["p90"] <= needed["p99"]
+
+
+def test_plan_multi_node_tensor_parallelism(cli: Any) -> None:
+    """DeepSeek-R1 FP8 does not fit one 8-GPU H100 node; TP 16 spans two through the scale-out
+    network, and the all-reduces over the NICs make the interconnect its bottleneck."""
+    r = cli("plan", "--model", "deepseek-r1", "--gpus", "h100-sxm", "--tp", "8,16",
+            "--precision", "fp8", "--rate", "5", "--isl", "2000", "--osl", "300",
+            "--no-check", "--json")
+    assert r.code == 0, r.err
+    cands = {c["tp"]: c for c in r.json()["candidates"]}
+    assert not cands[8]["feasible"] and "does not fit" in cands[8]["reason"]
+    assert cands[16]["feasible"] and cands[16]["bottleneck"] == "interconnect"
+    assert cands[16]["gpus_total"] % 16 == 0
