@@ -49,13 +49,15 @@ class Interconnect(_Frozen):
     `domain_gpus` is how many GPUs share that fabric (8 for HGX, 72 for GB200 NVL72).
     `scale_out_bytes_per_s` is the unidirectional per-GPU bandwidth of the scale-out network
     between such domains (one NIC per GPU in DGX/HGX reference systems); without it, layouts
-    whose tensor parallelism spans domains are refused.
+    whose tensor parallelism spans domains are refused. `scale_out_latency_s` is the time of a
+    small-message collective between domains (added to every collective that crosses them).
     """
 
     kind: str
     bytes_per_s: Fig
     domain_gpus: int = Field(ge=1)
     scale_out_bytes_per_s: Fig | None = None
+    scale_out_latency_s: Fig | None = None
 
 
 class GPU(_Frozen):

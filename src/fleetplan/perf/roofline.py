@@ -78,6 +78,10 @@ class RooflineStepModel:
         # Scale-out (NIC) bandwidth per GPU; only layouts spanning domains use it.
         self.nic = so.value * eff.comm if so is not None else self.link
         self.domain = g.interconnect.domain_gpus
+        # Latency of a collective crossing domains, as NIC bytes (so it scales with `comm`,
+        # like the bandwidth term it joins).
+        lat = g.interconnect.scale_out_latency_s
+        self.nic_lat_bytes = lat.value * so.value if lat is not None and so is not None else 0.0
         emb = embedding_params(m)
         self.active_linear_params = active_param_count(m) - emb
         self.lm_head_flops = 2.0 * m.hidden_size * m.vocab_size
@@ -197,8 +201,8 @@ class RooflineStepModel:
             # the domain, all-reduce of the 1/d shards over the NICs, all-gather back).
             per_call = 2.0 * (d - 1) / d * msg / self.link + eff.collective_latency_s
             if nodes > 1:
-                per_call += (2.0 * (nodes - 1) / nodes * msg / d / self.nic
-                             + eff.collective_latency_s)
+                per_call += ((2.0 * (nodes - 1) / nodes * msg / d + self.nic_lat_bytes)
+                             / self.nic + eff.collective_latency_s)
             t += 2 * m.num_layers * per_call
         if dep.attention_dp > 1 and m.moe:  # gather tokens to, and back from, the experts
             per_call = (self._spread(msg * (dep.attention_dp - 1), dep.attention_dp * dep.tp)
@@ -219,7 +223,8 @@ class RooflineStepModel:
         if group <= self.domain or group <= 1:
             return nbytes / self.link
         inside = (self.domain - 1) / (group - 1)
-        return nbytes * inside / self.link + nbytes * (1.0 - inside) / self.nic
+        across = nbytes * (1.0 - inside) + self.nic_lat_bytes
+        return nbytes * inside / self.link + across / self.nic
 
     def _coeffs(self, b: StepBatch) -> tuple[_Coeffs, StepBreakdown]:
         tokens = b.tokens
