@@ -95,3 +95,16 @@ def test_simulate_disaggregated_and_engine(cli: Any) -> None:
     s = r.json()
     assert s["config"]["scheduler"] == "trtllm" and s["config"]["block_size"] == 32
     assert s["preemptions"] == 0
+
+
+def test_simulate_think_time(cli: Any) -> None:
+    """`--think` spaces a closed loop's requests: the run takes longer than without; it is a
+    closed-loop option only, and a negative value is refused with exit 2."""
+    base = cli(*ARGS, "--json")
+    slow = cli(*ARGS, "--json", "--think", "0.5")
+    assert base.code == 0 and slow.code == 0, slow.err
+    assert slow.json()["duration_s"] > base.json()["duration_s"] + 0.5
+    r = cli(*ARGS, "--think", "-1")
+    assert r.code == 2 and "--think" in r.err
+    r = cli(*ARGS[:-8], "--rate", "2", "--isl", "512", "--osl", "64", "--think", "0.1")
+    assert r.code == 2 and "closed loop" in r.err

@@ -53,3 +53,39 @@ def test_queue_grows_without_bound_over_capacity() -> None:
     assert last > 10 * first
     assert last > 0.2 * 4_000 * d
     assert res.timeseries["waiting"].max() > 500  # type: ignore[operator]
+
+
+def test_closed_loop_think_time_is_exponential_and_seeded() -> None:
+    """One client, service time D: each request is sent an exponential think time after the
+    previous one finished (mean within 6% of `think_s` over 1,500 gaps; the largest gap is
+    several means, as an exponential's is), the same for the same seed, different for
+    another; no think time sends the next request the moment the last one finishes."""
+    fleet = _fleet()
+    d = _service_s(fleet)
+    think = 2.0 * d
+
+    def gaps(seed: int, think_s: float) -> np.ndarray:
+        res = simulate(fleet, ClosedLoop(concurrency=1, isl=ISL, osl=OSL, requests=1500,
+                                         think_s=think_s), seed=seed)
+        df = res.requests.sort("arrival_s")
+        arr = df["arrival_s"].to_numpy()
+        fin = arr + df["e2e_s"].to_numpy()
+        return arr[1:] - fin[:-1]
+
+    g = gaps(0, think)
+    assert np.all(g >= -1e-12)
+    assert abs(g.mean() / think - 1.0) < 0.06
+    assert g.max() > 4.0 * think and np.median(g) < think  # exponential: skewed
+    np.testing.assert_array_equal(g, gaps(0, think))
+    assert not np.array_equal(g, gaps(1, think))
+    np.testing.assert_allclose(gaps(0, 0.0), 0.0, atol=1e-12)
+
+
+def test_closed_loop_think_time_must_be_finite_and_not_negative() -> None:
+    import pytest
+
+    from fleetplan.errors import UsageError
+
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(UsageError, match="--think"):
+            ClosedLoop(concurrency=1, isl=ISL, osl=OSL, think_s=bad)

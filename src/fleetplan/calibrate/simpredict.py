@@ -215,7 +215,7 @@ def _weighted(x: np.ndarray, wave: np.ndarray, w: float) -> float:
 
 def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
                   max_requests: int = MAX_REQUESTS,
-                  resolved: Resolved | None = None) -> SimPrediction:
+                  resolved: Resolved | None = None, think_s: float = 0.0) -> SimPrediction:
     """Mean TTFT/TPOT of a row simulated as its benchmark ran (module docstring)."""
     t0 = time.perf_counter()
     try:
@@ -224,7 +224,8 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
         fleet = sim_fleet(p, r, bench)
         w = wave_weight_for(r.engine.name, bench)
         n = benchmark_requests(p.concurrency, w, max_requests)
-        res = simulate(fleet, ClosedLoop(p.concurrency, p.isl, p.osl, requests=n),
+        res = simulate(fleet, ClosedLoop(p.concurrency, p.isl, p.osl, requests=n,
+                                         think_s=think_s),
                        sample_interval_s=_SAMPLE_S)
     except FleetplanError as e:
         return SimPrediction(None, None, time.perf_counter() - t0, 0, str(e))

@@ -32,7 +32,8 @@ Opt = typer.Option
 
 
 def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate: float | None,
-          isl: int | None, osl: int | None, requests: int | None, burstiness: float) -> Load:
+          isl: int | None, osl: int | None, requests: int | None, burstiness: float,
+          think_s: float = 0.0) -> Load:
     chosen = [x for x in (workload, concurrency, rate) if x is not None]
     if len(chosen) != 1:
         raise UsageError("give exactly one of --workload, --concurrency or --rate",
@@ -44,7 +45,9 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
     if isl is None or osl is None:
         raise UsageError("--isl and --osl are needed with --concurrency or --rate", where="load")
     if concurrency is not None:
-        return ClosedLoop(concurrency, isl, osl, requests)
+        return ClosedLoop(concurrency, isl, osl, requests, think_s)
+    if think_s:
+        raise UsageError("--think applies to a closed loop (--concurrency)", where="--think")
     assert rate is not None
     return PoissonLoad(rate, requests or 1000, isl, osl, burstiness)
 
@@ -106,6 +109,9 @@ def simulate_cmd(
     isl: Annotated[int | None, Opt("--isl", help="input tokens per request")] = None,
     osl: Annotated[int | None, Opt("--osl", help="output tokens per request")] = None,
     requests: Annotated[int | None, Opt("--requests", help="requests to send")] = None,
+    think: Annotated[float, Opt("--think", help="closed loop: mean think time between a "
+                                "response and the client's next request, seconds "
+                                "(exponential, seeded)")] = 0.0,
     slo_ttft: Annotated[float | None, Opt("--slo-ttft", help="TTFT target, seconds")] = None,
     slo_tpot: Annotated[float | None, Opt("--slo-tpot", help="TPOT target, seconds")] = None,
     slo_e2e: Annotated[float | None, Opt("--slo-e2e", help="E2E target, seconds")] = None,
@@ -152,7 +158,7 @@ def simulate_cmd(
     else:
         fleet = FleetConfig.build(model, gpu, tp=tp, pp=pp, precision=precision, engine=engine,
                                   replicas=replicas, router=router, **limits)
-    load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness)
+    load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness, think)
     if out is not None and out.suffix.lower() not in (".parquet", ".duckdb", ".db"):
         raise UsageError(f"unknown output format '{out.suffix}'; use .parquet or .duckdb",
                          where="--out")

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
+
+import numpy as np
 
 from fleetplan.sim.config import DisaggFleetConfig
-from fleetplan.sim.load import Arrivals, ClosedLoop, block_keys
+from fleetplan.sim.load import Arrivals, ClientQueue, ClosedLoop, block_keys
 from fleetplan.sim.metrics import Records
 from fleetplan.sim.replica import Replica
 from fleetplan.sim.request import Request
@@ -70,7 +71,7 @@ class DisaggLoop:
         pool = self.pool_p
         self._enter(req, pool[self.route_p(req, pool)], req.arrival_s)
 
-    def _prefilled(self, r: Request, i: int, t: float, on_done: deque[float] | None) -> None:
+    def _prefilled(self, r: Request, i: int, t: float, on_done: ClientQueue | None) -> None:
         out = int(self.rec.output_tokens[r.idx])
         if out <= 1:
             self.rec.finish(r, i, t)
@@ -83,7 +84,7 @@ class DisaggLoop:
         r.first_token_s = t_kv
         heapq.heappush(self.hand, (t_kv, r.idx, r))
 
-    def drain(self, until: float, on_done: deque[float] | None,
+    def drain(self, until: float, on_done: ClientQueue | None,
               inclusive: bool = False) -> None:
         """Process replica events and hand-offs before `until` (also at it when `inclusive`)
         in time order; a hand-off goes before a replica event of the same instant."""
@@ -134,9 +135,10 @@ class DisaggLoop:
             self.arrive(Request(j, ta, isl[j], osl[j], keys))
         self.drain(INF, None)
 
-    def run_closed(self, load: ClosedLoop) -> None:
-        """Each of `concurrency` clients sends its next request when its last one finishes."""
-        pending: deque[float] = deque([0.0] * min(load.concurrency, load.total))
+    def run_closed(self, load: ClosedLoop, rng: np.random.Generator) -> None:
+        """Each of `concurrency` clients sends its next request when its last one finishes
+        (plus its think time)."""
+        pending = ClientQueue(min(load.concurrency, load.total), load.think_s, rng)
         sent = 0
         while sent < load.total:
             while not pending:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from fleetplan.errors import InfeasibleError, UsageError
 from fleetplan.sim.config import DisaggFleetConfig, FleetConfig, ReplicaConfig
 from fleetplan.sim.kvcache import KVCache
-from fleetplan.sim.load import Arrivals, ClosedLoop, Load, TraceLoad, block_keys
+from fleetplan.sim.load import Arrivals, ClientQueue, ClosedLoop, Load, TraceLoad, block_keys
 from fleetplan.sim.metrics import Records, SimResult
 from fleetplan.sim.replica import Replica
 from fleetplan.sim.request import Request
@@ -118,12 +117,12 @@ def simulate(
             loop.run_open(arrivals, any(c.prefix_caching for c in fleet.replicas))
         else:
             assert isinstance(load, ClosedLoop)
-            loop.run_closed(load)
+            loop.run_closed(load, rng)
     elif arrivals is not None:
         _loop_open(fleet, reps, arrivals, rec)
     else:
         assert isinstance(load, ClosedLoop)
-        _loop_closed(fleet, reps, load, rec)
+        _loop_closed(fleet, reps, load, rec, rng)
     return SimResult.build(fleet, reps, rec, wall_s=time.perf_counter() - t_wall,
                            rejected=rejected)
 
@@ -147,7 +146,7 @@ def _push(heap: list[tuple[float, int, int]], rep: Replica, t: float) -> None:
 
 
 def _drain(reps: list[Replica], heap: list[tuple[float, int, int]], until: float,
-           rec: Records, on_done: deque[float] | None, inclusive: bool = False) -> None:
+           rec: Records, on_done: ClientQueue | None, inclusive: bool = False) -> None:
     """Process replica events before `until` (also at `until` when `inclusive`): arrivals at
     the same instant all join the queue before the step that admits them is scheduled.
     Ties between replicas go to the lower index."""
@@ -209,11 +208,13 @@ def _loop_open(fleet: FleetConfig, reps: list[Replica], arr: Arrivals, rec: Reco
     _drain(reps, heap, math.inf, rec, None)
 
 
-def _loop_closed(fleet: FleetConfig, reps: list[Replica], load: ClosedLoop, rec: Records) -> None:
-    """Each of `concurrency` clients sends its next request when its last one finishes."""
+def _loop_closed(fleet: FleetConfig, reps: list[Replica], load: ClosedLoop, rec: Records,
+                 rng: np.random.Generator) -> None:
+    """Each of `concurrency` clients sends its next request when its last one finishes (plus
+    its think time)."""
     route = make_router(fleet.router).route
     heap: list[tuple[float, int, int]] = []
-    pending: deque[float] = deque([0.0] * min(load.concurrency, load.total))
+    pending = ClientQueue(min(load.concurrency, load.total), load.think_s, rng)
     sent = 0
     while sent < load.total:
         while not pending:  # every client waits for a response: run to the next completion

@@ -6,7 +6,9 @@
   (burstiness 1 = Poisson; gaps rescaled to the rate, ENGINES.md "vllm bench serve"), fixed or
   resampled lengths, optionally a shared prefix per group for prefix caching.
 - `ClosedLoop`: `concurrency` clients with fixed ISL/OSL; each sends its next request the moment
-  its last one finishes (`--max-concurrency` with rate inf: the first wave starts together).
+  its last one finishes (`--max-concurrency` with rate inf: the first wave starts together), or
+  after an exponential think time of mean `think_s` (seeded), which also lets the clients drift
+  apart as real ones do (`ClientQueue`).
 
 Prefix-cache keys: a trace gives one hash per `block_tokens` tokens (Mooncake: 512). The key of
 the KV block that ends at token `e` is derived from the chain of trace hashes up to the one
@@ -16,6 +18,7 @@ as vLLM's parent-chained block hashes do.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +28,8 @@ import polars as pl
 
 from fleetplan.errors import UsageError
 
-__all__ = ["Arrivals", "ClosedLoop", "Load", "PoissonLoad", "TraceLoad", "block_keys"]
+__all__ = ["Arrivals", "ClientQueue", "ClosedLoop", "Load", "PoissonLoad", "TraceLoad",
+           "block_keys"]
 
 
 @dataclass(frozen=True)
@@ -145,12 +149,15 @@ class PoissonLoad:
 
 @dataclass(frozen=True)
 class ClosedLoop:
-    """`concurrency` clients, fixed ISL/OSL, `requests` in all (default 4 x concurrency)."""
+    """`concurrency` clients, fixed ISL/OSL, `requests` in all (default 4 x concurrency); each
+    client waits an exponential think time of mean `think_s` (0: none) between a response and
+    its next request."""
 
     concurrency: int
     isl: int
     osl: int
     requests: int | None = None
+    think_s: float = 0.0
     total: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +167,9 @@ class ClosedLoop:
             raise UsageError(f"must be >= 1, got {self.isl}", where="--isl")
         if self.osl < 1:
             raise UsageError(f"must be >= 1, got {self.osl}", where="--osl")
+        if not self.think_s >= 0.0 or self.think_s == float("inf"):
+            raise UsageError(f"must be a finite number >= 0, got {self.think_s}",
+                             where="--think")
         total = 4 * self.concurrency if self.requests is None else self.requests
         if total < 1:
             raise UsageError(f"must be >= 1, got {total}", where="--requests")
@@ -167,6 +177,35 @@ class ClosedLoop:
 
 
 Load = TraceLoad | PoissonLoad | ClosedLoop
+
+
+class ClientQueue:
+    """Send times of a closed loop's idle clients, earliest first: all clients at t = 0, then
+    each response time (`append`) plus the client's think time (exponential with mean
+    `think_s`, drawn from `rng`; none when 0, where this is a plain FIFO of response times)."""
+
+    def __init__(self, clients: int, think_s: float, rng: np.random.Generator) -> None:
+        self._heap: list[tuple[float, int]] = [(0.0, i) for i in range(clients)]
+        self._n = clients
+        self._think = think_s
+        self._rng = rng
+
+    def append(self, t: float) -> None:
+        if self._think > 0.0:
+            t += float(self._rng.exponential(self._think))
+        heapq.heappush(self._heap, (t, self._n))
+        self._n += 1
+
+    def __bool__(self) -> bool:
+        return bool(self._heap)
+
+    def __getitem__(self, i: int) -> float:
+        if i != 0:
+            raise IndexError("only the earliest send time is available")
+        return self._heap[0][0]
+
+    def popleft(self) -> float:
+        return heapq.heappop(self._heap)[0]
 
 
 def block_keys(
