@@ -34,10 +34,9 @@ disaggregated (P prefill workers, D decode workers)
   size their decode batches themselves).
 
 `w` (weight of the start-up wave, per engine), `f` (cohort fraction, per engine), `q`
-(queueing factor, global) and the
-disaggregated decode speed-up `s` (per engine: TPOT = t_d / s; public disaggregated DeepSeek
-recipes run MTP speculative decoding, which the data does not record) are benchmark parameters
-fitted across all points; they are not per-row knobs.
+(queueing factor, per class) and the disaggregated decode speed-up `s` (per engine: TPOT = t_d /
+s; public disaggregated DeepSeek recipes run MTP speculative decoding, which the data does not
+record) are benchmark parameters fitted across all points; they are not per-row knobs.
 """
 
 from __future__ import annotations
@@ -272,9 +271,8 @@ def predict(
     `eff["request_overhead_s"]` is the fixed request overhead before the first token (HTTP,
     tokenisation, admission, detokenising and streaming the first token) and `ttft_overhead_s`
     an extra one (disaggregated serving: the hand-off from the prefill to the decode pool);
-    `cohort_frac` the share
-    of a token budget's prompts that arrive together in steady state (1: clients stay in step,
-    0: each prompt arrives alone)."""
+    `cohort_frac` the share of a token budget's prompts that arrive together in steady state
+    (1: clients stay in step, 0: each prompt arrives alone)."""
     # Disaggregated decode pools whose attention-DP use is unrecorded: the faster reading
     # (the recipes choose their layout for the concurrency they serve).
     t_dec = np.where(x.disagg, np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff)),
@@ -305,6 +303,5 @@ def predict(
     ttft_wave = np.where(m <= x.k, t_p1 + frac * (t_pw - t_p1), t_pw * (waves + 1.0) / 2.0)
     slot_wait = (1.0 / admitted - 1.0) * (ttft_ss + decode)
     ttft = (ttft_overhead_s + eff["request_overhead_s"] + wave_weight * ttft_wave
-            + (1.0 - wave_weight) * ttft_ss
-            + slot_wait)
+            + (1.0 - wave_weight) * ttft_ss + slot_wait)
     return ttft, tpot

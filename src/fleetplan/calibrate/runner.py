@@ -227,11 +227,10 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     w, sp, ov, q, coh = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n), np.ones(n)
     for c in set(cls):
         bp = stored_benchmark_params(c)
-        mean_w = float(np.mean(list(bp.waves.values()))) if bp.waves else 0.15
         for i, eng in enumerate(prep.levels.engine):
             if cls[i] != c:
                 continue
-            w[i] = bp.waves.get(eng, mean_w)
+            w[i] = value_or_mean(bp.waves, eng, 0.15)
             sp[i] = bp.speedups.get(eng, 1.0)
             ov[i] = bp.disagg_overhead(eng, bool(prep.levels.disagg[i]))
             q[i] = bp.queue

@@ -134,6 +134,15 @@ def _mode_efficiency(eff: Efficiency, logs: dict[str, float]) -> Efficiency:
                            if hasattr(eff, f)})
 
 
+def row_efficiency(p: ServingPoint, r: Resolved, bench: BenchmarkParams) -> Efficiency:
+    """The calibrated efficiency a row is simulated with: its group's (with its model's factor),
+    times the stored disaggregated-mode factors for a disaggregated row."""
+    eff = efficiency_for(*r.key, model_class_of(r.model), r.model.name)
+    if p.mode == "disagg":
+        eff = _mode_efficiency(eff, bench.modes.get(r.engine.name, {}))
+    return eff
+
+
 def _replica(dep: Deployment, clients: int, isl: int,
              speedup: float = 1.0) -> ReplicaConfig:
     """One replica of `dep` for `clients` clients (module docstring: the limits the benchmark
@@ -158,9 +167,8 @@ def sim_fleet(p: ServingPoint, r: Resolved,
               bench: BenchmarkParams | None = None) -> FleetConfig | DisaggFleetConfig:
     """The simulated fleet of a resolved row (module docstring); raises `FleetplanError` when
     the simulator cannot build it."""
-    cls = model_class_of(r.model)
-    bench = bench or stored_benchmark_params(cls)
-    eff = efficiency_for(*r.key, cls, r.model.name)
+    bench = bench or stored_benchmark_params(model_class_of(r.model))
+    eff = row_efficiency(p, r, bench)
     if p.mode == "agg":
         assert r.agg is not None
         n_rep = p.agg.workers if p.agg is not None else 1  # identical instances (points.py)
@@ -170,11 +178,10 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     assert r.prefill is not None and r.decode is not None
     assert p.prefill is not None and p.decode is not None
     eng = r.engine.name
-    eff_d = _mode_efficiency(eff, bench.modes.get(eng, {}))
     per_decode = math.ceil(p.concurrency / p.decode.workers)
     per_prefill = math.ceil(p.concurrency / p.prefill.workers)
-    pre = _replica(r.prefill.with_efficiency(eff_d), per_prefill, p.isl)
-    ddep = r.decode.with_efficiency(eff_d)
+    pre = _replica(r.prefill.with_efficiency(eff), per_prefill, p.isl)
+    ddep = r.decode.with_efficiency(eff)
     alt = attention_dp_variant(ddep)
     if alt is not None:  # the faster reading of the decode layout, as the analytic path
         batch = StepBatch(decode_seqs=per_decode,
@@ -231,11 +238,8 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
         return SimPrediction(None, None, time.perf_counter() - t0, 0, str(e))
     df = res.requests
     wave = df["arrival_s"].to_numpy() <= 0.0
-    eff = efficiency_for(*r.key, model_class_of(r.model), r.model.name)
-    if p.mode == "disagg":
-        eff = _mode_efficiency(eff, bench.modes.get(r.engine.name, {}))
-    eff_overhead = eff.request_overhead_s
-    ttft = (_weighted(df["ttft_s"].to_numpy(), wave, w) + eff_overhead
+    ttft = (_weighted(df["ttft_s"].to_numpy(), wave, w)
+            + row_efficiency(p, r, bench).request_overhead_s
             + bench.disagg_overhead(r.engine.name, p.mode == "disagg"))
     tpot = _weighted(df["tpot_s"].to_numpy(), wave, w)
     if p.osl <= 1:

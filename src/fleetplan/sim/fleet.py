@@ -87,7 +87,8 @@ def simulate(
     decode_runs: bool = True,
 ) -> SimResult:
     """Simulate `load` on `fleet` (replicas behind a router, or disaggregated prefill and decode
-    pools); `seed` drives synthetic arrivals (the loop is deterministic).
+    pools); `seed` drives synthetic arrivals and a closed loop's think times (the loop itself is
+    deterministic).
 
     `sample_interval_s`: spacing of the KV / running / waiting time series. `decode_runs=False`
     steps through every decode step (slow; the same results, for checking the skipping).

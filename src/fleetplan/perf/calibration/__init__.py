@@ -41,29 +41,43 @@ def model_class_of(model: ModelSpec) -> str:
 
 
 @functools.cache
+def _documents() -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Every calibration YAML beside this module, parsed once: (file name, document)."""
+    base = Path(str(resources.files("fleetplan.perf.calibration")))
+    return tuple((path.name, yaml.safe_load(path.read_text()) or {})
+                 for path in sorted(base.glob("*.yaml")))
+
+
+@functools.cache
 def calibration_entries() -> dict[tuple[str, str, str, str], CalibrationEntry]:
     """All stored fits keyed by (gpu, engine, precision, model class) catalog names."""
-    base = Path(str(resources.files("fleetplan.perf.calibration")))
     out: dict[tuple[str, str, str, str], CalibrationEntry] = {}
-    for path in sorted(base.glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text()) or {}
+    for name, doc in _documents():
         for e in doc.get("fits", []):
             key = (e["gpu"], e["engine"], e["precision"], e.get("model_class", "dense"))
-            out[key] = {**e, "file": path.name, "fit_date": doc.get("fit_date")}
+            out[key] = {**e, "file": name, "fit_date": doc.get("fit_date")}
     return out
 
 
 @functools.cache
 def calibration_factors() -> dict[str, dict[str, Any]]:
     """Hierarchical log factors per model class (`factors_log`), with the file and date."""
-    base = Path(str(resources.files("fleetplan.perf.calibration")))
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted(base.glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text()) or {}
+    for name, doc in _documents():
         for cls, table in (doc.get("factors_log") or {}).items():
             if cls in MODEL_CLASSES and isinstance(table, dict):
-                out[cls] = {**table, "file": path.name, "fit_date": doc.get("fit_date")}
+                out[cls] = {**table, "file": name, "fit_date": doc.get("fit_date")}
     return out
+
+
+def _scaled(base: Efficiency, logs: list[dict[str, float]]) -> dict[str, float]:
+    """The fields of `base` times exp(the sum of the log factors in `logs`), the fractions capped
+    as the step time caps them (`FRACTION_CAPS`)."""
+    vals: dict[str, float] = {}
+    for k in _FIELDS:
+        v = float(getattr(base, k)) * math.exp(sum(float(t.get(k, 0.0)) for t in logs))
+        vals[k] = min(v, FRACTION_CAPS.get(k, math.inf))
+    return vals
 
 
 def _composed(gpu: str, engine: str, precision: str, model_class: str) -> Efficiency | None:
@@ -76,13 +90,8 @@ def _composed(gpu: str, engine: str, precision: str, model_class: str) -> Effici
     if precision in f.get("precision", {}):
         tables.append(f["precision"][precision])
         used.append(f"precision {precision}")
-    vals: dict[str, float] = {}
-    for k in _FIELDS:
-        log = sum(float(t.get(k, 0.0)) for t in tables)
-        v = float(getattr(DEFAULT_EFFICIENCY, k)) * math.exp(log)
-        vals[k] = min(v, FRACTION_CAPS.get(k, math.inf))
     return Efficiency(
-        **vals,
+        **_scaled(DEFAULT_EFFICIENCY, tables),
         provenance=(
             f"calibration {f['file']} ({f.get('fit_date')}): no fit for "
             f"{gpu}/{engine}/{precision}, {model_class} models; composed from the "
@@ -129,8 +138,5 @@ def _with_model(eff: Efficiency, model_class: str, model: str | None) -> Efficie
     table = calibration_factors().get(model_class, {}).get("model", {})
     if model is None or model not in table:
         return eff
-    vals = {}
-    for k in _FIELDS:
-        v = float(getattr(eff, k)) * math.exp(float(table[model].get(k, 0.0)))
-        vals[k] = min(v, FRACTION_CAPS.get(k, math.inf))
-    return Efficiency(**vals, provenance=f"{eff.provenance}; x the fitted factor of model {model}")
+    return Efficiency(**_scaled(eff, [table[model]]),
+                      provenance=f"{eff.provenance}; x the fitted factor of model {model}")
