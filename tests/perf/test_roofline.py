@@ -116,6 +116,46 @@ def test_decode_run_closed_form_equals_sum(model: str, seqs: int, ctx_per_seq: i
     )
 
 
+EAGER = Efficiency(overhead_overlap=0.8, gqa_expansion=2.0, activation_passes=10.0,
+                   kv_read=0.5, layer_overhead_s=8e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from(["llama-3.1-8b", "gpt-oss-120b"]),
+    seqs=st.integers(1, 300),
+    ctx_per_seq=st.integers(1, 20_000),
+    n=st.integers(1, 400),
+)
+def test_decode_run_closed_form_equals_sum_with_overlap(model: str, seqs: int, ctx_per_seq: int,
+                                                        n: int) -> None:
+    """With fixed costs partly hidden behind GPU work the step is not affine in the context;
+    the closed form splits the run where the GPU work passes the fixed costs."""
+    m = RooflineStepModel(Deployment.build(model, "h100-sxm", "bf16", tp=1, efficiency=EAGER))
+    ctx = seqs * ctx_per_seq
+    assert m.decode_run_time_s(seqs, ctx, n) == pytest.approx(
+        summed_decode_run_time_s(m, seqs, ctx, n), rel=1e-9
+    )
+
+
+def test_eager_step_terms_hand_calculation() -> None:
+    """overhead_overlap, gqa_expansion, kv_read and activation_passes against a hand sum."""
+    base = RooflineStepModel(Deployment.build("llama-3.1-8b", "h100-sxm", "bf16", efficiency=EFF))
+    m = RooflineStepModel(Deployment.build("llama-3.1-8b", "h100-sxm", "bf16", efficiency=EAGER))
+    b = StepBatch(decode_seqs=64, decode_ctx_tokens=64 * 4096)
+    brk0 = base.breakdown(b)
+    bw = 3.35e12 * 0.8
+    # KV: 32 layers x 8 heads x 256 x 2 B per token, moved 1 + 2 x (32 / 8) = 9 times at
+    # half the bandwidth; the pair FLOPs at 45% of peak are far below
+    kv = 64 * 4096 * 32 * 8 * 256 * 2 * 9 / (bw * 0.5)
+    # elementwise: 10 passes x 32 layers x (4096 + 14336) x 2 B per token, 64 tokens
+    elem = 10 * 32 * (4096 + 14336) * 2 * 64 / bw
+    gpu = brk0.linear_s + elem + kv
+    over = 2.5e-3 + 32 * 8e-4 + 64 * 5e-6
+    assert m.step_time_s(b) == pytest.approx(gpu + over - 0.8 * min(gpu, over), rel=1e-9)
+    assert m.breakdown(b).total_s == pytest.approx(m.step_time_s(b), rel=1e-12)
+
+
 @settings(max_examples=40, deadline=None)
 @given(b=st.integers(1, 500), ctx=st.integers(1, 30_000))
 def test_step_time_monotone_in_batch_and_context(b: int, ctx: int) -> None:

@@ -33,6 +33,21 @@ class Efficiency:
     request_overhead_s: fixed time of one request before its first token outside the engine
         steps (HTTP, chat template and tokenisation, admission, detokenising and streaming the
         first token); added to every TTFT, not to the step time.
+    kv_read: efficiency of decode attention's KV-cache reads relative to `bandwidth` (1.0 =
+        paged decode kernels stream KV as fast as weights; eager attention that first copies
+        the KV heads up to the query heads reaches a fraction of it).
+    gqa_expansion: extra KV traffic of decode attention per query head sharing a KV head: KV
+        bytes moved = KV bytes x (1 + gqa_expansion x query heads / KV heads). 0 = GQA kernels
+        read each KV head once; 2 = attention that copies the KV heads up to the query heads and
+        reads the copy (transformers' SDPA path, `repeat_kv`).
+    activation_passes: memory passes over the activations per token and layer outside the
+        GEMMs (norms, rotary, activation function, residual adds), in units of
+        (hidden + FFN width) x 2 bytes at `bandwidth`; 0 = fused into the GEMMs and attention
+        kernels (the roofline's GEMM efficiency absorbs them), a few for an unfused eager path.
+    overhead_overlap: share of the fixed step costs (step, layer, sequence overheads) hidden
+        behind GPU work: 0 = they add to it (the host waits for the GPU, or CUDA graphs leave
+        only launch gaps), 1 = the step takes the longer of the two (an eager host that
+        dispatches kernels ahead of the GPU).
     """
 
     compute_max: float = 0.70
@@ -46,6 +61,10 @@ class Efficiency:
     seq_overhead_s: float = 5e-6
     moe_compute: float = 1.0
     request_overhead_s: float = 0.03
+    kv_read: float = 1.0
+    gqa_expansion: float = 0.0
+    activation_passes: float = 0.0
+    overhead_overlap: float = 0.0
     provenance: str = field(default="defaults (fleetplan.perf.efficiency)", compare=False)
 
     def compute_at(self, tokens: float) -> float:
@@ -67,6 +86,7 @@ FRACTION_CAPS: dict[str, float] = {
     "attention": 1.0,
     "comm": 1.0,
     "moe_compute": 1.5,
+    "overhead_overlap": 1.0,
 }
 
 #: Where each default comes from (shown by `fleetplan plan --explain` and in FIDELITY.md).
@@ -90,6 +110,19 @@ DEFAULT_SOURCES: dict[str, str] = {
     "seq_overhead_s": "per-sequence input preparation and sampling, microseconds per sequence",
     "moe_compute": "neutral default (1.0 = dense GEMM efficiency); fitted per GPU/engine in "
     "perf/calibration/*.yaml (grouped expert GEMMs run few rows per expert)",
+    "kv_read": "neutral default (1.0: decode attention reads KV at the weight-streaming "
+    "bandwidth, as paged decode kernels do); fitted from measured step times where an engine's "
+    "attention path is slower (perf/calibration/gpu_steps.yaml)",
+    "gqa_expansion": "0.0: paged decode kernels (vLLM, SGLang, TRT-LLM; FlashInfer, "
+    "FlashAttention) load each KV head once for its query-head group; transformers' "
+    "integrations/sdpa_attention.py repeat_kv copies KV up to the query heads (v5.17.0), "
+    "fitted in perf/calibration/gpu_steps.yaml",
+    "activation_passes": "0.0: serving engines fuse norms, activation and residual adds "
+    "into neighbouring kernels, and the fitted GEMM efficiency absorbs the rest; fitted for "
+    "eager PyTorch in perf/calibration/gpu_steps.yaml",
+    "overhead_overlap": "0.0: serving engines with CUDA graphs (vLLM, SGLang, TRT-LLM) pay "
+    "scheduling and launch costs between steps, in series with the GPU (vLLM V1 blog, 2025-01); "
+    "fitted from measured step times for eager engines (perf/calibration/gpu_steps.yaml)",
     "request_overhead_s": "tokenisation 10-20 us per token (tenstorrent/tt-inference-server#2173, "
     "2026-02) plus HTTP, scheduling and streaming the first token: 62 ms TTFT for an 8-token "
     "prompt on an 8B model at batch 1 (vllm-project/vllm#770, 2024-12), mostly outside the GPU; "

@@ -5,11 +5,18 @@ A step's time is the sum of its parts, each bounded by the slower of compute and
   t = max(linear FLOPs / achievable FLOP/s, weight bytes / achievable bytes/s)     (GEMMs)
     + max(attention FLOPs / achievable FLOP/s, KV bytes / achievable bytes/s)      (attention)
     + collectives (TP all-reduce, EP all-to-all, PP send/recv)
-    + fixed step overhead + per-layer overhead x layers + per-sequence overhead.
+    + fixed step overhead + per-layer overhead x layers + per-sequence overhead,
+
+less the share `overhead_overlap` of the smaller of the GPU work and the fixed costs (an eager
+host dispatching ahead of the GPU hides one behind the other; 0 for CUDA-graph engines).
 
 - Linear FLOPs = 2 x active non-embedding params x tokens + 2 x hidden x vocab per sampled token.
 - MoE weight bytes: the dense part plus the experts the step touches; T tokens choosing k of E
   experts touch E x (1 - (1 - k/E)^T) experts per layer in expectation (uniform routing).
+- Decode attention reads KV at `bandwidth x kv_read` of peak HBM bandwidth, moving
+  1 + gqa_expansion x (query heads / KV heads) times the KV bytes (0 for GQA-aware kernels).
+- Unfused elementwise work: `activation_passes` x (hidden + FFN width) x 2 bytes per token and
+  layer at `bandwidth` (0 for engines that fuse it).
 - Attention FLOPs per query-key pair per layer = 2 x heads x (qk_dim + v_dim); MLA decode uses the
   absorbed form (qk_dim = kv_lora_rank + rope dim, v_dim = kv_lora_rank).
 - All-reduce (ring) = 2 (TP-1)/TP x bytes / achievable link bytes/s + latency, two per layer.
@@ -54,13 +61,31 @@ class StepBreakdown:
 
 @dataclass(frozen=True, slots=True)
 class _Coeffs:
-    """t(c) = const + full_per_ctx * c + sliding_per_ctx * min(c, sliding_cap) for decode
-    context tokens c (prefill parts are folded into const)."""
+    """GPU work g(c) = const + full_per_ctx * c + sliding_per_ctx * min(c, sliding_cap) for
+    decode context tokens c (prefill parts are folded into const); the step takes
+    g + over - overlap * min(g, over)."""
 
     const: float
     full_per_ctx: float
     sliding_per_ctx: float
     sliding_cap: float
+    over: float = 0.0
+    overlap: float = 0.0
+
+    def gpu(self, c: float) -> float:
+        return self.const + self.full_per_ctx * c + self.sliding_per_ctx * min(c, self.sliding_cap)
+
+    def gpu_run(self, seqs: float, c0: float, n: int) -> float:
+        """Sum of g over n decode steps from context c0, each adding `seqs` tokens."""
+        if n <= 0:
+            return 0.0
+        sum_ctx = n * c0 + seqs * n * (n - 1) / 2.0
+        total = n * self.const + self.full_per_ctx * sum_ctx
+        if self.sliding_per_ctx:
+            below = min(n, max(0, math.ceil((self.sliding_cap - c0) / seqs)))
+            sum_below = below * c0 + seqs * below * (below - 1) / 2.0
+            total += self.sliding_per_ctx * (sum_below + (n - below) * self.sliding_cap)
+        return total
 
 
 class RooflineStepModel:
@@ -73,6 +98,14 @@ class RooflineStepModel:
         self.peak_flops = g.flops_per_s[dep.quant.compute_dtype].value
         self.attn_flops = g.flops_per_s["bf16"].value * eff.attention
         self.bw = g.hbm_bytes_per_s.value * eff.bandwidth
+        # Decode attention's KV reads.
+        self.kv_bw = self.bw * eff.kv_read
+        self.overlap = min(max(eff.overhead_overlap, 0.0), 1.0)
+        ffn = (m.moe.expert_intermediate_size * m.moe.experts_per_token if m.moe
+               else m.intermediate_size)
+        # seconds per token of unfused elementwise passes (norms, rotary, activation, residual)
+        self.elem_per_token = (eff.activation_passes * m.num_layers * (m.hidden_size + ffn)
+                               * ACT_BYTES / (dep.tp * self.bw))
         self.link = g.interconnect.bytes_per_s.value * eff.comm
         so = g.interconnect.scale_out_bytes_per_s
         # Scale-out (NIC) bandwidth per GPU; only layouts spanning domains use it.
@@ -110,6 +143,9 @@ class RooflineStepModel:
         else:
             v = a.v_head_dim or a.head_dim
             self.prefill_pair_flops = self.decode_pair_flops = 2.0 * heads * (a.head_dim + v)
+        # decode KV traffic per KV byte (attention that expands KV heads to the query heads)
+        groups = heads / a.num_kv_heads if a.kind != "mla" and a.num_kv_heads else 1.0
+        self.kv_traffic = 1.0 + eff.gqa_expansion * groups
         self.kv_token_bytes_stage = kv_bytes_per_token_per_gpu(dep)  # per GPU, per PP stage
         attn_layers = a.full_layers + a.sliding_layers
         self.full_frac = a.full_layers / attn_layers if attn_layers else 0.0
@@ -181,6 +217,8 @@ class RooflineStepModel:
         dp = dep.attention_dp  # sequences (and their KV) are split over the DP ranks
         flop_s = pf * layers / dep.tp / dp / self.attn_flops
         byte_s = self.kv_token_bytes_stage * dep.pp / dp / self.bw
+        if decode:
+            byte_s = self.kv_token_bytes_stage * dep.pp / dp * self.kv_traffic / self.kv_bw
         return flop_s, byte_s
 
     def _comm(self, tokens: int) -> float:
@@ -246,18 +284,24 @@ class RooflineStepModel:
         over = 0.0 if tokens == 0 else (
             self._over_const + self._over_per_seq * (b.decode_seqs + b.prefill_seqs)
         )
+        elem = self.elem_per_token * tokens
         coeffs = _Coeffs(
-            const=lin + pre_attn + comm + over,
+            const=lin + elem + pre_attn + comm,
             full_per_ctx=per_ctx * self.full_frac,
             sliding_per_ctx=per_ctx * (1.0 - self.full_frac),
             sliding_cap=float(b.decode_seqs * self.window),
+            over=over,
+            overlap=self.overlap,
         )
         dec_attn = coeffs.full_per_ctx * b.decode_ctx_tokens + coeffs.sliding_per_ctx * min(
             b.decode_ctx_tokens, coeffs.sliding_cap
         )
         compute_bound = pre_c > pre_m if b.prefill_tokens else dc_flop > dc_byte
         attn_bound = "compute" if compute_bound else "bandwidth"
-        brk = StepBreakdown(lin, lin_bound, pre_attn + dec_attn, attn_bound, comm, over)
+        gpu = lin + elem + pre_attn + dec_attn + comm
+        # the overhead the GPU work does not hide
+        brk = StepBreakdown(lin + elem, lin_bound, pre_attn + dec_attn, attn_bound, comm,
+                            over - self.overlap * min(gpu, over))
         return coeffs, brk
 
     # ---- StepTimeModel ---------------------------------------------------------------------
@@ -282,19 +326,28 @@ class RooflineStepModel:
         )
         comm = self._comm_const + self._comm_per_token * tokens
         over = self._over_const + self._over_per_seq * (b.decode_seqs + b.prefill_seqs)
-        return lin + (pre_attn + dec_attn) + comm + over
+        gpu = lin + self.elem_per_token * tokens + (pre_attn + dec_attn) + comm
+        if self.overlap:
+            return gpu + over - self.overlap * min(gpu, over)
+        return gpu + over
 
     def decode_run_time_s(self, decode_seqs: int, decode_ctx_tokens: int, n_steps: int) -> float:
         if n_steps <= 0 or decode_seqs <= 0:
             return 0.0
         c, _ = self._coeffs(StepBatch(decode_seqs=decode_seqs, decode_ctx_tokens=decode_ctx_tokens))
         s, c0, n = float(decode_seqs), float(decode_ctx_tokens), n_steps
-        sum_ctx = n * c0 + s * n * (n - 1) / 2.0
-        total = n * c.const + c.full_per_ctx * sum_ctx
-        if c.sliding_per_ctx:
-            below = min(n, max(0, math.ceil((c.sliding_cap - c0) / s)))
-            sum_below = below * c0 + s * below * (below - 1) / 2.0
-            total += c.sliding_per_ctx * (sum_below + (n - below) * c.sliding_cap)
+        total = c.gpu_run(s, c0, n) + n * c.over
+        if c.overlap:
+            # GPU work grows with the context, so it is below the fixed costs for the first k
+            # steps and above after: sum of min(g, over) = the first k steps' g + the rest's over.
+            lo, hi = 0, n  # k = steps with g < over (binary search; g is non-decreasing)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if c.gpu(c0 + s * mid) < c.over:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            total -= c.overlap * (c.gpu_run(s, c0, lo) + (n - lo) * c.over)
         return total
 
     # ---- derived figures -------------------------------------------------------------------
