@@ -23,9 +23,12 @@ from fleetplan.sim.router import make_router
 __all__ = ["KV_TRANSFER_EFFICIENCY", "DisaggFleetConfig", "FleetConfig", "ReplicaConfig"]
 
 GIB = 2**30
-#: catalog engine name -> scheduling policy (llama.cpp: FCFS slots, see `scheduler.py`)
+#: catalog engine name -> scheduling policy (llama.cpp: FCFS slots, see `scheduler.py`;
+#: transformers' continuous batching: FIFO admission under a token budget with chunked prefill
+#: into a paged cache, evicting to recompute when it fills (transformers v5.17.0 docs,
+#: continuous_batching_architecture), which is vLLM V1's policy)
 ENGINE_POLICY = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "tgi": "tgi",
-                 "llamacpp": "llamacpp"}
+                 "llamacpp": "llamacpp", "transformers": "vllm"}
 
 
 @dataclass(frozen=True)
