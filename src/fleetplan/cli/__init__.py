@@ -14,6 +14,7 @@ import typer
 from fleetplan.cli import catalog as _catalog  # noqa: F401
 from fleetplan.cli import plan as _plan  # noqa: F401
 from fleetplan.cli import simulate as _simulate  # noqa: F401
+from fleetplan.cli import steps as _steps  # noqa: F401
 from fleetplan.cli import validate as _validate  # noqa: F401
 from fleetplan.cli import workload as _workload  # noqa: F401
 from fleetplan.cli._app import app, err_console

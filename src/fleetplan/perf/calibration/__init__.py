@@ -117,6 +117,9 @@ def efficiency_for(gpu: str, engine: str, precision: str,
             f"{model_class} models)"
         )
     params = {k: float(v) for k, v in e["params"].items() if k in _FIELDS}
+    # Model factors belong to the fit that made them: a fit from another file (measured step
+    # times of another engine) does not take them.
+    same_fit = e["file"] == calibration_factors().get(model_class, {}).get("file")
     rows = e.get("rows", "?")
     err = e.get("mape", {})
     loss = e.get("ttft_loss")
@@ -128,7 +131,7 @@ def efficiency_for(gpu: str, engine: str, precision: str,
             f"calibration {e['file']} ({e.get('fit_date')}): {gpu}/{engine}/{precision}, "
             f"{model_class} models, {rows} rows, in-sample MAPE {err}{caveat}"
         ),
-    ), model_class, model)
+    ), model_class, model if same_fit else None)
 
 
 def _with_model(eff: Efficiency, model_class: str, model: str | None) -> Efficiency:

@@ -1,0 +1,328 @@
+"""Measured step times: read them, fit the step-time model's efficiencies to them, report error.
+
+A *step* is one forward pass of an engine over a batch (`fleetplan.perf.step.StepBatch`). The
+format is what `bench/gpu_measure.py` writes (`data/gpu_steps_h100.csv`): one row per measured
+step, with the GPU, engine, precision and catalog model, the layer count the model ran with
+(large models are cut to fit one GPU), the batch in `StepBatch` terms and the median time.
+
+`fit_steps` fits, per (GPU, engine, precision), the `Efficiency` fields a single-GPU step
+depends on (`STEP_FIELDS`: GEMM efficiency and its half-saturation size, HBM bandwidth,
+attention efficiency, fixed per-step, per-layer and per-sequence costs) by least squares on
+log(predicted / measured) of the roofline step time (`RooflineStepModel`), with a weak ridge
+toward the documented defaults so that a field the data cannot see stays at its default.
+`held_out` refits with each model's rows left out and predicts them. `write_step_calibration`
+stores the fits as a calibration YAML beside the serving-point fits, which
+`efficiency_for(gpu, engine, precision)` then returns with their provenance.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.optimize import least_squares
+
+from fleetplan.catalog import ModelSpec, get_engine, get_gpu, get_model, get_quant
+from fleetplan.errors import InputFileError, UsageError
+from fleetplan.perf.deployment import Deployment
+from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from fleetplan.perf.roofline import RooflineStepModel
+from fleetplan.perf.step import StepBatch
+
+__all__ = [
+    "STEP_FIELDS",
+    "StepFit",
+    "StepPoint",
+    "bundled_steps_path",
+    "fit_steps",
+    "held_out",
+    "predict_steps",
+    "read_steps",
+    "step_error_table",
+    "write_step_calibration",
+]
+
+#: Efficiency fields a single-GPU step's time depends on (no collectives at TP = 1).
+STEP_FIELDS = ("compute_max", "compute_half_tokens", "bandwidth", "attention", "kv_read",
+               "step_overhead_s", "layer_overhead_s", "seq_overhead_s")
+#: Fields whose default is 0, fitted on their own scale after the log factors, in [0, upper].
+LINEAR_FIELDS = {"gqa_expansion": 4.0, "activation_passes": 40.0, "overhead_overlap": 1.0}
+#: Ridge weight per log factor: 0.02 costs as much as a 2% miss on one row, so well-measured
+#: fields move freely and unseen ones stay at their defaults.
+RIDGE = 0.02
+
+_INT_COLS = ("num_layers", "batch_size", "context_tokens", "prefill_tokens", "prefill_seqs",
+             "prefill_kv_read_tokens", "decode_seqs", "decode_ctx_tokens")
+_FLOAT_COLS = ("prefill_attn_pairs", "step_ms")
+REQUIRED_COLUMNS = ("gpu", "engine", "model", "precision", "phase", *_INT_COLS, *_FLOAT_COLS)
+
+
+@dataclass(frozen=True, slots=True)
+class StepPoint:
+    """One measured step. Times in seconds."""
+
+    line: int  # 1-based line in the file (header = 1)
+    gpu: str  # catalog names
+    engine: str
+    model: str
+    num_layers: int
+    precision: str
+    phase: str  # "prefill" or "decode" (a label; the batch says what ran)
+    batch_size: int
+    context_tokens: int
+    batch: StepBatch
+    step_s: float
+    measured: str = ""  # where and when (optional columns device_name, measured_at, versions)
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        return (self.gpu, self.engine, self.precision)
+
+
+def bundled_steps_path() -> Path:
+    """The step times measured by this project on an H100 (`data/gpu_steps_h100.csv`)."""
+    return Path(str(resources.files("fleetplan.calibrate").joinpath("data/gpu_steps_h100.csv")))
+
+
+def read_steps(path: Path) -> list[StepPoint]:
+    """Read and check a step-time CSV; every problem names the file, line and field."""
+    p = str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputFileError(f"cannot read: {e.strerror or e}", path=p) from e
+    rows = list(csv.DictReader(text.splitlines()))
+    header = text.splitlines()[0].split(",") if text.strip() else []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputFileError(f"missing column(s) {', '.join(missing)}", path=p, line=1)
+    if not rows:
+        raise InputFileError("no rows after the header", path=p, line=1)
+    out = []
+    for i, r in enumerate(rows, start=2):
+        out.append(_point(r, p, i))
+    return out
+
+
+def _point(r: dict[str, str], p: str, line: int) -> StepPoint:
+    vals: dict[str, Any] = {}
+    for c in _INT_COLS:
+        v = (r.get(c) or "").strip()
+        try:
+            n = int(float(v))
+        except ValueError:
+            raise InputFileError(f"not a number: {v!r}", path=p, line=line, field=c) from None
+        if n < 0 or float(v) != n:
+            raise InputFileError(f"must be a whole number >= 0, got {v!r}", path=p, line=line,
+                                 field=c)
+        vals[c] = n
+    for c in _FLOAT_COLS:
+        v = (r.get(c) or "").strip()
+        try:
+            x = float(v)
+        except ValueError:
+            raise InputFileError(f"not a number: {v!r}", path=p, line=line, field=c) from None
+        if not math.isfinite(x) or x < 0:
+            raise InputFileError(f"must be finite and >= 0, got {v!r}", path=p, line=line,
+                                 field=c)
+        vals[c] = x
+    if vals["step_ms"] <= 0:
+        raise InputFileError("must be > 0", path=p, line=line, field="step_ms")
+    if vals["num_layers"] < 1:
+        raise InputFileError("must be >= 1", path=p, line=line, field="num_layers")
+    if vals["prefill_tokens"] + vals["decode_seqs"] == 0:
+        raise InputFileError("the step has no tokens (prefill_tokens and decode_seqs are 0)",
+                             path=p, line=line, field="prefill_tokens")
+    names = {}
+    for c, get in (("gpu", get_gpu), ("engine", get_engine), ("model", get_model),
+                   ("precision", get_quant)):
+        try:
+            names[c] = get((r.get(c) or "").strip()).name
+        except UsageError as e:
+            raise InputFileError(str(e).split(": ", 1)[-1], path=p, line=line, field=c) from None
+    model = get_model(names["model"])
+    if vals["num_layers"] > model.num_layers:
+        raise InputFileError(f"{model.name} has {model.num_layers} layers, got "
+                             f"{vals['num_layers']}", path=p, line=line, field="num_layers")
+    batch = StepBatch(vals["prefill_tokens"], vals["prefill_seqs"], vals["prefill_attn_pairs"],
+                      vals["prefill_kv_read_tokens"], vals["decode_seqs"],
+                      vals["decode_ctx_tokens"])
+    meta = [(r.get(c) or "").strip() for c in ("device_name", "measured_at", "torch_version",
+                                               "transformers_version")]
+    measured = ", ".join(x for x in (meta[0], meta[1][:10],
+                                     f"torch {meta[2]}" if meta[2] else "",
+                                     f"transformers {meta[3]}" if meta[3] else "") if x)
+    return StepPoint(line, names["gpu"], names["engine"], names["model"], vals["num_layers"],
+                     names["precision"], (r.get("phase") or "").strip(), vals["batch_size"],
+                     vals["context_tokens"], batch, vals["step_ms"] / 1e3, measured)
+
+
+def with_layers(model: ModelSpec, layers: int) -> ModelSpec:
+    """`model` cut to its first `layers` layers (a model of only full-attention layers)."""
+    if layers == model.num_layers:
+        return model
+    a = model.attention
+    if a.sliding_layers or a.linear_layers or model.moe is not None:
+        raise UsageError(f"{model.name}: only dense models of full-attention layers can be cut "
+                         f"to fewer layers", where="num_layers")
+    return model.model_copy(update={
+        "num_layers": layers, "attention": a.model_copy(update={"full_layers": layers})})
+
+
+def _deployments(points: Sequence[StepPoint]) -> dict[tuple[str, str, str, str, int], Deployment]:
+    out: dict[tuple[str, str, str, str, int], Deployment] = {}
+    for p in points:
+        key = (p.gpu, p.engine, p.precision, p.model, p.num_layers)
+        if key not in out:
+            dep = Deployment(with_layers(get_model(p.model), p.num_layers), get_gpu(p.gpu),
+                             get_quant(p.precision), get_engine(p.engine))
+            problems = dep.problems()
+            if problems:
+                raise UsageError(f"line {p.line}: " + "; ".join(problems), where="steps")
+            out[key] = dep
+    return out
+
+
+def predict_steps(points: Sequence[StepPoint], eff: Efficiency | dict[tuple[str, str, str],
+                  Efficiency]) -> np.ndarray:
+    """Roofline step time (s) of each point under `eff` (one, or one per group)."""
+    deps = _deployments(points)
+    models: dict[tuple[Any, ...], RooflineStepModel] = {}
+    out = np.empty(len(points))
+    for i, p in enumerate(points):
+        e = eff if isinstance(eff, Efficiency) else eff.get(p.group, DEFAULT_EFFICIENCY)
+        key = (p.gpu, p.engine, p.precision, p.model, p.num_layers, id(e))
+        if key not in models:
+            models[key] = RooflineStepModel(deps[key[:5]].with_efficiency(e))
+        out[i] = models[key].step_time_s(p.batch)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StepFit:
+    """The fitted efficiency of one (GPU, engine, precision) group and its in-sample error."""
+
+    group: tuple[str, str, str]
+    efficiency: Efficiency
+    rows: int
+    mape_pct: float
+    default_mape_pct: float
+
+
+def _eff(theta: np.ndarray) -> Efficiency:
+    """Efficiency of the parameter vector: log factors over the defaults of `STEP_FIELDS`, then
+    the overlap share."""
+    d = DEFAULT_EFFICIENCY
+    vals = {f: getattr(d, f) * math.exp(t) for f, t in zip(STEP_FIELDS, theta, strict=False)}
+    for j, f in enumerate(LINEAR_FIELDS):
+        vals[f] = float(theta[len(STEP_FIELDS) + j])
+    return Efficiency(**{**{k: getattr(d, k) for k in d.as_dict() if k != "provenance"},
+                         **vals})
+
+
+def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred / meas - 1.0)) * 100.0)
+
+
+def fit_steps(points: Sequence[StepPoint], max_nfev: int = 200) -> dict[tuple[str, str, str],
+                                                                        StepFit]:
+    """One fit per (GPU, engine, precision) group of `points`."""
+    out: dict[tuple[str, str, str], StepFit] = {}
+    for group in sorted({p.group for p in points}):
+        pts = [p for p in points if p.group == group]
+        meas = np.array([p.step_s for p in pts])
+        log_meas = np.log(meas)
+
+        def resid(theta: np.ndarray, pts: list[StepPoint] = pts,
+                  log_meas: np.ndarray = log_meas) -> np.ndarray:
+            pred = predict_steps(pts, _eff(theta))
+            return np.concatenate([np.log(pred) - log_meas, RIDGE * theta])
+
+        # Fractions may not pass their caps (the step time would ignore the excess).
+        caps = {"compute_max": 1.0, "bandwidth": 1.0, "attention": 1.0}
+        hi = np.array([*(math.log(caps[f] / getattr(DEFAULT_EFFICIENCY, f)) if f in caps
+                         else 6.0 for f in STEP_FIELDS), *LINEAR_FIELDS.values()])
+        lo = np.array([-6.0] * len(STEP_FIELDS) + [0.0] * len(LINEAR_FIELDS))
+        x0 = np.zeros(len(STEP_FIELDS) + len(LINEAR_FIELDS))
+        res = least_squares(resid, x0, bounds=(lo, hi), max_nfev=max_nfev, x_scale=1.0)
+        eff = _eff(res.x)
+        out[group] = StepFit(group, eff, len(pts), _mape(predict_steps(pts, eff), meas),
+                             _mape(predict_steps(pts, DEFAULT_EFFICIENCY), meas))
+    return out
+
+
+def held_out(points: Sequence[StepPoint], max_nfev: int = 200) -> np.ndarray:
+    """Each point predicted by a fit to the other models' points of its group (leave one model
+    out); NaN where its group has no other model."""
+    out = np.full(len(points), np.nan)
+    for model in sorted({p.model for p in points}):
+        train = [p for p in points if p.model != model]
+        test_idx = [i for i, p in enumerate(points) if p.model == model]
+        fits = fit_steps(train, max_nfev) if train else {}
+        for i in test_idx:
+            f = fits.get(points[i].group)
+            if f is not None:
+                out[i] = predict_steps([points[i]], f.efficiency)[0]
+    return out
+
+
+def step_error_table(points: Sequence[StepPoint], preds: dict[str, np.ndarray],
+                     by: tuple[str, ...] = ("model", "num_layers", "phase")
+                     ) -> list[dict[str, Any]]:
+    """MAPE (%) of each prediction column by the `by` fields of the points, and overall."""
+    meas = np.array([p.step_s for p in points])
+    keys = [tuple(getattr(p, b) for b in by) for p in points]
+    table = []
+    for k in [*sorted(set(keys)), None]:
+        sel = np.array([k is None or kk == k for kk in keys])
+        row: dict[str, Any] = dict(zip(by, k, strict=True)) if k else dict.fromkeys(by, "all")
+        row["rows"] = int(sel.sum())
+        for name, pred in preds.items():
+            ok = sel & np.isfinite(pred)
+            row[name] = _mape(pred[ok], meas[ok]) if ok.any() else float("nan")
+        table.append(row)
+    return table
+
+
+def write_step_calibration(path: Path, points: Sequence[StepPoint],
+                           fits: dict[tuple[str, str, str], StepFit], source: str,
+                           held: np.ndarray | None = None) -> None:
+    """Store the fits as a calibration YAML that `fleetplan.perf.calibration` loads."""
+    meas = np.array([p.step_s for p in points])
+    entries = []
+    for g, f in sorted(fits.items()):
+        sel = np.array([p.group == g for p in points])
+        mape: dict[str, float] = {"step_pct": round(f.mape_pct, 2),
+                                  "defaults_step_pct": round(f.default_mape_pct, 2)}
+        if held is not None and np.isfinite(held[sel]).any():
+            ok = sel & np.isfinite(held)
+            mape["held_out_model_step_pct"] = round(_mape(held[ok], meas[ok]), 2)
+        entries.append({
+            "gpu": g[0], "engine": g[1], "precision": g[2], "model_class": "dense",
+            "rows": f.rows, "models": sorted({f"{p.model} x{p.num_layers} layers"
+                                              for p in points if p.group == g}),
+            "measured": sorted({p.measured for p in points if p.group == g and p.measured}),
+            "mape": mape,
+            "params": {k: float(f"{getattr(f.efficiency, k):.6g}")
+                       for k in f.efficiency.as_dict() if k != "provenance"},
+        })
+    doc = {
+        "fit_date": dt.date.today().isoformat(),
+        "source": source,
+        "method": "fleetplan.calibrate.steps.fit_steps: least squares on log(roofline step time "
+                  f"/ measured) over {', '.join(STEP_FIELDS)} (log factors) and "
+                  f"{', '.join(LINEAR_FIELDS)} (from 0), ridge {RIDGE} per log factor toward "
+                  "the defaults; other fields at their defaults; held-out error: each model's "
+                  "rows predicted by a fit to the other models' rows",
+        "rows_used": len(points),
+        "fits": entries,
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))

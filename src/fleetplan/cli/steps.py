@@ -1,0 +1,94 @@
+"""`fleetplan calibrate-steps`: fit the step-time model to measured step times.
+
+Reads a step-time CSV (the format `bench/gpu_measure.py` writes; default: the bundled H100
+measurements), fits the efficiency parameters of each (GPU, engine, precision) in it
+(`fleetplan.calibrate.steps`), and prints the error of the documented defaults, of the fit, and of
+a fit with each model's rows held out, by (model, layers, phase). `--yaml` writes the fits as a
+calibration file that the performance model loads when it is placed in
+`fleetplan/perf/calibration/`; `--out` writes every row back with `pred_step_ms`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from fleetplan.calibrate.steps import (
+    bundled_steps_path,
+    fit_steps,
+    held_out,
+    predict_steps,
+    read_steps,
+    step_error_table,
+    write_step_calibration,
+)
+from fleetplan.cli._app import app, console
+from fleetplan.errors import InputFileError
+from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY
+
+__all__ = ["calibrate_steps"]
+
+#: the fitted fields shown, with their units
+_SHOWN = (("compute_max", ""), ("compute_half_tokens", " tokens"), ("bandwidth", ""),
+          ("attention", ""), ("kv_read", ""), ("gqa_expansion", ""), ("activation_passes", ""),
+          ("step_overhead_s", " s"), ("layer_overhead_s", " s"), ("seq_overhead_s", " s"),
+          ("overhead_overlap", ""))
+
+
+@app.command("calibrate-steps")
+def calibrate_steps(
+    steps: Annotated[
+        Path | None,
+        typer.Argument(help="step-time CSV (bench/gpu_measure.py; default: the bundled H100 "
+                       "measurements)"),
+    ] = None,
+    yaml_out: Annotated[
+        Path | None, typer.Option("--yaml", help="write the fits as a calibration YAML here")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write every row with pred_step_ms here")
+    ] = None,
+) -> None:
+    """Fit step-time efficiencies to measured steps; print the error before and after."""
+    path = steps or bundled_steps_path()
+    points = read_steps(path)
+    fits = fit_steps(points)
+    fitted = predict_steps(points, {g: f.efficiency for g, f in fits.items()})
+    held = held_out(points)
+    defaults = predict_steps(points, DEFAULT_EFFICIENCY)
+    table = Table(title=f"Step-time error on {path.name} (MAPE, %)")
+    for col in ("model", "layers", "phase", "rows", "defaults", "fitted", "model held out"):
+        table.add_column(col, justify="left" if col in ("model", "phase") else "right")
+    for r in step_error_table(points, {"d": defaults, "f": fitted, "h": held}):
+        table.add_row(str(r["model"]), str(r["num_layers"]), str(r["phase"]), str(r["rows"]),
+                      f"{r['d']:.1f}", f"{r['f']:.1f}", f"{r['h']:.1f}")
+    console.print(table)
+    for (gpu, engine, precision), f in fits.items():
+        params = ", ".join(f"{k} {getattr(f.efficiency, k):.4g}{unit}" for k, unit in _SHOWN)
+        console.print(f"{gpu}/{engine}/{precision} ({f.rows} rows): {params}")
+    if yaml_out is not None:
+        try:
+            write_step_calibration(yaml_out, points, fits, source=(f"{path.name} (measured step "
+                                   "times, bench/gpu_measure.py)"), held=held)
+        except OSError as e:
+            raise InputFileError(f"cannot write: {e.strerror or e}", path=str(yaml_out)) from e
+        console.print(f"wrote {yaml_out}")
+    if out is not None:
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+        buf = io.StringIO()
+        cols = [*(rows[0].keys() if rows else []), "pred_step_ms"]
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        for raw, pred in zip(rows, fitted, strict=True):
+            w.writerow({**raw, "pred_step_ms": f"{pred * 1e3:.4f}" if np.isfinite(pred) else ""})
+        try:
+            out.write_text(buf.getvalue())
+        except OSError as e:
+            raise InputFileError(f"cannot write: {e.strerror or e}", path=str(out)) from e
+        console.print(f"wrote {out}")

@@ -1,0 +1,155 @@
+"""Measured step times: reading, the step-time fit and its error, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fleetplan.calibrate.steps import (
+    STEP_FIELDS,
+    bundled_steps_path,
+    fit_steps,
+    held_out,
+    predict_steps,
+    read_steps,
+    step_error_table,
+    with_layers,
+)
+from fleetplan.catalog import get_model
+from fleetplan.errors import InputFileError, UsageError
+from fleetplan.perf.calibration import efficiency_for
+from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY
+from fleetplan.perf.params import param_count
+from tests.conftest import check_golden
+
+GOLDEN = Path(__file__).parents[1] / "cli" / "golden"
+GROUP = ("h100-sxm", "transformers", "bf16")
+
+
+@pytest.fixture(scope="module")
+def points() -> list[Any]:
+    return read_steps(bundled_steps_path())
+
+
+@pytest.fixture(scope="module")
+def fits(points: list[Any]) -> dict[Any, Any]:
+    return fit_steps(points)
+
+
+def test_bundled_steps_read(points: list[Any]) -> None:
+    assert len(points) == 136
+    assert {p.group for p in points} == {GROUP}
+    assert {(p.model, p.num_layers) for p in points} == {
+        ("llama-3.1-8b", 32), ("llama-3.1-70b", 12), ("llama-3.1-405b", 4)}
+    p = next(p for p in points if p.phase == "decode" and p.batch_size == 32)
+    assert p.batch.decode_ctx_tokens == 32 * p.context_tokens and p.batch.prefill_tokens == 0
+
+
+def test_fit_error_within_stated_tolerance(points: list[Any], fits: dict[Any, Any]) -> None:
+    """The fit to 136 H100 steps: in-sample MAPE <= 8%, each model predicted by a fit to the
+    other two <= 12% overall (docs/FIDELITY.md: 6.2% and 9.6%), the defaults >= 40%."""
+    f = fits[GROUP]
+    assert f.mape_pct <= 8.0
+    assert f.default_mape_pct >= 40.0
+    held = held_out(points)
+    meas = np.array([p.step_s for p in points])
+    assert np.isfinite(held).all()
+    assert float(np.mean(np.abs(held / meas - 1.0))) * 100 <= 12.0
+    # GPU-bound prefill steps (>= 100 ms) of a held-out model within 20% each (largest miss
+    # 15.7%: Llama-3.1-8B at 16k tokens, whose unfused elementwise share the other two models,
+    # twice and four times as wide, pin down less well)
+    big = np.array([p.phase == "prefill" and p.step_s >= 0.1 for p in points])
+    assert np.all(np.abs(held[big] / meas[big] - 1.0) <= 0.20)
+
+
+def test_stored_calibration_is_this_fit(fits: dict[Any, Any]) -> None:
+    """perf/calibration/gpu_steps.yaml holds the fit of the bundled steps (rerun
+    `fleetplan calibrate-steps --yaml ...` after changing either), and the performance model
+    loads it for the group, without the serving fit's model factors."""
+    stored = efficiency_for(*GROUP, "dense", "llama-3.1-8b")
+    assert "gpu_steps.yaml" in stored.provenance and "factor of model" not in stored.provenance
+    for k in (*STEP_FIELDS, "gqa_expansion", "activation_passes", "overhead_overlap"):
+        assert getattr(stored, k) == pytest.approx(getattr(fits[GROUP].efficiency, k), rel=1e-4)
+
+
+def test_fitted_structure_is_physical(fits: dict[Any, Any]) -> None:
+    """Eager transformers: the host's fixed costs are mostly hidden behind GPU work, decode
+    attention moves several times the KV bytes (repeat_kv), per-layer costs dominate."""
+    e = fits[GROUP].efficiency
+    assert 0.5 <= e.overhead_overlap <= 1.0
+    assert (1 + e.gqa_expansion * 4) / e.kv_read > 4  # 8B: 32 query heads over 8 KV heads
+    assert e.layer_overhead_s * 32 > e.step_overhead_s
+    assert 0.4 <= e.compute_max <= 0.9
+
+
+def test_with_layers_cuts_the_model() -> None:
+    m = get_model("llama-3.1-70b")
+    cut = with_layers(m, 10)
+    per_layer = (param_count(m) - param_count(cut)) / 70
+    assert param_count(with_layers(m, 20)) - param_count(cut) == pytest.approx(10 * per_layer)
+    assert with_layers(m, 80) is m
+    with pytest.raises(UsageError, match="full-attention"):
+        with_layers(get_model("deepseek-v3"), 4)
+
+
+def test_error_table_overall_row(points: list[Any]) -> None:
+    pred = predict_steps(points, DEFAULT_EFFICIENCY)
+    rows = step_error_table(points, {"d": pred}, by=("phase",))
+    assert [r["phase"] for r in rows] == ["decode", "prefill", "all"]
+    assert sum(r["rows"] for r in rows[:-1]) == rows[-1]["rows"] == len(points)
+
+
+def _write(tmp_path: Path, edit: Any) -> Path:
+    lines = bundled_steps_path().read_text().splitlines()[:4]
+    lines = edit(lines)
+    p = tmp_path / "steps.csv"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "field"),
+    [
+        (lambda ls: [ls[0].replace("step_ms,", "time,"), *ls[1:]], 1, None),
+        (lambda ls: [ls[0], ls[1], ls[2].replace(",transformers,llama-3.1-8b,32,",
+                                                 ",transformers,llama-3.1-8b,33,")], 3,
+         "num_layers"),
+        (lambda ls: [ls[0], ls[1].replace("llama-3.1-8b", "llama-9")], 2, "model"),
+        (lambda ls: [ls[0], ls[1].replace("h100-sxm", "h999", 1)], 2, "gpu"),
+        (lambda ls: [ls[0], ls[1], ls[2], _set(ls[0], ls[3], "step_ms", "fast")], 4, "step_ms"),
+        (lambda ls: [ls[0], _set(ls[0], _set(ls[0], ls[1], "prefill_tokens", "0"),
+                                 "decode_seqs", "0")], 2, "prefill_tokens"),
+        (lambda ls: [ls[0], _set(ls[0], ls[1], "batch_size", "1.5")], 2, "batch_size"),
+    ],
+)
+def test_bad_rows_name_file_line_field(tmp_path: Path, edit: Any, line: int,
+                                       field: str | None) -> None:
+    p = _write(tmp_path, edit)
+    with pytest.raises(InputFileError) as ei:
+        read_steps(p)
+    assert ei.value.path == str(p) and ei.value.line == line and ei.value.field == field
+
+
+def _set(header: str, row: str, col: str, value: str) -> str:
+    cols, vals = header.split(","), row.split(",")
+    vals[cols.index(col)] = value
+    return ",".join(vals)
+
+
+def test_cli_calibrate_steps_golden(cli: Any, tmp_path: Path) -> None:
+    yaml_out, pred = tmp_path / "fit.yaml", tmp_path / "pred.csv"
+    r = cli("calibrate-steps", "--yaml", str(yaml_out), "--out", str(pred))
+    assert r.code == 0, r.err
+    check_golden(GOLDEN / "calibrate_steps_h100.txt",
+                 r.out.replace(str(yaml_out), "FIT.yaml").replace(str(pred), "PRED.csv"))
+    rows = pred.read_text().splitlines()
+    assert rows[0].endswith(",pred_step_ms") and len(rows) == 137
+    assert "transformers" in yaml_out.read_text()
+
+
+def test_cli_calibrate_steps_bad_file(cli: Any, tmp_path: Path) -> None:
+    r = cli("calibrate-steps", str(tmp_path / "none.csv"))
+    assert r.code == 2 and "none.csv" in r.err and "Traceback" not in r.err
