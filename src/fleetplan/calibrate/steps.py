@@ -1,9 +1,10 @@
 """Measured step times: read them, fit the step-time model's efficiencies to them, report error.
 
 A *step* is one forward pass of an engine over a batch (`fleetplan.perf.step.StepBatch`). The
-format is what `bench/gpu_measure.py` writes (`data/gpu_steps_h100.csv`): one row per measured
-step, with the GPU, engine, precision and catalog model, the layer count the model ran with
-(large models are cut to fit one GPU), the batch in `StepBatch` terms and the median time.
+format is what `bench/gpu_measure.py` writes (`data/gpu_steps_h100.csv`, `gpu_steps_h200.csv`):
+one row per measured step, with the GPU, engine, precision and catalog model, the layer count
+the model ran with (large models are cut to fit one GPU), the batch in `StepBatch` terms and
+the median time.
 
 `fit_steps` fits, per (GPU, engine, precision), the `Efficiency` fields a single-GPU step
 depends on (`STEP_FIELDS`: GEMM efficiency and its half-saturation size, HBM bandwidth,
@@ -42,8 +43,10 @@ __all__ = [
     "StepFit",
     "StepPoint",
     "bundled_steps_path",
+    "bundled_steps_paths",
     "fit_steps",
     "held_out",
+    "held_out_gpu",
     "predict_steps",
     "read_steps",
     "step_error_table",
@@ -87,9 +90,14 @@ class StepPoint:
         return (self.gpu, self.engine, self.precision)
 
 
-def bundled_steps_path() -> Path:
-    """The step times measured by this project on an H100 (`data/gpu_steps_h100.csv`)."""
-    return Path(str(resources.files("fleetplan.calibrate").joinpath("data/gpu_steps_h100.csv")))
+def bundled_steps_path(gpu: str = "h100") -> Path:
+    """The step times measured by this project on one GPU (`data/gpu_steps_<gpu>.csv`)."""
+    return Path(str(resources.files("fleetplan.calibrate").joinpath(f"data/gpu_steps_{gpu}.csv")))
+
+
+def bundled_steps_paths() -> list[Path]:
+    """Every bundled step-time file (H100 and H200)."""
+    return [bundled_steps_path(g) for g in ("h100", "h200")]
 
 
 def read_steps(path: Path) -> list[StepPoint]:
@@ -232,12 +240,17 @@ def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
     return float(np.mean(np.abs(pred / meas - 1.0)) * 100.0)
 
 
-def fit_steps(points: Sequence[StepPoint], max_nfev: int = 200) -> dict[tuple[str, str, str],
-                                                                        StepFit]:
-    """One fit per (GPU, engine, precision) group of `points`."""
+def fit_steps(points: Sequence[StepPoint], max_nfev: int = 200,
+              pool_gpus: bool = False) -> dict[tuple[str, str, str], StepFit]:
+    """One fit per (GPU, engine, precision) group of `points`; with `pool_gpus`, one per
+    (engine, precision) over every GPU's points, keyed ("*", engine, precision)."""
     out: dict[tuple[str, str, str], StepFit] = {}
-    for group in sorted({p.group for p in points}):
-        pts = [p for p in points if p.group == group]
+
+    def key(p: StepPoint) -> tuple[str, str, str]:
+        return ("*", p.engine, p.precision) if pool_gpus else p.group
+
+    for group in sorted({key(p) for p in points}):
+        pts = [p for p in points if key(p) == group]
         meas = np.array([p.step_s for p in pts])
         log_meas = np.log(meas)
 
@@ -271,6 +284,21 @@ def held_out(points: Sequence[StepPoint], max_nfev: int = 200) -> np.ndarray:
             f = fits.get(points[i].group)
             if f is not None:
                 out[i] = predict_steps([points[i]], f.efficiency)[0]
+    return out
+
+
+def held_out_gpu(points: Sequence[StepPoint], max_nfev: int = 200) -> np.ndarray:
+    """Each point predicted by one fit to the other GPUs' points of its engine and precision,
+    with its own GPU's datasheet peaks (leave one GPU out); NaN where no other GPU was
+    measured."""
+    out = np.full(len(points), np.nan)
+    for gpu in sorted({p.gpu for p in points}):
+        train = [p for p in points if p.gpu != gpu]
+        fits = fit_steps(train, max_nfev, pool_gpus=True) if train else {}
+        for i, p in enumerate(points):
+            f = fits.get(("*", p.engine, p.precision))
+            if p.gpu == gpu and f is not None:
+                out[i] = predict_steps([p], f.efficiency)[0]
     return out
 
 

@@ -1,9 +1,10 @@
 """`fleetplan calibrate-steps`: fit the step-time model to measured step times.
 
-Reads a step-time CSV (the format `bench/gpu_measure.py` writes; default: the bundled H100
-measurements), fits the efficiency parameters of each (GPU, engine, precision) in it
-(`fleetplan.calibrate.steps`), and prints the error of the documented defaults, of the fit, and of
-a fit with each model's rows held out, by (model, layers, phase). `--yaml` writes the fits as a
+Reads step-time CSVs (the format `bench/gpu_measure.py` writes; default: the bundled H100 and
+H200 measurements), fits the efficiency parameters of each (GPU, engine, precision) in it
+(`fleetplan.calibrate.steps`), and prints the error of the documented defaults, of the fit, of a
+fit with each model's rows held out, and of a fit to the other GPUs' rows (each GPU held out,
+with its own datasheet peaks), by (GPU, model, layers, phase). `--yaml` writes the fits as a
 calibration file that the performance model loads when it is placed in
 `fleetplan/perf/calibration/`; `--out` writes every row back with `pred_step_ms`.
 """
@@ -20,9 +21,10 @@ import typer
 from rich.table import Table
 
 from fleetplan.calibrate.steps import (
-    bundled_steps_path,
+    bundled_steps_paths,
     fit_steps,
     held_out,
+    held_out_gpu,
     predict_steps,
     read_steps,
     step_error_table,
@@ -44,9 +46,9 @@ _SHOWN = (("compute_max", ""), ("compute_half_tokens", " tokens"), ("bandwidth",
 @app.command("calibrate-steps")
 def calibrate_steps(
     steps: Annotated[
-        Path | None,
-        typer.Argument(help="step-time CSV (bench/gpu_measure.py; default: the bundled H100 "
-                       "measurements)"),
+        list[Path] | None,
+        typer.Argument(help="step-time CSVs (bench/gpu_measure.py; default: the bundled H100 "
+                       "and H200 measurements)"),
     ] = None,
     yaml_out: Annotated[
         Path | None, typer.Option("--yaml", help="write the fits as a calibration YAML here")
@@ -56,33 +58,37 @@ def calibrate_steps(
     ] = None,
 ) -> None:
     """Fit step-time efficiencies to measured steps; print the error before and after."""
-    path = steps or bundled_steps_path()
-    points = read_steps(path)
+    paths = steps or bundled_steps_paths()
+    points = [p for path in paths for p in read_steps(path)]
+    names = ", ".join(p.name for p in paths)
     fits = fit_steps(points)
     fitted = predict_steps(points, {g: f.efficiency for g, f in fits.items()})
     held = held_out(points)
+    held_gpu = held_out_gpu(points)
     defaults = predict_steps(points, DEFAULT_EFFICIENCY)
-    table = Table(title=f"Step-time error on {path.name} (MAPE, %)")
-    for col in ("model", "layers", "phase", "rows", "defaults", "fitted", "model held out"):
-        table.add_column(col, justify="left" if col in ("model", "phase") else "right")
-    for r in step_error_table(points, {"d": defaults, "f": fitted, "h": held}):
-        table.add_row(str(r["model"]), str(r["num_layers"]), str(r["phase"]), str(r["rows"]),
-                      f"{r['d']:.1f}", f"{r['f']:.1f}", f"{r['h']:.1f}")
+    table = Table(title=f"Step-time error on {names} (MAPE, %)")
+    for col in ("gpu", "model", "layers", "phase", "rows", "defaults", "fitted",
+                "model held out", "GPU held out"):
+        table.add_column(col, justify="left" if col in ("gpu", "model", "phase") else "right")
+    for r in step_error_table(points, {"d": defaults, "f": fitted, "h": held, "g": held_gpu},
+                              by=("gpu", "model", "num_layers", "phase")):
+        table.add_row(str(r["gpu"]), str(r["model"]), str(r["num_layers"]), str(r["phase"]),
+                      str(r["rows"]), *(f"{r[k]:.1f}" for k in "dfhg"))
     console.print(table)
     for (gpu, engine, precision), f in fits.items():
         params = ", ".join(f"{k} {getattr(f.efficiency, k):.4g}{unit}" for k, unit in _SHOWN)
         console.print(f"{gpu}/{engine}/{precision} ({f.rows} rows): {params}")
     if yaml_out is not None:
         try:
-            write_step_calibration(yaml_out, points, fits, source=(f"{path.name} (measured step "
-                                   "times, bench/gpu_measure.py)"), held=held)
+            write_step_calibration(yaml_out, points, fits, source=(f"{names} (measured step times, "
+                                   "bench/gpu_measure.py)"), held=held)
         except OSError as e:
             raise InputFileError(f"cannot write: {e.strerror or e}", path=str(yaml_out)) from e
         console.print(f"wrote {yaml_out}")
     if out is not None:
-        rows = list(csv.DictReader(path.read_text().splitlines()))
+        rows = [r for path in paths for r in csv.DictReader(path.read_text().splitlines())]
         buf = io.StringIO()
-        cols = [*(rows[0].keys() if rows else []), "pred_step_ms"]
+        cols = [*dict.fromkeys(k for r in rows for k in r), "pred_step_ms"]
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for raw, pred in zip(rows, fitted, strict=True):
