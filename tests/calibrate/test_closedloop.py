@@ -163,3 +163,44 @@ def test_tp_recorded_as_moe_tp_times_ep_beyond_the_domain_is_read_within_it() ->
     prep = prepare(pts)
     left = [r for r in prep.reasons if r]
     assert left and all("cannot have run as recorded" in r for r in left)
+
+
+def test_padding_slot_held_by_trtllm_before_1_1_only() -> None:
+    """NVIDIA/TensorRT-LLM#7998 (2025-09-25): before it, the CUDA-graph padding request held a
+    slot of max_batch_size."""
+    from dataclasses import replace
+
+    from fleetplan.calibrate.closedloop import padding_slot_held
+
+    _, _, pts = read_points(bundled_points_path())
+    p = pts[0]
+    for backend, version, want in [("trtllm", "1.0.0rc3", True), ("trtllm", "0.21.0", True),
+                                   ("trtllm", "1.1.0rc2.post2", False),
+                                   ("trtllm", "1.2.0rc6.post2", False),
+                                   ("trtllm", "gpt-oss-dev", False), ("trtllm", "", False),
+                                   ("vllm", "0.12.0", False), ("sglang", "0.5.9", False)]:
+        assert padding_slot_held(replace(p, backend=backend, backend_version=version)) is want
+
+
+def test_held_padding_slot_makes_one_client_wait() -> None:
+    """A held slot (share 1) leaves N - 1 slots for N clients: each request waits for a slot
+    for one E2E / (N - 1); points whose engine held none are unchanged."""
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare(pts)
+    x = prep.inputs
+    n = len(prep.sup)
+    eff = {f: np.full(n, float(getattr(DEFAULT_EFFICIENCY, f))) for f in FIT_FIELDS}
+    a0, b0 = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 1.0, 0.0)
+    ah, _ = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 1.0, 0.5)
+    a1, b1 = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 1.0, 1.0)
+    held = x.slot_ranks > 0
+    assert held.sum() > 300  # the TensorRT-LLM 1.0.0rc3 aggregated rows
+    np.testing.assert_array_equal(a1[~held], a0[~held])
+    np.testing.assert_array_equal(b1[~held], b0[~held])
+    one = held & (x.slot_ranks == 1) & (x.running == x.slot_limit) & (x.clients >= 4)
+    assert one.sum() > 100
+    # the wait is (TTFT before it + decode) / (N - 1); the step of N - 1 sequences is a little
+    # faster than that of N, so the TTFT grows by at least 90% of decode / (N - 1)
+    wait_floor = 0.9 * x.osl * b1 / np.maximum(x.clients - 1.0, 1.0)
+    assert np.all((a1 - a0)[one] >= wait_floor[one])
+    assert np.all((a0 < ah)[one]) and np.all((ah < a1)[one])

@@ -42,6 +42,7 @@ record) are benchmark parameters fitted across all points; they are not per-row 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -92,6 +93,8 @@ class LoopInputs:
     pool: np.ndarray  # prefill instances (1 for aggregated)
     clients: np.ndarray  # clients per decode instance (N for aggregated, ceil(N/D) disagg.)
     running: np.ndarray  # running batch per decode instance: min(clients, KV slots, max seqs)
+    slot_limit: np.ndarray  # batch limit where a padding slot may be held (`batch_limit`), else inf
+    slot_ranks: np.ndarray  # ranks holding one padding slot each (attention DP), else 0
     dec_alt: np.ndarray  # decode step of the attention-DP reading of the layout (else = dec)
 
     def take(self, mask: np.ndarray) -> LoopInputs:
@@ -129,6 +132,29 @@ def running_capacity(dep: Deployment, context_tokens: int) -> int | None:
     if pool <= 0 or per_seq <= 0:
         return None
     return max(1, int(pool // per_seq) * dep.attention_dp)
+
+
+_VERSION = re.compile(r"^(\d+)\.(\d+)")
+
+
+def padding_slot_held(p: ServingPoint) -> bool:
+    """Whether the point's engine keeps one batch slot per rank for its CUDA-graph padding
+    request: TensorRT-LLM before 1.1 padded a short decode batch with a dummy request that held
+    a slot of `max_batch_size` (fixed by reserving an extra slot, NVIDIA/TensorRT-LLM#7998,
+    2025-09-25). With the batch limit set to the concurrency, one client then always waits for
+    a slot (the measured TTFTs of the 1.0.0rc3 rows are one E2E / (N - 1) plus the prefill)."""
+    m = _VERSION.match(p.backend_version)
+    return p.backend == "trtllm" and m is not None and (int(m[1]), int(m[2])) < (1, 1)
+
+
+def batch_limit(p: ServingPoint, dep: Deployment) -> int | None:
+    """The batch limit of an aggregated instance of `p` whose engine held a padding slot
+    (`padding_slot_held`): the recorded `batch_size` per rank times the ranks; `predict` takes
+    the held share of one slot per rank from it. None elsewhere (the benchmark configs set the
+    limit to the concurrency, so it does not bind)."""
+    if p.mode != "agg" or p.max_batch < 2 or not padding_slot_held(p):
+        return None
+    return p.max_batch * dep.attention_dp
 
 
 def attention_dp_variant(dep: Deployment) -> Deployment | None:
@@ -216,8 +242,13 @@ def _clients(p: ServingPoint) -> int:
 
 def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopInputs:
     dec, p1, pw, mix, ks, pools, cl, run, alt = [], [], [], [], [], [], [], [], []
+    lim: list[float] = []
+    ranks: list[float] = []
     for p, r in zip(points, resolved, strict=True):
         d, a, b, mx, k, pool, c, bs, da = _shapes(p, r)
+        limit = batch_limit(p, agg_deployment(p, r.agg)) if r.agg is not None else None
+        lim.append(float(limit) if limit is not None else math.inf)
+        ranks.append(float(r.agg.attention_dp) if limit is not None and r.agg else 0.0)
         alt.append(da.as_tuple())
         mix.append(mx.as_tuple())
         cl.append(c)
@@ -239,6 +270,8 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         pool=np.array(pools, dtype=float),
         clients=np.array(cl, dtype=float),
         running=np.array(run, dtype=float),
+        slot_limit=np.array(lim, dtype=float),
+        slot_ranks=np.array(ranks, dtype=float),
         dec_alt=np.array(alt, dtype=float).reshape(-1, len(FEATURES)),
     )
 
@@ -265,6 +298,7 @@ def predict(
     x: LoopInputs, eff: dict[str, np.ndarray], wave_weight: np.ndarray | float,
     queue_factor: np.ndarray | float, disagg_speedup: np.ndarray | float = 1.0,
     ttft_overhead_s: np.ndarray | float = 0.0, cohort_frac: np.ndarray | float = 1.0,
+    held_slot: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step
     of disaggregated points (their recipes use speculative decoding the data does not record);
@@ -272,7 +306,9 @@ def predict(
     tokenisation, admission, detokenising and streaming the first token) and `ttft_overhead_s`
     an extra one (disaggregated serving: the hand-off from the prefill to the decode pool);
     `cohort_frac` the share of a token budget's prompts that arrive together in steady state
-    (1: clients stay in step, 0: each prompt arrives alone)."""
+    (1: clients stay in step, 0: each prompt arrives alone); `held_slot` the share of one batch
+    slot per rank that an engine's CUDA-graph padding request holds (`padding_slot_held`; the
+    decode step keeps the shape of the running batch without it)."""
     # Disaggregated decode pools whose attention-DP use is unrecorded: the faster reading
     # (the recipes choose their layout for the concurrency they serve).
     t_dec = np.where(x.disagg, np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff)),
@@ -284,7 +320,7 @@ def predict(
     extra = np.maximum(step_time(x.mix, eff) - t_dec, 0.0)
     osl1 = np.maximum(x.osl - 1.0, 1.0)
     agg = ~x.disagg
-    b = x.running
+    b = np.minimum(x.running, x.slot_limit - held_slot * x.slot_ranks)
     admitted = b / x.clients  # fraction of the clients that hold a KV slot
     tpot = np.where(agg, t_d + (b - 1.0) * extra / osl1, t_d)
     # prompts that arrive together (completions stay in step; `cohort_frac` < 1: clients

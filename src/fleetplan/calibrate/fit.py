@@ -58,9 +58,10 @@ ENGINES_W = ("sglang", "trtllm", "vllm")  # engines with their own start-up-wave
 NE = len(ENGINES_W)
 #: Benchmark parameters after the efficiency block, one per engine each: wave weights, log
 #: disaggregated decode speed-ups, extra TTFT of disaggregated serving (in units of
-#: OVERHEAD_UNIT_S), cohort fractions; then the log queue factor. (The fixed request overhead
-#: before the first token is the `request_overhead_s` efficiency field, fitted in the hierarchy.)
-NX = 4 * NE + 1
+#: OVERHEAD_UNIT_S), cohort fractions; then the held share of a padding slot (one per class,
+#: `closedloop.padding_slot_held`) and the log queue factor. (The fixed request overhead before
+#: the first token is the `request_overhead_s` efficiency field, fitted in the hierarchy.)
+NX = 4 * NE + 2
 OVERHEAD_UNIT_S = 0.1
 OVERHEAD_MAX_S = 0.5
 
@@ -109,6 +110,8 @@ class FitResult:
     disagg_ttft_overheads: dict[str, float] = field(default_factory=dict)
     #: share of a token budget's prompts that come back together per engine (clients in step)
     cohort_fracs: dict[str, float] = field(default_factory=dict)
+    #: share of one batch slot per rank held by a CUDA-graph padding request (engines that did)
+    held_slot: float = 0.0
 
     def efficiency_arrays(self, lv: Levels) -> dict[str, np.ndarray]:
         """Per-point efficiency values (unknown labels contribute nothing)."""
@@ -149,7 +152,7 @@ class FitResult:
         sp = np.array([self.disagg_speedups.get(e, 1.0) for e in lv.engine])
         return predict(x, self.efficiency_arrays(lv), self.wave_weight_of(lv.engine),
                        self.queue_factor, sp, self.disagg_overhead_of(lv.engine, lv.disagg),
-                       self.cohort_frac_of(lv.engine))
+                       self.cohort_frac_of(lv.engine), self.held_slot)
 
 
 def value_or_mean(table: dict[str, float], key: str, default: float = 0.0) -> float:
@@ -225,7 +228,8 @@ def fit(
         sp = np.exp(theta[eng_col + NE])
         q = float(np.exp(theta[F + NX - 1]))
         ov = OVERHEAD_UNIT_S * dis * theta[eng_col + 2 * NE]
-        a, b = predict(x, unpack(theta), w, q, sp, ov, theta[eng_col + 3 * NE])
+        a, b = predict(x, unpack(theta), w, q, sp, ov, theta[eng_col + 3 * NE],
+                       float(theta[F + 4 * NE]))
         rt = a / ttft - 1.0 if ttft_residual == "relative" else np.log(a) - lt
         return np.concatenate([ttft_weight * rt, np.log(b) - lp, reg_w * theta])
 
@@ -249,6 +253,10 @@ def fit(
     lo[F + 2 * NE : F + 3 * NE], hi[F + 2 * NE : F + 3 * NE] = 0.0, OVERHEAD_MAX_S / OVERHEAD_UNIT_S
     theta0[F + 3 * NE : F + 4 * NE] = 0.9
     lo[F + 3 * NE : F + 4 * NE], hi[F + 3 * NE : F + 4 * NE] = 0.0, 1.0
+    # held padding slot: from half a slot where some points' engines held one, else fixed at 0
+    can_hold = bool(np.any(x.slot_ranks > 0))
+    theta0[F + 4 * NE] = 0.5 if can_hold else 0.0
+    lo[F + 4 * NE], hi[F + 4 * NE] = 0.0, 1.0 if can_hold else 1e-12
     lo[F + NX - 1], hi[F + NX - 1] = np.log(0.05), np.log(20.0)
     sol = least_squares(
         resid, theta0, bounds=(lo, hi), jac_sparsity=jac, loss="soft_l1", f_scale=f_scale,
@@ -266,7 +274,7 @@ def fit(
     coh = {e: float(th[F + 3 * NE + i]) for i, e in enumerate(ENGINES_W)}
     return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[F + NX - 1])), speed, n,
                      float(sol.cost), disagg_ttft_overheads=over_d,
-                     cohort_fracs=coh)
+                     cohort_fracs=coh, held_slot=float(th[F + 4 * NE]))
 
 
 def _starts(uniq: Sequence[str], idx: np.ndarray, labs: Sequence[str]) -> list[tuple[str, int]]:

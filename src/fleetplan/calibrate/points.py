@@ -83,6 +83,8 @@ class ServingPoint:
     decode: Layout | None
     ttft_s: float | None
     tpot_s: float | None
+    backend_version: str = ""  # as recorded ("1.0.0rc3", "0.5.9", "nightly-dev", ...)
+    max_batch: int = 0  # the engine's batch limit per rank (`batch_size`, aggregated); 0 unknown
 
     @property
     def group(self) -> tuple[str, str, str, str]:
@@ -217,6 +219,8 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         decode=dec,
         ttft_s=None if ttft is None else ttft / 1e3,
         tpot_s=None if tpot is None else tpot / 1e3,
+        backend_version=(row.get("backend_version") or "").strip(),
+        max_batch=bs if mode == "agg" else 0,
     )
 
 

@@ -193,6 +193,8 @@ class BenchmarkParams:
     modes: dict[str, dict[str, float]]
     disagg_overheads: dict[str, float] = field(default_factory=dict)
     cohorts: dict[str, float] = field(default_factory=dict)
+    #: share of a batch slot per rank held by a CUDA-graph padding request (class-wide)
+    held_slot: float = 0.0
 
     def disagg_overhead(self, engine: str, disagg: bool) -> float:
         """Extra TTFT of disaggregated serving (the hand-off to the decode pool) of `engine`;
@@ -213,6 +215,7 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
             out.speedups[eng] = float(bench.get("disagg_decode_speedup", 1.0))
             out.disagg_overheads[eng] = float(bench.get("disagg_ttft_overhead_s", 0.0))
             out.cohorts[eng] = float(bench.get("cohort_fraction", 1.0))
+            out.held_slot = float(bench.get("held_padding_slot", 0.0))
             out.modes[eng] = {k: float(v) for k, v in (bench.get("disagg_log") or {}).items()}
     return out
 
@@ -225,6 +228,7 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
     n = len(effs)
     w, sp, ov, q, coh = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n), np.ones(n)
+    held = np.zeros(n)
     for c in set(cls):
         bp = stored_benchmark_params(c)
         for i, eng in enumerate(prep.levels.engine):
@@ -235,10 +239,11 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
             ov[i] = bp.disagg_overhead(eng, bool(prep.levels.disagg[i]))
             q[i] = bp.queue
             coh[i] = value_or_mean(bp.cohorts, eng, 1.0)
+            held[i] = bp.held_slot
             if prep.levels.disagg[i]:
                 for f, off in bp.modes.get(eng, {}).items():
                     arrays[f][i] *= float(np.exp(off))
-    a, b = predict(prep.inputs, arrays, w, q, sp, ov, coh)
+    a, b = predict(prep.inputs, arrays, w, q, sp, ov, coh, held)
     return a, b, [e.provenance for e in effs]
 
 
@@ -295,6 +300,7 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                     "disagg_ttft_overhead_s": round(
                         value_or_mean(res.disagg_ttft_overheads, key[1]), 6),
                     "cohort_fraction": round(float(res.cohort_frac_of([key[1]])[0]), 6),
+                    "held_padding_slot": round(res.held_slot, 6),
                     "disagg_log": _disagg_log(params, res.group_params(*key, disagg=True)),
                 },
             })
