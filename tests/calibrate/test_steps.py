@@ -20,7 +20,7 @@ from fleetplan.calibrate.steps import (
     step_error_table,
     with_layers,
 )
-from fleetplan.catalog import get_model
+from fleetplan.catalog import get_gpu, get_model
 from fleetplan.errors import InputFileError, UsageError
 from fleetplan.perf.calibration import efficiency_for
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY
@@ -172,3 +172,24 @@ def test_cli_calibrate_steps_golden(cli: Any, tmp_path: Path) -> None:
 def test_cli_calibrate_steps_bad_file(cli: Any, tmp_path: Path) -> None:
     r = cli("calibrate-steps", str(tmp_path / "none.csv"))
     assert r.code == 2 and "none.csv" in r.err and "Traceback" not in r.err
+
+
+def test_gpu_measure_writes_the_columns_the_reader_needs() -> None:
+    """bench/gpu_measure.py (run on GPU machines only) and read_steps agree on the format."""
+    import importlib.util
+
+    from fleetplan.calibrate.steps import REQUIRED_COLUMNS
+
+    path = Path(__file__).parents[2] / "bench" / "gpu_measure.py"
+    spec = importlib.util.spec_from_file_location("gpu_measure", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # torch and transformers are imported only when measuring
+    assert set(REQUIRED_COLUMNS) <= set(mod.FIELDS)
+    header = bundled_steps_path().read_text().splitlines()[0].split(",")
+    assert header == mod.FIELDS
+    # every catalog name the script records resolves
+    for name in mod.MODEL_CONFIGS:
+        assert get_model(name).name == name
+    for _, cat in mod.GPU_NAMES:
+        assert get_gpu(cat).name == cat
