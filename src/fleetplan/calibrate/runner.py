@@ -160,16 +160,18 @@ def predict_fits(fits: ClassFits, prep: Prepared,
 
 
 def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
-                   folds: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out (TTFT, TPOT) predictions of every supported point (NaN where unmeasured):
-    per fold and model class, a fit on the other folds' points of that class."""
+                   folds: list[int] | None = None,
+                   classes: tuple[str, ...] = (DENSE, MOE)) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out (TTFT, TPOT) predictions of every supported point of `classes` (NaN where
+    unmeasured or of another class): per fold and model class, a fit on the other folds'
+    points of that class."""
     m, t, o = prep.measured()
     fold = cv_folds([p.group for p in prep.sup], k)
     cls = np.array(prep.model_class())
     pt = np.full(len(prep.sup), np.nan)
     po = np.full(len(prep.sup), np.nan)
     for f in folds if folds is not None else range(k):
-        for c in (DENSE, MOE):
+        for c in classes:
             train = m & (fold != f) & (cls == c)
             test = (fold == f) & (cls == c)
             if not test.any() or not train.any():
