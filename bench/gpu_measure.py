@@ -45,8 +45,10 @@ MODEL_CONFIGS = {
     "llama-3.1-405b": "meta-llama--Meta-Llama-3.1-405B_config.json",
 }
 #: torch device name fragment -> catalog GPU name
-GPU_NAMES = (("H200", "h200-sxm"), ("H100 PCIe", "h100-pcie"), ("H100", "h100-sxm"),
-             ("A100", "a100-sxm-80gb"), ("B200", "b200"), ("L40S", "l40s"), ("L4", "l4"))
+GPU_NAMES = (("H200", "h200-sxm"), ("H100 PCIe", "h100-pcie"),
+             ("H100", "h100-sxm"), ("A100", "a100-sxm-80gb"), ("GB300", "gb300"),
+             ("B300", "b300"), ("GB200", "gb200"), ("B200", "b200"), ("L40S", "l40s"),
+             ("L4", "l4"), ("MI325X", "mi325x"), ("MI300X", "mi300x"))
 
 FIELDS = [
     "gpu", "device_name", "engine", "model", "num_layers", "precision", "phase", "batch_size",
@@ -78,9 +80,15 @@ def _llama_config(name: str, layers: int | None, smoke: bool) -> tuple[dict[str,
     return cfg, n
 
 
+#: devices without a catalog entry whose names contain one that has (recorded by device name)
+UNCATALOGUED = ("GH200",)
+
+
 def _gpu_name(device_name: str, override: str | None) -> str:
     if override:
         return override
+    if any(u in device_name for u in UNCATALOGUED):
+        return device_name.lower().replace(" ", "-")
     for frag, cat in GPU_NAMES:
         if frag in device_name:
             return cat
