@@ -39,7 +39,9 @@ _CONC = re.compile(r"silicon_concurrency=(\d+)")
 
 def _config_dir(model_path: str, base: Path) -> Path:
     """A directory holding the model's published config.json (catalog sources)."""
-    name = model_path.rsplit("/", 1)[-1].replace("Meta-", "").removesuffix("-Instruct")
+    name = model_path.rsplit("/", 1)[-1].replace("Meta-", "")
+    for suffix in ("-Instruct", "-FP8", "-NVFP4"):
+        name = name.removesuffix(suffix)
     hits = [p for p in CONFIGS.glob("*_config.json")
             if p.name.split("--", 1)[-1].removesuffix("_config.json").replace("Meta-", "")
             == name]
@@ -63,17 +65,30 @@ def _estimate(job: tuple[dict[str, str], str]) -> dict[str, Any]:
           "osl": int(r["osl"]), "batch_size": conc, "tp_size": int(float(r["tp_size"] or 1)),
           "pp_size": int(float(r["pp_size"] or 1)),
           "gemm_quant_mode": r["gemm_quant_mode"] or None}
+    for col, key in (("attention_dp_size", "attention_dp_size"), ("moe_tp_size", "moe_tp_size"),
+                     ("moe_ep_size", "moe_ep_size")):
+        if (r.get(col) or "").strip():
+            kw[key] = int(float(r[col]))
+    if (r.get("moe_quant_mode") or "").strip():
+        kw["moe_quant_mode"] = r["moe_quant_mode"]
     out = {k: r.get(k, "") for k in FIELDS if k in r}
     out.update(peer_ttft_ms="", peer_tpot_ms="", peer_version="", note="")
-    for version in [*([r["backend_version"]] if r["backend_version"] else []), None]:
-        try:
-            res = cli_estimate(model_dir, r["system"], backend_version=version, **kw)
-        except Exception as e:  # the peer's own refusal: record it, try its default version
-            out["note"] = f"{type(e).__name__}: {str(e)[:200]}"
-            continue
-        out.update(peer_ttft_ms=f"{res.ttft:.4f}", peer_tpot_ms=f"{res.tpot:.4f}",
-                   peer_version=version or "default", note="")
-        break
+    # The row's version where the peer has a database for it, else its default; its default
+    # SILICON database mode, else HYBRID (its SOL + empirical fill-in) where measured kernel
+    # data is missing.
+    for mode in ("SILICON", "HYBRID"):
+        for version in [*([r["backend_version"]] if r["backend_version"] else []), None]:
+            try:
+                res = cli_estimate(model_dir, r["system"], backend_version=version,
+                                   database_mode=mode, **kw)
+            except Exception as e:  # the peer's own refusal: record it, try the next
+                out["note"] = f"{type(e).__name__}: {str(e)[:200]}"
+                continue
+            out.update(peer_ttft_ms=f"{res.ttft:.4f}", peer_tpot_ms=f"{res.tpot:.4f}",
+                       peer_version=f"{version or 'default'} {mode}", note="")
+            return out
+        if "does not fit" in out["note"]:  # the mode does not change the memory check
+            break
     return out
 
 
