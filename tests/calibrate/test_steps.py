@@ -193,3 +193,14 @@ def test_gpu_measure_writes_the_columns_the_reader_needs() -> None:
         assert get_model(name).name == name
     for _, cat in mod.GPU_NAMES:
         assert get_gpu(cat).name == cat
+
+
+def test_cli_warns_when_a_phase_is_barely_measured(cli: Any, tmp_path: Path) -> None:
+    lines = bundled_steps_path().read_text().splitlines()
+    f = tmp_path / "few.csv"
+    f.write_text("\n".join(lines[:4]) + "\n")  # three prefill steps, no decode step
+    r = cli("calibrate-steps", str(f))
+    assert r.code == 0, r.err
+    assert "warning:" in r.out and "3 prefill and 0 decode" in r.out
+    r = cli("calibrate-steps")
+    assert "warning:" not in r.out

@@ -36,6 +36,8 @@ from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY
 
 __all__ = ["calibrate_steps"]
 
+#: fewer steps of one phase than this and the fit cannot separate compute, bandwidth and overhead
+MIN_PHASE_ROWS = 8
 #: the fitted fields shown, with their units
 _SHOWN = (("compute_max", ""), ("compute_half_tokens", " tokens"), ("bandwidth", ""),
           ("attention", ""), ("kv_read", ""), ("gqa_expansion", ""), ("activation_passes", ""),
@@ -78,6 +80,16 @@ def calibrate_steps(
     for (gpu, engine, precision), f in fits.items():
         params = ", ".join(f"{k} {getattr(f.efficiency, k):.4g}{unit}" for k, unit in _SHOWN)
         console.print(f"{gpu}/{engine}/{precision} ({f.rows} rows): {params}")
+        grp = [p for p in points if p.group == (gpu, engine, precision)]
+        n_pre = sum(1 for p in grp if p.batch.prefill_tokens > 0)
+        n_dec = len(grp) - n_pre
+        if n_pre < MIN_PHASE_ROWS or n_dec < MIN_PHASE_ROWS:
+            console.print(
+                f"[yellow]warning:[/] the {gpu}/{engine}/{precision} fit rests on {n_pre} "
+                f"prefill and {n_dec} decode steps (fewer than {MIN_PHASE_ROWS} of one phase): "
+                "fields those steps cannot tell apart trade off against each other; measure "
+                "both phases over batch sizes and contexts (bench/gpu_measure.py's grid)",
+                highlight=False)
     if yaml_out is not None:
         try:
             write_step_calibration(yaml_out, points, fits, source=(f"{names} (measured step times, "
