@@ -16,15 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fleetplan.calibrate.fit import mape
+
 
 def _peer(kind: str) -> list[dict[str, str]]:
     path = Path(str(resources.files("fleetplan.calibrate").joinpath(
         f"data/peer_aiconfigurator_{kind}.csv")))
     return list(csv.DictReader(path.read_text().splitlines()))
-
-
-def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred / meas - 1.0)) * 100.0)
 
 
 @pytest.mark.parametrize(("kind", "model", "min_rows"), [
@@ -41,7 +39,7 @@ def test_held_out_error_below_the_peer(full_cv: Any, kind: str, model: str | Non
         meas = np.array([float(r[f"silicon_{metric}_ms"]) for r in rows])
         peer = np.array([float(r[f"peer_{metric}_ms"]) for r in rows])
         assert np.isfinite(ours).all()
-        assert _mape(ours, meas) < _mape(peer, meas), (kind, model, metric)
+        assert mape(ours, meas) < mape(peer, meas), (kind, model, metric)
 
 
 def test_peer_files_cover_the_aggregated_rows_and_say_why_not() -> None:

@@ -142,6 +142,7 @@ def _write(tmp_path: Path, edit: Any) -> Path:
         (lambda ls: [ls[0], _set(ls[0], _set(ls[0], ls[1], "prefill_tokens", "0"),
                                  "decode_seqs", "0")], 2, "prefill_tokens"),
         (lambda ls: [ls[0], _set(ls[0], ls[1], "batch_size", "1.5")], 2, "batch_size"),
+        (lambda ls: [ls[0], ls[1].replace(",bf16,", ",fp4,")], 2, "precision"),
     ],
 )
 def test_bad_rows_name_file_line_field(tmp_path: Path, edit: Any, line: int,

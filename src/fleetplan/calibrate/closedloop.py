@@ -246,9 +246,10 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
     ranks: list[float] = []
     for p, r in zip(points, resolved, strict=True):
         d, a, b, mx, k, pool, c, bs, da = _shapes(p, r)
-        limit = batch_limit(p, agg_deployment(p, r.agg)) if r.agg is not None else None
+        adep = agg_deployment(p, r.agg) if r.agg is not None else None
+        limit = batch_limit(p, adep) if adep is not None else None
         lim.append(float(limit) if limit is not None else math.inf)
-        ranks.append(float(r.agg.attention_dp) if limit is not None and r.agg else 0.0)
+        ranks.append(float(adep.attention_dp) if limit is not None and adep else 0.0)
         alt.append(da.as_tuple())
         mix.append(mx.as_tuple())
         cl.append(c)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 import yaml
 from scipy.optimize import least_squares
 
+from fleetplan.calibrate.fit import mape
 from fleetplan.catalog import ModelSpec, get_engine, get_gpu, get_model, get_quant
 from fleetplan.errors import InputFileError, UsageError
 from fleetplan.perf.deployment import Deployment
@@ -160,6 +162,14 @@ def _point(r: dict[str, str], p: str, line: int) -> StepPoint:
     if vals["num_layers"] > model.num_layers:
         raise InputFileError(f"{model.name} has {model.num_layers} layers, got "
                              f"{vals['num_layers']}", path=p, line=line, field="num_layers")
+    try:
+        problems = _deployment(names["gpu"], names["engine"], names["precision"], names["model"],
+                               vals["num_layers"]).problems()
+    except UsageError as e:  # a model that cannot be cut to fewer layers
+        raise InputFileError(str(e).split(": ", 1)[-1], path=p, line=line,
+                             field="num_layers") from None
+    if problems:
+        raise InputFileError("; ".join(problems), path=p, line=line, field="precision")
     batch = StepBatch(vals["prefill_tokens"], vals["prefill_seqs"], vals["prefill_attn_pairs"],
                       vals["prefill_kv_read_tokens"], vals["decode_seqs"],
                       vals["decode_ctx_tokens"])
@@ -185,31 +195,23 @@ def with_layers(model: ModelSpec, layers: int) -> ModelSpec:
         "num_layers": layers, "attention": a.model_copy(update={"full_layers": layers})})
 
 
-def _deployments(points: Sequence[StepPoint]) -> dict[tuple[str, str, str, str, int], Deployment]:
-    out: dict[tuple[str, str, str, str, int], Deployment] = {}
-    for p in points:
-        key = (p.gpu, p.engine, p.precision, p.model, p.num_layers)
-        if key not in out:
-            dep = Deployment(with_layers(get_model(p.model), p.num_layers), get_gpu(p.gpu),
-                             get_quant(p.precision), get_engine(p.engine))
-            problems = dep.problems()
-            if problems:
-                raise UsageError(f"line {p.line}: " + "; ".join(problems), where="steps")
-            out[key] = dep
-    return out
+@functools.cache
+def _deployment(gpu: str, engine: str, precision: str, model: str, layers: int) -> Deployment:
+    """The single-GPU deployment a step ran on (default efficiencies; callers swap theirs in)."""
+    return Deployment(with_layers(get_model(model), layers), get_gpu(gpu), get_quant(precision),
+                      get_engine(engine))
 
 
 def predict_steps(points: Sequence[StepPoint], eff: Efficiency | dict[tuple[str, str, str],
                   Efficiency]) -> np.ndarray:
     """Roofline step time (s) of each point under `eff` (one, or one per group)."""
-    deps = _deployments(points)
     models: dict[tuple[Any, ...], RooflineStepModel] = {}
     out = np.empty(len(points))
     for i, p in enumerate(points):
         e = eff if isinstance(eff, Efficiency) else eff.get(p.group, DEFAULT_EFFICIENCY)
         key = (p.gpu, p.engine, p.precision, p.model, p.num_layers, id(e))
         if key not in models:
-            models[key] = RooflineStepModel(deps[key[:5]].with_efficiency(e))
+            models[key] = RooflineStepModel(_deployment(*key[:5]).with_efficiency(e))
         out[i] = models[key].step_time_s(p.batch)
     return out
 
@@ -232,12 +234,7 @@ def _eff(theta: np.ndarray) -> Efficiency:
     vals = {f: getattr(d, f) * math.exp(t) for f, t in zip(STEP_FIELDS, theta, strict=False)}
     for j, f in enumerate(LINEAR_FIELDS):
         vals[f] = float(theta[len(STEP_FIELDS) + j])
-    return Efficiency(**{**{k: getattr(d, k) for k in d.as_dict() if k != "provenance"},
-                         **vals})
-
-
-def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred / meas - 1.0)) * 100.0)
+    return replace(d, **vals)
 
 
 def fit_steps(points: Sequence[StepPoint], max_nfev: int = 200,
@@ -267,8 +264,8 @@ def fit_steps(points: Sequence[StepPoint], max_nfev: int = 200,
         x0 = np.zeros(len(STEP_FIELDS) + len(LINEAR_FIELDS))
         res = least_squares(resid, x0, bounds=(lo, hi), max_nfev=max_nfev, x_scale=1.0)
         eff = _eff(res.x)
-        out[group] = StepFit(group, eff, len(pts), _mape(predict_steps(pts, eff), meas),
-                             _mape(predict_steps(pts, DEFAULT_EFFICIENCY), meas))
+        out[group] = StepFit(group, eff, len(pts), mape(predict_steps(pts, eff), meas),
+                             mape(predict_steps(pts, DEFAULT_EFFICIENCY), meas))
     return out
 
 
@@ -315,7 +312,7 @@ def step_error_table(points: Sequence[StepPoint], preds: dict[str, np.ndarray],
         row["rows"] = int(sel.sum())
         for name, pred in preds.items():
             ok = sel & np.isfinite(pred)
-            row[name] = _mape(pred[ok], meas[ok]) if ok.any() else float("nan")
+            row[name] = mape(pred[ok], meas[ok]) if ok.any() else float("nan")
         table.append(row)
     return table
 
@@ -328,17 +325,17 @@ def write_step_calibration(path: Path, points: Sequence[StepPoint],
     entries = []
     for g, f in sorted(fits.items()):
         sel = np.array([p.group == g for p in points])
-        mape: dict[str, float] = {"step_pct": round(f.mape_pct, 2),
-                                  "defaults_step_pct": round(f.default_mape_pct, 2)}
+        err: dict[str, float] = {"step_pct": round(f.mape_pct, 2),
+                                 "defaults_step_pct": round(f.default_mape_pct, 2)}
         if held is not None and np.isfinite(held[sel]).any():
             ok = sel & np.isfinite(held)
-            mape["held_out_model_step_pct"] = round(_mape(held[ok], meas[ok]), 2)
+            err["held_out_model_step_pct"] = round(mape(held[ok], meas[ok]), 2)
         entries.append({
             "gpu": g[0], "engine": g[1], "precision": g[2], "model_class": "dense",
             "rows": f.rows, "models": sorted({f"{p.model} x{p.num_layers} layers"
                                               for p in points if p.group == g}),
             "measured": sorted({p.measured for p in points if p.group == g and p.measured}),
-            "mape": mape,
+            "mape": err,
             "params": {k: float(f"{getattr(f.efficiency, k):.6g}")
                        for k in f.efficiency.as_dict() if k != "provenance"},
         })

@@ -216,9 +216,8 @@ class RooflineStepModel:
         pf = self.decode_pair_flops if decode else self.prefill_pair_flops
         dp = dep.attention_dp  # sequences (and their KV) are split over the DP ranks
         flop_s = pf * layers / dep.tp / dp / self.attn_flops
-        byte_s = self.kv_token_bytes_stage * dep.pp / dp / self.bw
-        if decode:
-            byte_s = self.kv_token_bytes_stage * dep.pp / dp * self.kv_traffic / self.kv_bw
+        kv = self.kv_token_bytes_stage * dep.pp / dp
+        byte_s = kv * self.kv_traffic / self.kv_bw if decode else kv / self.bw
         return flop_s, byte_s
 
     def _comm(self, tokens: int) -> float:
