@@ -3,7 +3,7 @@
 Each fitted `Efficiency` field of a point with calibration group g = (gpu, engine, precision) is
 
   value = default x exp(global + gpu[g.gpu] + engine[g.engine] + precision[g.precision] + group[g]
-                       + mode[engine x agg/disagg] + model[m])
+                       + mode[engine x agg/disagg] + gpu_engine[g.gpu x g.engine] + model[m])
 
 The offsets are fitted by `scipy.optimize.least_squares` on the relative error
 pred / measured - 1 of TTFT and on log(pred / measured) of TPOT (soft-L1 loss with a small
@@ -41,10 +41,10 @@ from fleetplan.perf.efficiency import FRACTION_CAPS
 __all__ = ["FitResult", "Levels", "cv_folds", "fit", "mape"]
 
 F = len(FIT_FIELDS)
-LEVELS = ("gpu", "engine", "precision", "group", "mode", "model")
+LEVELS = ("gpu", "engine", "precision", "group", "mode", "gpu_engine", "model")
 #: Ridge weight per level (residual units per unit log offset).
 REG = {"global": 0.05, "gpu": 0.3, "engine": 0.3, "precision": 0.3, "group": 0.6, "mode": 0.3,
-       "model": 0.3}
+       "gpu_engine": 0.3, "model": 0.3}
 #: Ridge scale of the model level (both classes; `reg_scale` scales the other levels), chosen by
 #: the group-held-out cross-validation (docs/FIDELITY.md).
 MODEL_REG_SCALE = 30.0
@@ -87,6 +87,12 @@ class Levels:
         """Serving mode per engine: disaggregated recipes differ (e.g. speculative decoding)."""
         return [f"{e}/{'disagg' if d else 'agg'}" for e, d in zip(self.engine, self.disagg,
                                                                   strict=True)]
+
+    @property
+    def gpu_engine(self) -> list[str]:
+        """GPU x engine: what an engine's kernels make of one GPU across precisions (e.g. its
+        attention and MoE kernels for that architecture), shared by that pair's groups."""
+        return [f"{g}/{e}" for g, e in zip(self.gpu, self.engine, strict=True)]
 
     def labels(self, level: str) -> list[str]:
         if level == "model" and self.model is None:

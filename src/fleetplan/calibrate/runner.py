@@ -318,8 +318,8 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
         "method": "one fit per model class (dense, MoE): scipy.optimize.least_squares on "
                   "log(pred/measured) of mean TPOT and, per class, the log or relative error of "
                   f"mean TTFT (loss, soft-L1 scale: {TTFT_LOSS}), hierarchical log offsets "
-                  "(global, GPU, engine, precision, group, engine x mode, model) with ridge "
-                  "toward the defaults "
+                  "(global, GPU, engine, precision, group, engine x mode, GPU x engine, model) "
+                  "with ridge toward the defaults "
                   f"(level scale {REG_SCALE}, model level {MODEL_REG_SCALE}); see docs/FIDELITY.md",
         "rows_used": int(sel_m.sum()),
         "in_sample_mape": {"ttft_pct": round(mape(a[sel_m], t[sel_m]), 2),

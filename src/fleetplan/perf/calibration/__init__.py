@@ -4,12 +4,12 @@ Each file holds fits for (GPU, engine, precision) groups of one model class (`de
 dense and mixture-of-experts models are fitted apart, their step costs differ in kind): the
 fitted `Efficiency` fields, the fit's date, the rows used and the residual error, plus the
 hierarchical log factors the groups were composed from (`factors_log`: class-wide, per GPU, per
-engine, per precision, per engine x serving mode, per model). `efficiency_for` returns, in this
-order: the fitted parameters of the group; for a group without a fit whose GPU and engine were both
-fitted in that class (with other precisions or partners), the parameters composed from those
-factors, as group-held-out cross-validation predicts a held-out group; else the documented
-defaults. A model the fit saw also gets its model factor on a fitted or composed result. The
-provenance says which.
+engine, per precision, per engine x serving mode, per GPU x engine, per model). `efficiency_for`
+returns, in this order: the fitted parameters of the group; for a group without a fit whose GPU
+and engine were both fitted in that class (with other precisions or partners), the parameters
+composed from those factors, as group-held-out cross-validation predicts a held-out group; else
+the documented defaults. A model the fit saw also gets its model factor on a fitted or composed
+result. The provenance says which.
 """
 
 from __future__ import annotations
@@ -90,6 +90,10 @@ def _composed(gpu: str, engine: str, precision: str, model_class: str) -> Effici
     if precision in f.get("precision", {}):
         tables.append(f["precision"][precision])
         used.append(f"precision {precision}")
+    pair = f.get("gpu_engine", {}).get(f"{gpu}/{engine}")
+    if pair is not None:
+        tables.append(pair)
+        used.append(f"GPU x engine {gpu}/{engine}")
     return Efficiency(
         **_scaled(DEFAULT_EFFICIENCY, tables),
         provenance=(
