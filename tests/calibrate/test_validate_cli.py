@@ -78,3 +78,21 @@ def test_group_without_fit_is_predicted_from_composed_levels(
     assert ("1 predicted with efficiencies composed from the fitted GPU, engine and "
             "precision") in text
     assert "0 with default efficiencies" in text
+
+
+def test_repeated_configuration_reports_its_floor(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = bundled_points_path().read_text().splitlines()
+    first = next(csv.DictReader(lines[:2]))
+    again = {**first, "id": first["id"] + "_rerun",
+             "silicon_ttft_ms": str(2 * float(first["silicon_ttft_ms"]))}
+    src = tmp_path / "points.csv"
+    with src.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(first))
+        w.writeheader()
+        w.writerows([first, again])
+    assert main(["validate", "--points", str(src)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    # t and 2t: the best single prediction is t, |t/2t - 1| = 0.5 over 2 rows -> 25%
+    assert "1 recorded configurations were measured more than once" in out
+    assert "gets below TTFT 25.0% / TPOT 0.0% MAPE" in out

@@ -3,7 +3,9 @@
 Reads rows in the calibration CSV format (aiconfigurator's silicon table), predicts each row's
 mean TTFT and TPOT with the calibrated performance model, writes every row back with
 `pred_ttft_ms`, `pred_tpot_ms` and `reason` (why a row is not supported; empty otherwise), and
-prints MAPE by (model, system, backend) and overall.
+prints MAPE by (model, system, backend) and overall, and what the file's repeated
+configurations allow (`fleetplan.calibrate.repeats`: rows recorded alike but measured
+differently, and the least MAPE any predictor of the recorded columns reaches on them).
 
 `--predictor analytic` (default): the analytic closed-loop model the calibration fits (fast).
 `--predictor sim`: each row's benchmark simulated by `fleetplan.sim`
@@ -32,6 +34,7 @@ from rich.table import Table
 
 from fleetplan.calibrate import error_table, predict_stored, prepare, read_points
 from fleetplan.calibrate.points import bundled_points_path
+from fleetplan.calibrate.repeats import repeatability
 from fleetplan.calibrate.simpredict import predict_points
 from fleetplan.cli._app import app, console, err_console
 from fleetplan.errors import UsageError
@@ -129,5 +132,16 @@ def validate(
         f"engine and precision levels (no fit for their group); {defaults} with default "
         "efficiencies (no calibration fit for their GPU/engine)."
     )
+    rep = repeatability(pts)
+    if rep.sets:
+        console.print(
+            f"Repeats: {rep.sets} recorded configurations were measured more than once with "
+            f"different results ({rep.rows} rows; each against its repeats' mean: TTFT "
+            f"{rep.mean_of_others_ttft_pct:.1f}% / TPOT {rep.mean_of_others_tpot_pct:.1f}%); "
+            f"no predictor of the recorded columns gets below TTFT "
+            f"{rep.floor_ttft_in_sets_pct:.1f}% / TPOT {rep.floor_tpot_in_sets_pct:.1f}% MAPE on "
+            f"them, which adds at least {rep.floor_ttft_pct:.2f} / {rep.floor_tpot_pct:.2f} "
+            f"points to the MAPE over all {rep.points} measured rows."
+        )
     if out is not None:
         console.print(f"wrote {out}")
