@@ -52,6 +52,7 @@ def test_plan_json_contract(cli: Any) -> None:
         "usd_per_million_output_tokens",
         "usd_per_million_input_tokens",
         "bottleneck",
+        "kv_cache",
     }
     assert d["candidates"] and all(keys <= set(c) for c in d["candidates"])
     feas = [c for c in d["candidates"] if c["feasible"]]
@@ -97,6 +98,8 @@ def test_catalog_list_all(cli: Any) -> None:
         (["plan", "--rate", "1", "--isl", "500000", "--osl", "10"], "--isl"),
         (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--slo", "tpot_p99=0.1ms"], "floor"),
         (["plan", "--rate", "1"], "--isl"),
+        (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--kv-precision", "int4-awq"],
+         "--kv-precision: must be one of bf16, fp8"),
         (["catalog", "show", "nosuchthing"], "closest"),
     ],
 )

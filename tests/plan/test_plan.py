@@ -125,3 +125,31 @@ def test_max_quality_cost_excludes_lossier_precisions() -> None:
     )
     assert {c.precision for c in plan.candidates} == {"bf16"}
     assert all(c.quality_cost == 0.0 for c in plan.candidates)
+
+
+def test_kv_precision_bf16_holds_half_the_sequences_and_says_so() -> None:
+    from fleetplan.catalog import get_quant
+    from fleetplan.perf import memory_budget
+    from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu
+    from fleetplan.plan.search import kv_cache_label
+
+    d = resolve_demand(None, 20.0, 2000, 300)
+    m, g, e = get_model("llama-3.1-70b"), get_gpu("h100-sxm"), get_engine("vllm")
+    fp8 = Deployment(m, g, get_quant("fp8"), e, tp=2)
+    bf16 = Deployment(m, g, get_quant("fp8"), e, tp=2, kv_quant=get_quant("bf16"))
+    # same weights, same pool, twice the bytes per token: half the sequences fit
+    assert memory_budget(fp8).kv_pool_bytes == memory_budget(bf16).kv_pool_bytes
+    assert kv_bytes_for_sequence_per_gpu(bf16, 2150) == pytest.approx(
+        2 * kv_bytes_for_sequence_per_gpu(fp8, 2150))
+    assert kv_cache_label(fp8).startswith("fp8 (with the fp8 weights; vllm default: the model")
+    assert kv_cache_label(bf16).startswith("bf16 (set by --kv-precision")
+    kw = {"precisions": [get_quant("fp8")], "tps": (2,)}
+    base = make_plan(m, [g], e, d, SLO, PlanFactors(), **kw)  # type: ignore[arg-type]
+    wide = make_plan(m, [g], e, d, SLO, PlanFactors(), kv_precision=get_quant("bf16"),
+                     **kw)  # type: ignore[arg-type]
+    assert base.best is not None and wide.best is not None
+    assert wide.best.point.batch < base.best.point.batch  # type: ignore[union-attr]
+    assert wide.best.sizing["theoretical_gpus"] > base.best.sizing["theoretical_gpus"]
+    assert wide.best.kv_cache.startswith("bf16") and base.best.kv_cache.startswith("fp8")
+    with pytest.raises(UsageError, match="--kv-precision"):
+        make_plan(m, [g], e, d, SLO, PlanFactors(), kv_precision=get_quant("int4-awq"))

@@ -61,6 +61,14 @@ def plan(
         ),
     ] = None,
     tp: Annotated[str, typer.Option("--tp", help="TP sizes to try")] = "1,2,4,8",
+    kv_precision: Annotated[
+        str | None,
+        typer.Option(
+            "--kv-precision",
+            help="KV-cache dtype (bf16, fp8); default: the weight precision's (FP8 KV with "
+            "FP8/FP4 weights: vLLM and SGLang need their --kv-cache-dtype flag for it)",
+        ),
+    ] = None,
     max_quality_cost: Annotated[
         float | None,
         typer.Option(
@@ -96,6 +104,7 @@ def plan(
     gpu_list = [get_gpu(g, where="--gpus") for g in gpu_names]
     eng = get_engine(engine, where="--engine")
     quants = [get_quant(q, where="--precision") for q in _split(precisions)] if precisions else None
+    kvq = get_quant(kv_precision, where="--kv-precision") if kv_precision else None
     if burst is not None:
         factors = PlanFactors(efficiency_tax, burst, headroom, "--burst flag")
     elif demand.burst_factor is not None:
@@ -126,6 +135,7 @@ def plan(
             tps=_tps(tp),
             precisions=quants,
             max_quality_cost=max_quality_cost,
+            kv_precision=kvq,
             check=check,
             mc_runs=mc_runs,
             sim_requests=sim_requests,
@@ -226,6 +236,7 @@ def _render_worksheet(result: Plan) -> None:
         f"x(1+{s3['efficiency_tax']:g} tax) = {_fmt_gpus(s3['after_tax_gpus'])}"
     )
     console.print(f"   efficiency: {s3['efficiency_source']}")
+    console.print(f"   KV cache: {s3['kv_cache']}")
     console.print(
         f"4. Burst      x{s4['burst_factor']:.2f} ({s4['burst_source']}) = "
         f"{_fmt_gpus(s4['after_burst_gpus'])} GPUs"

@@ -69,6 +69,7 @@ class Candidate:
     sizing: dict[str, float] = field(default_factory=dict)
     efficiency_source: str = ""
     quality_cost: float = 0.0  # the precision's typical accuracy drop (catalog, sourced)
+    kv_cache: str = ""  # the KV-cache dtype the prediction assumes (`kv_cache_label`)
 
     @property
     def tpot_at_mean_load_s(self) -> float:
@@ -107,6 +108,7 @@ class Candidate:
             "sizing": self.sizing,
             "efficiency_source": self.efficiency_source,
             "quality_cost": self.quality_cost,
+            "kv_cache": self.kv_cache,
         }
 
 
@@ -172,8 +174,32 @@ def _cand(dep: Deployment, **kw: Any) -> Candidate:
         gpus_per_replica=dep.gpus,
         efficiency_source=dep.efficiency.provenance,
         quality_cost=dep.quant.quality_cost.value,
+        kv_cache=kv_cache_label(dep),
         **kw,
     )
+
+
+#: KV-cache dtypes a plan can assume (`--kv-precision`).
+KV_PRECISIONS = ("bf16", "fp8")
+#: How each engine picks its KV-cache dtype by default, and the flag that sets FP8.
+_KV_DEFAULTS = {
+    "vllm": "default: the model dtype (BF16); FP8 needs --kv-cache-dtype fp8",
+    "sglang": "default: the model dtype (BF16); FP8 needs --kv-cache-dtype fp8_e4m3",
+    "trtllm": "default: the checkpoint's kv_cache_quant_algo (FP8 in NVIDIA's FP8/FP4 "
+              "checkpoints); KvCacheConfig(dtype='fp8') forces it",
+}
+
+
+def kv_cache_label(dep: Deployment) -> str:
+    """The KV-cache dtype `dep`'s prediction assumes, and how its engine gets there: vLLM and
+    SGLang keep the model dtype unless told otherwise (vLLM engine arguments
+    `--kv-cache-dtype auto`; SGLang quantized-KV-cache docs), TensorRT-LLM follows the
+    checkpoint's quantization metadata (NVIDIA/TensorRT-LLM#16240)."""
+    own = "fp8" if dep.kv_bytes_per_element < 2 else "bf16"
+    dtype = dep.kv_quant.name if dep.kv_quant else own
+    how = "set by --kv-precision" if dep.kv_quant else f"with the {dep.quant.name} weights"
+    note = _KV_DEFAULTS.get(dep.engine.name, "")
+    return f"{dtype} ({how}; {dep.engine.name} {note})" if note else f"{dtype} ({how})"
 
 
 def _precisions(
@@ -204,9 +230,15 @@ def search(
     tps: Iterable[int] = (1, 2, 4, 8),
     precisions: list[Quant] | None = None,
     max_quality_cost: float | None = None,
+    kv_precision: Quant | None = None,
 ) -> list[Candidate]:
-    """Evaluate every candidate; feasible ones first, cheapest first."""
+    """Evaluate every candidate; feasible ones first, cheapest first. `kv_precision`: the
+    KV-cache dtype of every candidate (default: each weight precision's own, e.g. FP8 KV with
+    FP8 weights; `Candidate.kv_cache` says which and what the engine needs for it)."""
     factors.check()
+    if kv_precision is not None and kv_precision.name not in KV_PRECISIONS:
+        raise UsageError(f"must be one of {', '.join(KV_PRECISIONS)}, got {kv_precision.name!r}",
+                         where="--kv-precision")
     if demand.input_tokens.mean > model.max_context_tokens:
         raise UsageError(
             f"{demand.input_tokens.mean:.0f} input tokens exceed {model.name}'s context of "
@@ -219,7 +251,8 @@ def search(
             for tp in tps:
                 eff = efficiency_for(gpu.name, engine.name, q.name, model_class_of(model),
                                      model.name)
-                dep = Deployment(model, gpu, q, engine, tp=tp, efficiency=eff)
+                dep = Deployment(model, gpu, q, engine, tp=tp, kv_quant=kv_precision,
+                                 efficiency=eff)
                 out.append(evaluate(dep, demand, slo, factors))
     if not any(c.feasible for c in out):
         _raise_floor(out, slo)

@@ -107,6 +107,7 @@ def _sizing_steps(best: Candidate, f: PlanFactors) -> list[dict[str, Any]]:
             "efficiency_tax": f.efficiency_tax,
             "after_tax_gpus": s["after_tax_gpus"],
             "efficiency_source": best.efficiency_source,
+            "kv_cache": best.kv_cache,
         },
         {
             "step": 4,
@@ -161,6 +162,7 @@ def make_plan(
     tps: tuple[int, ...] = (1, 2, 4, 8),
     precisions: list[Quant] | None = None,
     max_quality_cost: float | None = None,
+    kv_precision: Quant | None = None,
     check: bool = False,
     mc_runs: int = 3,
     sim_requests: int = 2000,
@@ -177,6 +179,7 @@ def make_plan(
         tps=tps,
         precisions=precisions,
         max_quality_cost=max_quality_cost,
+        kv_precision=kv_precision,
     )
     plan = Plan(model, demand, slo, factors, cands)
     best = plan.best
@@ -189,6 +192,7 @@ def make_plan(
         cat.quants[best.precision],
         engine,
         tp=best.tp,
+        kv_quant=kv_precision,
         efficiency=efficiency_for(best.gpu, engine.name, best.precision,
                                   model_class_of(model), model.name),
     )
