@@ -58,27 +58,30 @@ def test_fit_error_within_stated_tolerance(points: list[Any], fits: dict[Any, An
     for g in (GROUP, H200):
         assert fits[g].mape_pct <= 8.0
         assert fits[g].default_mape_pct >= 40.0
-    held = held_out(points)
-    meas = np.array([p.step_s for p in points])
-    assert np.isfinite(held).all()
-    assert float(np.mean(np.abs(held / meas - 1.0))) * 100 <= 12.0
+    mape_pct, big_err = _held_errors(held_out(points), points)
+    assert mape_pct <= 12.0
     # GPU-bound prefill steps (>= 100 ms) of a held-out model within 20% each (largest miss
     # 15.7%: Llama-3.1-8B at 16k tokens, whose unfused elementwise share the other two models,
     # twice and four times as wide, pin down less well)
+    assert np.all(big_err <= 0.20)
+
+
+def _held_errors(held: np.ndarray, points: list[Any]) -> tuple[float, np.ndarray]:
+    """(MAPE % over all steps, relative errors of the GPU-bound prefill steps >= 100 ms) of
+    held-out predictions, which must all exist."""
+    meas = np.array([p.step_s for p in points])
+    assert np.isfinite(held).all()
     big = np.array([p.phase == "prefill" and p.step_s >= 0.1 for p in points])
-    assert np.all(np.abs(held[big] / meas[big] - 1.0) <= 0.20)
+    return float(np.mean(np.abs(held / meas - 1.0))) * 100, np.abs(held[big] / meas[big] - 1.0)
 
 
 def test_fit_transfers_across_gpus(points: list[Any]) -> None:
     """Each GPU predicted by the other GPU's fit with its own datasheet peaks: MAPE <= 16%
     overall (FIDELITY: 14.0%; small decode steps are bound by each machine's host), GPU-bound
     prefill steps (>= 100 ms) within 12% each (largest miss 9.3%)."""
-    held = held_out_gpu(points)
-    meas = np.array([p.step_s for p in points])
-    assert np.isfinite(held).all()
-    assert float(np.mean(np.abs(held / meas - 1.0))) * 100 <= 16.0
-    big = np.array([p.phase == "prefill" and p.step_s >= 0.1 for p in points])
-    assert np.all(np.abs(held[big] / meas[big] - 1.0) <= 0.12)
+    mape_pct, big_err = _held_errors(held_out_gpu(points), points)
+    assert mape_pct <= 16.0
+    assert np.all(big_err <= 0.12)
 
 
 def test_stored_calibration_is_this_fit(fits: dict[Any, Any]) -> None:

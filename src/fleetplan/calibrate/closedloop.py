@@ -193,13 +193,15 @@ def agg_deployment(p: ServingPoint, dep: Deployment) -> Deployment:
     return alt if alt_cap is not None and alt_cap > held else dep
 
 
-def _shapes(p: ServingPoint, r: Resolved) -> tuple[StepFeatures, StepFeatures, StepFeatures,
-                                                   StepFeatures, int, int, int, int,
-                                                   StepFeatures]:
+def _shapes(p: ServingPoint, r: Resolved,
+            adep: Deployment | None) -> tuple[StepFeatures, StepFeatures, StepFeatures,
+                                              StepFeatures, int, int, int, int, StepFeatures]:
+    """Step shapes of `p`; `adep` is its aggregated deployment (`agg_deployment`), None for
+    disaggregated points."""
     budget = int(r.engine.max_num_batched_tokens.value)
     if p.mode == "agg":
-        assert r.agg is not None and p.agg is not None
-        pdep = ddep = agg_deployment(p, r.agg)
+        assert adep is not None and p.agg is not None
+        pdep = ddep = adep
         # clients per instance (instances = `workers`, identical, each its own share)
         seqs, pool, per_rank = _clients(p), 1, max(1, budget // p.isl)
     else:
@@ -245,8 +247,8 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
     lim: list[float] = []
     ranks: list[float] = []
     for p, r in zip(points, resolved, strict=True):
-        d, a, b, mx, k, pool, c, bs, da = _shapes(p, r)
         adep = agg_deployment(p, r.agg) if r.agg is not None else None
+        d, a, b, mx, k, pool, c, bs, da = _shapes(p, r, adep)
         limit = batch_limit(p, adep) if adep is not None else None
         lim.append(float(limit) if limit is not None else math.inf)
         ranks.append(float(adep.attention_dp) if limit is not None and adep else 0.0)

@@ -195,8 +195,7 @@ def kv_cache_label(dep: Deployment) -> str:
     SGLang keep the model dtype unless told otherwise (vLLM engine arguments
     `--kv-cache-dtype auto`; SGLang quantized-KV-cache docs), TensorRT-LLM follows the
     checkpoint's quantization metadata (NVIDIA/TensorRT-LLM#16240)."""
-    own = "fp8" if dep.kv_bytes_per_element < 2 else "bf16"
-    dtype = dep.kv_quant.name if dep.kv_quant else own
+    dtype = dep.kv_quant.name if dep.kv_quant else ("fp8" if dep.quant.kv_bytes < 2 else "bf16")
     how = "set by --kv-precision" if dep.kv_quant else f"with the {dep.quant.name} weights"
     note = _KV_DEFAULTS.get(dep.engine.name, "")
     return f"{dtype} ({how}; {dep.engine.name} {note})" if note else f"{dtype} ({how})"
