@@ -20,7 +20,7 @@ from fleetplan.catalog import (
     load_catalog,
     normalize,
 )
-from fleetplan.catalog.loader import _keys
+from fleetplan.catalog.loader import _keys, strip_checkpoint_suffixes
 from fleetplan.errors import UsageError
 
 DATA = Path(__file__).resolve().parents[2] / "src" / "fleetplan" / "catalog" / "data"
@@ -163,6 +163,41 @@ def test_gpu_aliases_resolve(query: str, expected: str) -> None:
 )
 def test_model_aliases_resolve(query: str, expected: str) -> None:
     assert get_model(query).name == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("nvidia/Qwen3-235B-A22B-Instruct-2507-FP8", "qwen3-235b-a22b"),
+        ("RedHatAI/Llama-3.1-8B-Instruct-FP8-dynamic", "llama-3.1-8b"),
+        ("Qwen/Qwen3-32B-FP8-Static-PerTensor", "qwen3-32b"),
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b"),
+        ("some-org/DeepSeek-V3-0324-NVFP4", "deepseek-v3"),
+    ],
+)
+def test_checkpoint_variants_resolve_to_their_architecture(query: str, expected: str) -> None:
+    assert get_model(query).name == expected
+
+
+def test_checkpoint_suffix_stripping() -> None:
+    assert strip_checkpoint_suffixes("nvidia/Qwen3-30B-A3B-Instruct-2507-FP8") == "Qwen3-30B-A3B"
+    assert strip_checkpoint_suffixes("fp8") == "fp8"  # never empty
+    assert strip_checkpoint_suffixes("Qwen3-8B") == "Qwen3-8B"
+
+
+def test_stripped_model_names_are_unambiguous() -> None:
+    """No two catalog models share a name once checkpoint suffixes are stripped, so the
+    fallback lookup cannot pick the wrong architecture."""
+    owner: dict[str, str] = {}
+    for name, m in load_catalog().models.items():
+        for n in {m.name, *m.aliases, m.hf_id}:
+            key = normalize(strip_checkpoint_suffixes(n))
+            assert owner.setdefault(key, name) == name, f"{n!r}: {owner[key]} and {name}"
+
+
+def test_unknown_architecture_is_not_matched_by_stripping() -> None:
+    with pytest.raises(UsageError, match="unknown model"):
+        get_model("Qwen/Qwen9-77B-Instruct-FP8")
 
 
 def test_engine_and_quant_aliases_resolve() -> None:

@@ -62,6 +62,24 @@ def test_model_factor_multiplies_the_group_fit_and_is_capped() -> None:
     assert e != base
 
 
+def test_unfitted_model_takes_the_factor_of_its_architecture() -> None:
+    """Llama-3.3-70B is Llama-3.1-70B's network post-trained again: the fit never saw it, so it
+    gets Llama-3.1-70B's model factor and says so; Llama-3.1-405B (another network) gets none."""
+    from fleetplan.perf.calibration import same_architecture
+
+    assert same_architecture(get_model("llama-3.3-70b"), get_model("llama-3.1-70b"))
+    assert not same_architecture(get_model("llama-3.1-405b"), get_model("llama-3.1-70b"))
+    group = ("h100-sxm", "trtllm", "fp8", "dense")
+    fitted = efficiency_for(*group, "llama-3.1-70b")
+    twin = efficiency_for(*group, "llama-3.3-70b")
+    assert "factor of model llama-3.1-70b (same architecture as llama-3.3-70b)" in twin.provenance
+    assert {k: getattr(twin, k) for k in fitted.__dataclass_fields__ if k != "provenance"} == {
+        k: getattr(fitted, k) for k in fitted.__dataclass_fields__ if k != "provenance"}
+    other = efficiency_for(*group, "llama-3.1-405b")
+    assert "factor of model" not in other.provenance
+    assert other != fitted
+
+
 def test_group_without_fit_is_composed_from_its_gpu_and_engine_levels() -> None:
     from fleetplan.perf.calibration import calibration_factors
 

@@ -1,8 +1,12 @@
 """Load and validate the packaged catalog YAML; look entries up by name or alias.
 
 Names match case-insensitively, ignoring '-', '_', ' ' and '.', against the entry's name, its
-aliases and (models) its Hugging Face id with or without the organisation. An unknown name is a
-`UsageError` that lists the closest known names.
+aliases and (models) its Hugging Face id with or without the organisation. A model name that
+matches none is tried again without its organisation and without the checkpoint suffixes that
+name a post-training variant, a release date or a weight format of the same architecture
+(`CHECKPOINT_SUFFIXES`: "nvidia/Qwen3-30B-A3B-FP8", "Qwen/Qwen3-8B-Instruct-2507",
+"RedHatAI/Llama-3.1-8B-Instruct-FP8-dynamic"); the precision is the caller's to give. An unknown
+name is a `UsageError` that lists the closest known names.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pydantic import BaseModel, ValidationError
 from fleetplan.catalog.schema import GPU, Catalog, Engine, ModelSpec, Quant
 from fleetplan.errors import UsageError
 
-__all__ = ["find", "get_engine", "get_gpu", "get_model", "get_quant", "load_catalog", "normalize"]
+__all__ = ["CHECKPOINT_SUFFIXES", "find", "get_engine", "get_gpu", "get_model", "get_quant",
+           "load_catalog", "normalize", "strip_checkpoint_suffixes"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -28,6 +33,27 @@ T = TypeVar("T", bound=BaseModel)
 def normalize(name: str) -> str:
     """Canonical form for matching: lower case, without separators."""
     return re.sub(r"[-_ .]", "", name.strip().lower())
+
+
+#: Trailing name tokens that name a variant of one architecture, not another architecture:
+#: post-training (instruct, chat, base, thinking), weight formats and quantizers, and
+#: four-digit release dates ("2507", "0528"). Stripped one at a time from the end.
+CHECKPOINT_SUFFIXES = frozenset({
+    "instruct", "chat", "it", "base", "hf", "thinking", "v1", "v0.1",
+    "fp8", "fp4", "nvfp4", "mxfp4", "bf16", "fp16", "int4", "int8", "awq", "gptq", "w4a16",
+    "w8a8", "w4a8", "w4afp8", "dynamic", "static", "pertensor", "block", "fp8dynamic", "quantized",
+})  # fmt: skip
+_DATE = re.compile(r"^\d{4}$")
+
+
+def strip_checkpoint_suffixes(name: str) -> str:
+    """`name` without its organisation and trailing `CHECKPOINT_SUFFIXES` / release dates
+    ("nvidia/Qwen3-30B-A3B-Instruct-2507-FP8" -> "Qwen3-30B-A3B"); never empty."""
+    tokens = re.split(r"[-_ ]", name.strip().split("/")[-1])
+    while len(tokens) > 1 and (tokens[-1].lower() in CHECKPOINT_SUFFIXES
+                               or _DATE.match(tokens[-1])):
+        tokens.pop()
+    return "-".join(tokens)
 
 
 def _load_file(path: Path, cls: type[T]) -> dict[str, T]:
@@ -80,12 +106,12 @@ def find(kind: str, name: str, table: dict[str, T], *, where: str | None = None)
     for entry in table.values():
         if want in _keys(entry):
             return entry
-    for entry in table.values():  # "meta-llama/Meta-Llama-3.1-70B-Instruct" -> prefix forms
-        if any(
-            want.startswith(k) and want[len(k) :] in {"instruct", "chat", "it"}
-            for k in _keys(entry)
-        ):
-            return entry
+    if kind == "model":  # "nvidia/Qwen3-30B-A3B-Instruct-2507-FP8" -> "Qwen3-30B-A3B"
+        base = normalize(strip_checkpoint_suffixes(name))
+        for entry in table.values():
+            names = [entry.name, *entry.aliases, getattr(entry, "hf_id", None) or ""]  # type: ignore[attr-defined]
+            if base in {normalize(strip_checkpoint_suffixes(n)) for n in names if n}:
+                return entry
     choices = {k: e.name for e in table.values() for k in _keys(e)}  # type: ignore[attr-defined]
     close = difflib.get_close_matches(want, list(choices), n=5, cutoff=0.4)
     names = list(dict.fromkeys(choices[c] for c in close)) or sorted(table)[:8]

@@ -9,7 +9,9 @@ returns, in this order: the fitted parameters of the group; for a group without 
 and engine were both fitted in that class (with other precisions or partners), the parameters
 composed from those factors, as group-held-out cross-validation predicts a held-out group; else
 the documented defaults. A model the fit saw also gets its model factor on a fitted or composed
-result. The provenance says which.
+result; a model it did not see gets the factor of a fitted model with the same architecture
+(`same_architecture`: another checkpoint or release of one network, e.g. GLM-5.1 of GLM-5), as
+what the model level holds is what the kernels make of that network. The provenance says which.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Any
 
 import yaml
 
-from fleetplan.catalog import ModelSpec
+from fleetplan.catalog import ModelSpec, load_catalog
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, FRACTION_CAPS, Efficiency
 
 __all__ = ["MODEL_CLASSES", "CalibrationEntry", "calibration_entries", "calibration_factors",
-           "efficiency_for", "model_class_of"]
+           "efficiency_for", "model_class_of", "same_architecture"]
 
 #: Model classes fitted apart.
 MODEL_CLASSES = ("dense", "moe")
@@ -138,12 +140,42 @@ def efficiency_for(gpu: str, engine: str, precision: str,
     ), model_class, model if same_fit else None)
 
 
+#: ModelSpec fields that name, date or describe a model without changing the network it runs.
+_NOT_ARCHITECTURE = {"name", "hf_id", "aliases", "family", "max_context_tokens", "native_dtype",
+                     "published_params", "published_active_params", "source", "as_of", "note"}
+
+
+def same_architecture(a: ModelSpec, b: ModelSpec) -> bool:
+    """Whether `a` and `b` run the same network: every shape field equal (layers, widths,
+    attention, experts, MTP heads); names, sources, context limit and checkpoint dtype aside."""
+    return bool(a.model_dump(exclude=_NOT_ARCHITECTURE) == b.model_dump(exclude=_NOT_ARCHITECTURE))
+
+
+def _model_factor(table: dict[str, Any], model: str) -> tuple[str, dict[str, float]] | None:
+    """The fitted factor for `model`: its own, else that of a fitted model of the same
+    architecture (first by name); None where neither exists."""
+    if model in table:
+        return model, table[model]
+    models = load_catalog().models
+    spec = models.get(model)
+    if spec is None:
+        return None
+    for other in sorted(table):
+        if other in models and same_architecture(spec, models[other]):
+            return other, table[other]
+    return None
+
+
 def _with_model(eff: Efficiency, model_class: str, model: str | None) -> Efficiency:
     """`eff` times the fitted factor of `model` (the hierarchy's model level: what the model's
-    measured points, on any system, share beyond the class-wide fit), capped as the step time
-    caps it; `eff` unchanged for a model the fit never saw."""
+    measured points, on any system, share beyond the class-wide fit), or of a fitted model of
+    the same architecture, capped as the step time caps it; `eff` unchanged for an
+    architecture the fit never saw."""
     table = calibration_factors().get(model_class, {}).get("model", {})
-    if model is None or model not in table:
+    found = None if model is None else _model_factor(table, model)
+    if found is None:
         return eff
-    return Efficiency(**_scaled(eff, [table[model]]),
-                      provenance=f"{eff.provenance}; x the fitted factor of model {model}")
+    used, factor = found
+    how = f"model {used}" if used == model else f"model {used} (same architecture as {model})"
+    return Efficiency(**_scaled(eff, [factor]),
+                      provenance=f"{eff.provenance}; x the fitted factor of {how}")
