@@ -96,3 +96,25 @@ def test_repeated_configuration_reports_its_floor(
     # t and 2t: the best single prediction is t, |t/2t - 1| = 0.5 over 2 rows -> 25%
     assert "1 recorded configurations were measured more than once" in out
     assert "gets below TTFT 25.0% / TPOT 0.0% MAPE" in out
+
+
+def _last_prediction(tmp_path: Path, model_path: str | None) -> dict[str, str]:
+    src = _head(tmp_path, 3, edit=None if model_path is None else {"model_path": model_path})
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(out)]) == 0
+    return list(csv.DictReader(out.read_text().splitlines()))[-1]
+
+
+def test_checkpoint_of_a_fitted_architecture_is_predicted_like_it(tmp_path: Path) -> None:
+    """The first rows are MiniMax-M2.5 (fitted). Named as a later release of the same network
+    (MiniMax-M2.7, NVIDIA's checkpoint name) the row resolves through the suffix-stripping
+    lookup, takes M2.5's model factor and gets the same prediction; a model of another
+    architecture (Qwen3-30B-A3B, never measured) is predicted too, differently."""
+    base = _last_prediction(tmp_path, None)
+    twin = _last_prediction(tmp_path, "nvidia/MiniMax-M2.7-NVFP4")
+    other = _last_prediction(tmp_path, "Qwen/Qwen3-30B-A3B-Instruct-2507")
+    assert twin["reason"] == "" and other["reason"] == ""
+    assert twin["pred_ttft_ms"] == base["pred_ttft_ms"]
+    assert twin["pred_tpot_ms"] == base["pred_tpot_ms"]
+    assert float(other["pred_tpot_ms"]) > 0
+    assert other["pred_tpot_ms"] != base["pred_tpot_ms"]
