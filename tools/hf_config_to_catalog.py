@@ -68,8 +68,23 @@ def _native_dtype(c: dict[str, Any]) -> str:
     return "fp16" if dtype == "float16" else "bf16"
 
 
+def _llama4_chunked(c: dict[str, Any], n: int) -> int:
+    """Llama 4 layers with chunked local attention: those using RoPE, every layer but each
+    `no_rope_layer_interval`-th (transformers `Llama4TextConfig`, default 4), or as listed in
+    `no_rope_layers` (1 = RoPE, chunked)."""
+    listed = c.get("no_rope_layers")
+    if isinstance(listed, list) and len(listed) == n:
+        return sum(1 for x in listed if x)
+    step = int(c.get("no_rope_layer_interval") or 4)
+    return sum(1 for i in range(n) if (i + 1) % step != 0)
+
+
 def _layer_counts(c: dict[str, Any], n: int) -> tuple[int, int, int]:
-    """(full, sliding, linear) attention layer counts."""
+    """(full, sliding, linear) attention layer counts. Llama 4's chunked local attention
+    (`attention_chunk_size`) keeps at most one chunk of KV per sequence: counted as sliding."""
+    if c.get("model_type") == "llama4_text" and c.get("attention_chunk_size"):
+        chunked = _llama4_chunked(c, n)
+        return n - chunked, chunked, 0
     types = c.get("layer_types")
     if isinstance(types, list) and len(types) == n:
         sliding = sum(t == "sliding_attention" for t in types)
@@ -115,7 +130,8 @@ def _attention(c: dict[str, Any]) -> dict[str, Any]:
         }
     a["full_layers"] = full
     if sliding:
-        a |= {"sliding_layers": sliding, "sliding_window": int(c["sliding_window"])}
+        window = c.get("sliding_window") or c["attention_chunk_size"]
+        a |= {"sliding_layers": sliding, "sliding_window": int(window)}
     if linear:
         a |= _linear(c, h, linear)
     if c.get("attn_output_gate"):
@@ -166,6 +182,9 @@ def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
     width = int(c.get("moe_intermediate_size") or c["intermediate_size"])
     shared_w = c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
     shared = int(c.get("n_shared_experts") or (1 if shared_w else 0))
+    llama4 = c.get("model_type") == "llama4_text"
+    if llama4:  # every Llama 4 MoE layer has one shared expert as wide as a routed one
+        shared = 1
     m: dict[str, Any] = {
         "num_experts": int(experts),
         "experts_per_token": int(c.get("num_experts_per_tok") or c["experts_per_token"]),
@@ -177,6 +196,10 @@ def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
     dense = c.get("first_k_dense_replace")
     if dense is None:
         dense = len(c.get("mlp_only_layers") or [])
+    step = int(c.get("interleave_moe_layer_step") or 1)
+    if llama4 and step > 1:  # MoE on every step-th layer, dense FFN layers between
+        n = int(c["num_hidden_layers"])
+        dense = n - n // step
     if dense:
         m["dense_layers"] = int(dense)
     if c.get("model_type") == "gpt_oss":
@@ -198,7 +221,10 @@ def convert(config: dict[str, Any]) -> dict[str, Any]:
     """Architecture fields of a catalog entry (no names, sources or published figures)."""
     c = _text(config)
     moe = _moe(c)
-    inter = c.get("intermediate_size") or c.get("moe_intermediate_size") or 0
+    # Dense FFN width (Llama 4 names it `intermediate_size_mlp`; its `intermediate_size` is the
+    # expert width).
+    inter = (c.get("intermediate_size_mlp") or c.get("intermediate_size")
+             or c.get("moe_intermediate_size") or 0)
     out: dict[str, Any] = {
         "num_layers": int(c["num_hidden_layers"]),
         "hidden_size": int(c["hidden_size"]),

@@ -135,3 +135,19 @@ def test_active_matches_published_under_some_convention(name: str) -> None:
     conventions = [active, active - b.embedding, active - b.embedding - b.lm_head]
     published = m.published_active_params.value
     assert min(abs(c / published - 1) for c in conventions) < 0.05
+
+
+def test_llama_4_maverick_interleaved_moe_by_hand() -> None:
+    """Llama 4 Maverick: MoE on every 2nd layer (128 experts of width 8192 + one shared), dense
+    FFN of width 16384 between (`intermediate_size_mlp`); 3 of 4 layers chunked attention."""
+    m = get_model("llama-4-maverick")
+    h, V, L = 5120, 202048, 48
+    attention = h * (40 * 128) + 2 * h * (8 * 128) + (40 * 128) * h
+    expert, dense = 3 * h * 8192, 3 * h * 16384
+    moe_layer = 128 * expert + expert + h * 128  # routed + shared + router
+    total = 2 * V * h + h + L * (attention + 2 * h) + 24 * dense + 24 * moe_layer
+    assert m.moe is not None and m.moe.dense_layers == 24 and m.moe.num_shared_experts == 1
+    assert (m.attention.sliding_layers, m.attention.sliding_window) == (36, 8192)
+    assert param_count(m) == total
+    active = total - 24 * 127 * expert
+    assert active_param_count(m) == active == pytest.approx(17.2e9, rel=0.01)
