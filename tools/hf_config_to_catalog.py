@@ -17,7 +17,11 @@ defaulting to hidden/heads); MLA (`kv_lora_rank`, `q_lora_rank`, `qk_rope_head_d
 `num_experts_per_tok` / `experts_per_token`, `n_shared_experts`, `moe_intermediate_size`,
 `shared_expert_intermediate_size`, `first_k_dense_replace` / `mlp_only_layers`); layer types
 (`layer_types` full / sliding / linear attention with `sliding_window`, Gated DeltaNet `linear_*`
-dims); MTP layers (`num_nextn_predict_layers`, `mtp_num_hidden_layers`, MiniMax `num_mtp_modules`);
+dims); hybrid block patterns (Nemotron-H `hybrid_override_pattern` / `layers_block_type`: Mamba-2,
+attention, MoE and MLP blocks, each a mixer or an FFN; Mamba-2 parameters and state from
+`mamba_num_heads`, `mamba_head_dim`, `n_groups`, `ssm_state_size`, `conv_kernel`), LatentMoE
+(`moe_latent_size`); MTP layers (`num_nextn_predict_layers`, `mtp_num_hidden_layers`, MiniMax
+`num_mtp_modules`);
 the checkpoint's weight format (`quantization_config`).
 """
 
@@ -68,6 +72,55 @@ def _native_dtype(c: dict[str, Any]) -> str:
     return "fp16" if dtype == "float16" else "bf16"
 
 
+_BLOCK_CODES = {"M": "mamba", "E": "moe", "*": "attention", "-": "mlp"}
+
+
+def _blocks(c: dict[str, Any]) -> list[str] | None:
+    """Per-layer block types of a hybrid model whose layers hold either a mixer or an FFN
+    (Nemotron-H: `hybrid_override_pattern` "MEM*E..." or `layers_block_type`), else None."""
+    pattern = c.get("hybrid_override_pattern")
+    if isinstance(pattern, str) and pattern:
+        return [_BLOCK_CODES[ch] for ch in pattern]
+    types = c.get("layers_block_type")
+    if isinstance(types, list) and types:
+        return [str(t) for t in types]
+    return None
+
+
+def _num_layers(c: dict[str, Any]) -> int:
+    if "num_hidden_layers" in c:
+        return int(c["num_hidden_layers"])
+    blocks = _blocks(c)
+    if blocks is None:
+        raise KeyError("num_hidden_layers")
+    return len(blocks)
+
+
+def _mamba2(c: dict[str, Any], h: int, layers: int) -> dict[str, Any]:
+    """Mamba-2 mixer layers as linear-attention layers: per-layer parameters and state.
+
+    d_inner = H*p (H heads of p), conv_dim = d_inner + 2*G*N (G groups, state size N):
+      in_proj  = h*(d_inner + conv_dim + H)  (z, x, B, C and dt; + the same in biases with
+                                              `mamba_proj_bias`)
+      conv1d   = conv_dim*k (+ conv_dim with `use_conv_bias`);  dt_bias, A_log, D = 3*H
+      gated RMSNorm = d_inner;  out_proj = d_inner*h (+ h with `mamba_proj_bias`)
+    state per sequence = (k-1)*conv_dim*2 B (bf16 conv state) + H*p*N*s B (SSM state; s = 4 for
+    `mamba_ssm_cache_dtype: float32`, else 2), the shapes vLLM's MambaMixer2 allocates.
+    """
+    H, p = int(c["mamba_num_heads"]), int(c["mamba_head_dim"])
+    G, N, k = int(c["n_groups"]), int(c["ssm_state_size"]), int(c["conv_kernel"])
+    d_inner = H * p
+    conv_dim = d_inner + 2 * G * N
+    bias = bool(c.get("mamba_proj_bias"))
+    params = (h * (d_inner + conv_dim + H) + ((d_inner + conv_dim + H) if bias else 0)
+              + conv_dim * k + (conv_dim if c.get("use_conv_bias") else 0) + 3 * H + d_inner
+              + d_inner * h + (h if bias else 0))
+    ssm = _SSM_BYTES.get(str(c.get("mamba_ssm_cache_dtype", "bfloat16")), 2)
+    state = (k - 1) * conv_dim * 2 + H * p * N * ssm
+    return {"linear_layers": layers, "linear_state_bytes_per_layer": state,
+            "linear_params_per_layer": params}
+
+
 def _llama4_chunked(c: dict[str, Any], n: int) -> int:
     """Llama 4 layers with chunked local attention: those using RoPE, every layer but each
     `no_rope_layer_interval`-th (transformers `Llama4TextConfig`, default 4), or as listed in
@@ -99,8 +152,12 @@ def _attention(c: dict[str, Any]) -> dict[str, Any]:
     h = int(c["hidden_size"])
     heads = int(c["num_attention_heads"])
     kv = int(c.get("num_key_value_heads") or heads)
-    n = int(c["num_hidden_layers"])
-    full, sliding, linear = _layer_counts(c, n)
+    n = _num_layers(c)
+    blocks = _blocks(c)
+    if blocks is not None:
+        full, sliding, linear = blocks.count("attention"), 0, blocks.count("mamba")
+    else:
+        full, sliding, linear = _layer_counts(c, n)
     a: dict[str, Any] = {}
     if c.get("kv_lora_rank"):
         rope, nope = int(c["qk_rope_head_dim"]), int(c["qk_nope_head_dim"])
@@ -126,14 +183,18 @@ def _attention(c: dict[str, Any]) -> dict[str, Any]:
             "kind": "mha" if kv == heads else "gqa",
             "num_heads": heads,
             "num_kv_heads": kv,
-            "head_dim": int(c.get("head_dim") or h // heads),
+            "head_dim": int(c.get("head_dim") or c.get("attention_head_dim") or h // heads),
         }
     a["full_layers"] = full
     if sliding:
         window = c.get("sliding_window") or c["attention_chunk_size"]
         a |= {"sliding_layers": sliding, "sliding_window": int(window)}
-    if linear:
+    if linear and blocks is not None:
+        a |= _mamba2(c, h, linear)
+    elif linear:
         a |= _linear(c, h, linear)
+    if blocks is not None and n - full - linear:
+        a["mixerless_layers"] = n - full - linear
     if c.get("attn_output_gate"):
         a["output_gate"] = True
     if c.get("attention_bias"):
@@ -180,7 +241,8 @@ def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
     if not experts:
         return None
     width = int(c.get("moe_intermediate_size") or c["intermediate_size"])
-    shared_w = c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
+    shared_w = (c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
+                or c.get("moe_shared_expert_intermediate_size"))
     shared = int(c.get("n_shared_experts") or (1 if shared_w else 0))
     llama4 = c.get("model_type") == "llama4_text"
     if llama4:  # every Llama 4 MoE layer has one shared expert as wide as a routed one
@@ -200,8 +262,13 @@ def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
     if llama4 and step > 1:  # MoE on every step-th layer, dense FFN layers between
         n = int(c["num_hidden_layers"])
         dense = n - n // step
+    blocks = _blocks(c)
+    if blocks is not None:  # hybrid: the MLP blocks are the dense FFN layers
+        dense = blocks.count("mlp")
     if dense:
         m["dense_layers"] = int(dense)
+    if c.get("moe_latent_size"):
+        m["latent_size"] = int(c["moe_latent_size"])
     if c.get("model_type") == "gpt_oss":
         m["bias"] = True  # gpt-oss experts and router carry biases (modeling_gpt_oss.py)
     return m
@@ -226,7 +293,7 @@ def convert(config: dict[str, Any]) -> dict[str, Any]:
     inter = (c.get("intermediate_size_mlp") or c.get("intermediate_size")
              or c.get("moe_intermediate_size") or 0)
     out: dict[str, Any] = {
-        "num_layers": int(c["num_hidden_layers"]),
+        "num_layers": _num_layers(c),
         "hidden_size": int(c["hidden_size"]),
         "intermediate_size": int(inter),
         "vocab_size": int(c["vocab_size"]),
@@ -237,6 +304,11 @@ def convert(config: dict[str, Any]) -> dict[str, Any]:
     }
     if moe:
         out["moe"] = moe
+    if str(c.get("mlp_hidden_act") or c.get("hidden_act")) == "relu2":
+        out["ffn_kind"] = "plain"  # squared-ReLU FFNs have no gate (up and down only)
+    blocks = _blocks(c)
+    if blocks is not None:
+        out["ffn_layers"] = blocks.count("moe") + blocks.count("mlp")
     mtp = _mtp(c)
     if mtp:
         out["mtp_layers"] = mtp
@@ -246,8 +318,8 @@ def convert(config: dict[str, Any]) -> dict[str, Any]:
 _ORDER = [
     "name", "hf_id", "aliases", "family", "num_layers", "hidden_size", "intermediate_size",
     "vocab_size", "tie_word_embeddings", "max_context_tokens", "native_dtype", "ffn_kind",
-    "attention", "moe", "mtp_layers", "published_params", "published_active_params", "source",
-    "as_of", "note",
+    "attention", "moe", "ffn_layers", "mtp_layers", "published_params",
+    "published_active_params", "source", "as_of", "note",
 ]  # fmt: skip
 
 

@@ -151,3 +151,39 @@ def test_llama_4_maverick_interleaved_moe_by_hand() -> None:
     assert param_count(m) == total
     active = total - 24 * 127 * expert
     assert active_param_count(m) == active == pytest.approx(17.2e9, rel=0.01)
+
+
+def test_nemotron_3_nano_hybrid_blocks_by_hand() -> None:
+    """Nemotron 3 Nano: 52 single-purpose blocks (23 Mamba-2, 23 MoE, 6 attention), one norm
+    each; Mamba-2 mixer parameters and per-sequence state from the config by hand."""
+    m = get_model("nemotron-3-nano-30b-a3b")
+    h, V = 2688, 131072
+    H, p, G, N, k = 64, 64, 8, 128, 4
+    d_inner, conv_dim = H * p, H * p + 2 * G * N
+    mamba = (h * (d_inner + conv_dim + H) + conv_dim * k + conv_dim  # in_proj, conv + bias
+             + 3 * H + d_inner + d_inner * h)  # dt_bias, A_log, D; gated norm; out_proj
+    state = (k - 1) * conv_dim * 2 + H * p * N * 4  # bf16 conv state, FP32 SSM state
+    a = m.attention
+    assert (a.full_layers, a.linear_layers, a.mixerless_layers, m.ffn_layers) == (6, 23, 23, 23)
+    assert linear_attention_params_per_layer(a, h) == mamba
+    assert linear_attention_state_bytes_per_layer(a) == state == 2_134_016
+    attention = h * 32 * 128 + 2 * h * 2 * 128 + 32 * 128 * h
+    expert = 2 * h * 1856  # squared ReLU: up and down, no gate
+    moe_layer = 128 * expert + 2 * h * 3712 + h * 128  # routed, shared, router
+    total = 2 * V * h + h + 23 * mamba + 6 * attention + 23 * moe_layer + 52 * h
+    assert m.ffn_kind == "plain"
+    assert param_count(m) == total
+    assert active_param_count(m) == total - 23 * 122 * expert == pytest.approx(3.6e9, rel=0.02)
+
+
+def test_latent_moe_by_hand() -> None:
+    """Nemotron 3 Super's LatentMoE: 512 routed experts of width 2688 on a 1024 latent (the
+    layer projects 4096 -> 1024 and back), one shared expert at the full width."""
+    m = get_model("nemotron-3-super-120b-a12b")
+    assert m.moe is not None and m.moe.latent_size == 1024
+    b = layer_param_breakdown(m)
+    h = 4096
+    assert b.expert_ffn_per_expert == 2 * 1024 * 2688
+    assert b.latent_proj_per_layer == 2 * h * 1024
+    assert b.shared_ffn_per_layer == 2 * h * 5376
+    assert (b.moe_layers, b.dense_layers, b.linear_attention_layers) == (40, 0, 40)

@@ -220,3 +220,20 @@ def test_unknown_name_raises_usage_error_with_close_names() -> None:
 
 def test_normalize_ignores_case_and_separators() -> None:
     assert normalize(" H100_SXM ") == normalize("h100-sxm") == normalize("h100.sxm") == "h100sxm"
+
+
+def test_layer_counts_must_add_up() -> None:
+    """Mixer types (full, sliding, linear, none) sum to the layers; FFN layers and the dense
+    ones among them cannot exceed it."""
+    from fleetplan.catalog.schema import ModelSpec
+
+    base = get_model("nemotron-3-nano-30b-a3b").model_dump()
+    bad_mixers = {**base, "attention": {**base["attention"], "mixerless_layers": 22}}
+    with pytest.raises(ValueError, match="22 without a mixer = 51"):
+        ModelSpec.model_validate(bad_mixers)
+    with pytest.raises(ValueError, match="ffn_layers 53 > num_layers 52"):
+        ModelSpec.model_validate({**base, "ffn_layers": 53})
+    with pytest.raises(ValueError, match=r"moe\.dense_layers 24 > layers with an FFN 23"):
+        ModelSpec.model_validate({**base, "moe": {**base["moe"], "dense_layers": 24}})
+    m = ModelSpec.model_validate(base)
+    assert (m.mixer_layer_count, m.ffn_layer_count, m.moe_layer_count) == (29, 23, 23)

@@ -83,7 +83,9 @@ class AttentionSpec(_Frozen):
 
     Layers are split by type: `full_layers` keep KV for the whole context, `sliding_layers` keep
     at most `sliding_window` tokens, `linear_layers` (Gated DeltaNet, Mamba-style) keep a fixed
-    state of `linear_state_bytes_per_layer` per sequence. They sum to the model's layer count.
+    state of `linear_state_bytes_per_layer` per sequence, `mixerless_layers` have no token
+    mixer at all (the FFN-only blocks of hybrid models such as Nemotron-H). They sum to the
+    model's layer count.
     """
 
     kind: Literal["mha", "gqa", "mla"]
@@ -99,6 +101,7 @@ class AttentionSpec(_Frozen):
     sliding_layers: int = Field(default=0, ge=0)
     sliding_window: int | None = None
     linear_layers: int = Field(default=0, ge=0)
+    mixerless_layers: int = Field(default=0, ge=0)
     linear_state_bytes_per_layer: int | None = None
     linear_params_per_layer: int | None = None
     # Optional detail (added with the full catalog; all default to "absent"):
@@ -141,6 +144,9 @@ class MoESpec(_Frozen):
     shared_intermediate_size: int | None = None
     dense_layers: int = Field(default=0, ge=0)
     bias: bool = False  # expert projections and router carry biases (gpt-oss)
+    # LatentMoE (Nemotron 3 Super/Ultra): routed experts work in a smaller latent width; each
+    # MoE layer projects hidden -> latent before them and back after. None: hidden width.
+    latent_size: int | None = Field(default=None, ge=1)
 
 
 class ModelSpec(_Frozen):
@@ -161,6 +167,9 @@ class ModelSpec(_Frozen):
     attention: AttentionSpec
     moe: MoESpec | None = None
     mtp_layers: int = 0  # multi-token-prediction heads (not counted in the main params)
+    # Layers that carry an FFN (dense or MoE); None: every layer. Hybrid models whose blocks
+    # hold either a mixer or an FFN (Nemotron-H: Mamba-2, attention, MoE blocks) set it.
+    ffn_layers: int | None = Field(default=None, ge=0)
     published_params: Fig | None = None
     published_active_params: Fig | None = None  # MoE: parameters used per token, as published
     source: str = Field(min_length=3)
@@ -170,13 +179,34 @@ class ModelSpec(_Frozen):
     @model_validator(mode="after")
     def _layers_add_up(self) -> ModelSpec:
         a = self.attention
-        total = a.full_layers + a.sliding_layers + a.linear_layers
+        total = a.full_layers + a.sliding_layers + a.linear_layers + a.mixerless_layers
         if total != self.num_layers:
             raise ValueError(
                 f"attention layers ({a.full_layers} full + {a.sliding_layers} sliding + "
-                f"{a.linear_layers} linear = {total}) != num_layers {self.num_layers}"
+                f"{a.linear_layers} linear + {a.mixerless_layers} without a mixer = {total}) "
+                f"!= num_layers {self.num_layers}"
             )
+        ffn = self.num_layers if self.ffn_layers is None else self.ffn_layers
+        if ffn > self.num_layers:
+            raise ValueError(f"ffn_layers {ffn} > num_layers {self.num_layers}")
+        if self.moe is not None and self.moe.dense_layers > ffn:
+            raise ValueError(f"moe.dense_layers {self.moe.dense_layers} > layers with an FFN {ffn}")
         return self
+
+    @property
+    def ffn_layer_count(self) -> int:
+        """Layers with an FFN (dense or MoE)."""
+        return self.num_layers if self.ffn_layers is None else self.ffn_layers
+
+    @property
+    def moe_layer_count(self) -> int:
+        """Layers whose FFN is a mixture of experts (0 for dense models)."""
+        return 0 if self.moe is None else self.ffn_layer_count - self.moe.dense_layers
+
+    @property
+    def mixer_layer_count(self) -> int:
+        """Layers with a token mixer (softmax or linear attention)."""
+        return self.num_layers - self.attention.mixerless_layers
 
 
 class EngineFeature(_Frozen):

@@ -38,7 +38,9 @@ class LayerParams:
     `linear_attention_per_layer` a linear-attention (Gated DeltaNet) layer.
     `dense_ffn_per_layer` is the FFN of a dense layer, `expert_ffn_per_expert` one routed expert,
     `shared_ffn_per_layer` all shared experts of an MoE layer together, `router_per_layer` the
-    gate. `norms_per_layer` counts the two RMSNorm weight vectors of a decoder layer;
+    gate. `norms_per_layer` is one RMSNorm weight vector; a layer has one before its mixer and
+    one before its FFN (two in a standard decoder layer, one in a hybrid model's single-purpose
+    block);
     `final_norm` the one before the LM head. Layer counts say how many of each there are.
     """
 
@@ -50,6 +52,7 @@ class LayerParams:
     expert_ffn_per_expert: int
     shared_ffn_per_layer: int
     router_per_layer: int
+    latent_proj_per_layer: int
     norms_per_layer: int
     final_norm: int
     softmax_attention_layers: int
@@ -182,8 +185,9 @@ def layer_param_breakdown(model: ModelSpec) -> LayerParams:
     """Split a model into its pieces; see `LayerParams`. Formulas:
 
     embedding = V*h, lm_head = V*h unless tied; norms = 2*h per layer, final norm = h;
-    dense FFN = 3*h*f (gated); routed expert = 3*h*f_e; shared experts = n_s*3*h*f_s;
-    router = h*E (+ E with biases).
+    dense FFN = 3*h*f (gated); routed expert = 3*h*f_e (3*l*f_e on a LatentMoE latent width l,
+    plus 2*h*l projections per MoE layer); shared experts = n_s*3*h*f_s; router = h*E (+ E with
+    biases). Plain (non-gated) FFNs have 2 matrices instead of 3.
     """
     h = model.hidden_size
     a = model.attention
@@ -191,10 +195,13 @@ def layer_param_breakdown(model: ModelSpec) -> LayerParams:
     moe = model.moe
     embedding = model.vocab_size * h
     if moe is None:
-        moe_layers, expert, shared, router, E, k = 0, 0, 0, 0, 0, 0
+        moe_layers, expert, shared, router, latent, E, k = 0, 0, 0, 0, 0, 0, 0
     else:
-        moe_layers = model.num_layers - moe.dense_layers
-        expert = _ffn(h, moe.expert_intermediate_size, gated, moe.bias)
+        moe_layers = model.moe_layer_count
+        # LatentMoE: experts of width f_e on the latent width l, plus the h->l and l->h
+        # projections of the layer (2*h*l)
+        expert = _ffn(moe.latent_size or h, moe.expert_intermediate_size, gated, moe.bias)
+        latent = 2 * h * moe.latent_size if moe.latent_size else 0
         shared_width = moe.shared_intermediate_size or moe.expert_intermediate_size
         shared = moe.num_shared_experts * _ffn(h, shared_width, gated, moe.bias)
         router = h * moe.num_experts + (moe.num_experts if moe.bias else 0)
@@ -208,11 +215,12 @@ def layer_param_breakdown(model: ModelSpec) -> LayerParams:
         expert_ffn_per_expert=expert,
         shared_ffn_per_layer=shared,
         router_per_layer=router,
-        norms_per_layer=2 * h,
+        latent_proj_per_layer=latent,
+        norms_per_layer=h,
         final_norm=h,
         softmax_attention_layers=a.full_layers + a.sliding_layers,
         linear_attention_layers=a.linear_layers,
-        dense_layers=model.num_layers - moe_layers,
+        dense_layers=model.ffn_layer_count - moe_layers,
         moe_layers=moe_layers,
         num_experts=E,
         experts_per_token=k,
@@ -220,14 +228,16 @@ def layer_param_breakdown(model: ModelSpec) -> LayerParams:
 
 
 def _count(b: LayerParams, experts: int) -> int:
-    moe_layer = experts * b.expert_ffn_per_expert + b.shared_ffn_per_layer + b.router_per_layer
+    moe_layer = (experts * b.expert_ffn_per_expert + b.shared_ffn_per_layer + b.router_per_layer
+                 + b.latent_proj_per_layer)
     return (
         b.embedding
         + b.lm_head
         + b.final_norm
         + b.softmax_attention_layers * b.attention_per_layer
         + b.linear_attention_layers * b.linear_attention_per_layer
-        + (b.dense_layers + b.moe_layers) * b.norms_per_layer
+        + (b.softmax_attention_layers + b.linear_attention_layers + b.dense_layers
+           + b.moe_layers) * b.norms_per_layer
         + b.dense_layers * b.dense_ffn_per_layer
         + b.moe_layers * moe_layer
     )
@@ -270,5 +280,5 @@ def mtp_param_count(model: ModelSpec) -> int:
         ffn += b.router_per_layer
     else:
         ffn = b.dense_ffn_per_layer
-    layer = b.attention_per_layer + b.norms_per_layer + ffn
+    layer = b.attention_per_layer + 2 * b.norms_per_layer + ffn
     return model.mtp_layers * (layer + 2 * h * h + 3 * h)

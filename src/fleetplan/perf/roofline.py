@@ -123,8 +123,9 @@ class RooflineStepModel:
         self.moe_layers = 0
         if m.moe:
             ffn_mats = 3 if m.ffn_kind == "gated" else 2
-            self.expert_params = ffn_mats * m.hidden_size * m.moe.expert_intermediate_size
-            self.moe_layers = m.num_layers - m.moe.dense_layers
+            width = m.moe.latent_size or m.hidden_size  # LatentMoE experts work in the latent
+            self.expert_params = ffn_mats * width * m.moe.expert_intermediate_size
+            self.moe_layers = m.moe_layer_count
         expert_total = self.expert_params * self.moe_layers * (m.moe.num_experts if m.moe else 0)
         self.expert_active_params = self.expert_params * self.moe_layers * (
             m.moe.experts_per_token if m.moe else 0
@@ -240,14 +241,17 @@ class RooflineStepModel:
             if nodes > 1:
                 per_call += ((2.0 * (nodes - 1) / nodes * msg / d + self.nic_lat_bytes)
                              / self.nic + eff.collective_latency_s)
-            t += 2 * m.num_layers * per_call
+            # one all-reduce after each mixer and each FFN (2 per standard decoder layer)
+            t += (m.mixer_layer_count + m.ffn_layer_count) * per_call
         if dep.attention_dp > 1 and m.moe:  # gather tokens to, and back from, the experts
             per_call = (self._spread(msg * (dep.attention_dp - 1), dep.attention_dp * dep.tp)
                         + eff.collective_latency_s)
             t += 2 * self.moe_layers * per_call
         elif dep.ep > 1 and m.moe:
             k = m.moe.experts_per_token
-            per_call = (self._spread(msg * k * (dep.ep - 1) / dep.ep, dep.ep)
+            # LatentMoE dispatches the latent vectors, not the hidden states
+            shrink = (m.moe.latent_size or m.hidden_size) / m.hidden_size
+            per_call = (self._spread(msg * shrink * k * (dep.ep - 1) / dep.ep, dep.ep)
                         + eff.collective_latency_s)
             t += 2 * self.moe_layers * per_call
         if dep.pp > 1:
