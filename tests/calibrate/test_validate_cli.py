@@ -118,3 +118,39 @@ def test_checkpoint_of_a_fitted_architecture_is_predicted_like_it(tmp_path: Path
     assert twin["pred_tpot_ms"] == base["pred_tpot_ms"]
     assert float(other["pred_tpot_ms"]) > 0
     assert other["pred_tpot_ms"] != base["pred_tpot_ms"]
+
+
+def read_points_conc(row: dict[str, str]) -> int:
+    import re
+
+    m = re.search(r"silicon_concurrency=(\d+)", row["silicon_data_source"])
+    assert m is not None
+    return int(m.group(1))
+
+
+def test_points_file_with_bom_crlf_and_quoted_newline(tmp_path: Path) -> None:
+    """A spreadsheet export: UTF-8 byte-order mark, CRLF line ends, a quoted field spanning two
+    lines. Read as data; an error on the row after it names that row's physical line."""
+    from fleetplan.calibrate import read_points
+    from fleetplan.errors import InputFileError
+
+    lines = bundled_points_path().read_text().splitlines()
+    rows = list(csv.DictReader(lines[:3]))
+    want = [read_points_conc(r) for r in rows]
+    rows[0]["silicon_data_source"] = "first line\nsecond line; " + rows[0]["silicon_data_source"]
+    src = tmp_path / "points.csv"
+    with src.open("w", newline="", encoding="utf-8-sig") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\r\n")
+        w.writeheader()
+        w.writerows(rows)
+    header, _, points = read_points(src)
+    assert header[0] == "id" and len(points) == 2
+    assert points[0].id == rows[0]["id"]
+    assert [p.concurrency for p in points] == want
+    rows[1]["isl"] = "lots"
+    with src.open("w", newline="", encoding="utf-8-sig") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\r\n")
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(InputFileError, match="line 4, field 'isl'"):
+        read_points(src)

@@ -18,6 +18,7 @@ concurrency / k clients.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from dataclasses import dataclass, replace
@@ -229,10 +230,12 @@ def read_points(path: str | Path) -> tuple[list[str], list[dict[str, str]], list
     file, line and field of the first problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not data
     except OSError as e:
         raise InputFileError(f"cannot read: {e.strerror or e}", path=str(p)) from None
-    reader = csv.DictReader(text.splitlines())
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"not UTF-8 text (byte {e.start})", path=str(p)) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = list(reader.fieldnames or [])
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
@@ -244,7 +247,8 @@ def read_points(path: str | Path) -> tuple[list[str], list[dict[str, str]], list
         )
     raws: list[dict[str, str]] = []
     points: list[ServingPoint] = []
-    for i, row in enumerate(reader, start=2):
+    for row in reader:
+        i = reader.line_num  # the row's last physical line (quoted fields may span lines)
         if None in row:
             raise InputFileError("more fields than the header", path=str(p), line=i)
         clean = {k: (v or "") for k, v in row.items()}

@@ -106,9 +106,11 @@ def read_steps(path: Path) -> list[StepPoint]:
     """Read and check a step-time CSV; every problem names the file, line and field."""
     p = str(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not data
     except OSError as e:
         raise InputFileError(f"cannot read: {e.strerror or e}", path=p) from e
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"not UTF-8 text (byte {e.start})", path=p) from None
     rows = list(csv.DictReader(text.splitlines()))
     header = text.splitlines()[0].split(",") if text.strip() else []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
