@@ -154,3 +154,17 @@ def test_points_file_with_bom_crlf_and_quoted_newline(tmp_path: Path) -> None:
         w.writerows(rows)
     with pytest.raises(InputFileError, match="line 4, field 'isl'"):
         read_points(src)
+
+
+@pytest.mark.parametrize(
+    ("precision", "gemm", "want"),
+    [("fp8_block", "", "fp8"), ("", "fp8_block", "fp8"), ("NVFP4", "", "fp4"),
+     ("", "w4a16_mxfp4", "fp4"), ("", "sq", "int8"), ("", "", "bf16"), ("", "bfloat16", "bf16"),
+     ("int8_wo", "", "int8_wo")],
+)
+def test_quant_mode_names_map_to_precisions(precision: str, gemm: str, want: str) -> None:
+    """aiconfigurator's quantization-mode names in `precision` or `gemm_quant_mode` read as
+    the file's precision names; a mode without a catalog format stays as written."""
+    from fleetplan.calibrate.points import _precision
+
+    assert _precision({"precision": precision, "gemm_quant_mode": gemm}) == want

@@ -28,6 +28,7 @@ from pathlib import Path
 from fleetplan.errors import InputFileError
 
 __all__ = [
+    "QUANT_MODES",
     "REQUIRED_COLUMNS",
     "Layout",
     "ServingPoint",
@@ -159,14 +160,29 @@ def agg_layout(lay: Layout, concurrency: int, batch_size: int) -> Layout:
     return replace(lay, workers=lay.workers * k)
 
 
+#: aiconfigurator's GEMM / MoE quantization-mode names (`sdk.common.GEMMQuantMode`,
+#: `MoEQuantMode`) -> the precision names of the calibration file: the weight format that
+#: sets the bytes read, the GPU deciding whether it computes natively (`features`). INT8
+#: weight-only (`int8_wo`, W8A16) has no catalog format and stays as written (a row
+#: with it gets a reason, not a guess).
+QUANT_MODES = {
+    "bfloat16": "bf16", "float16": "bf16", "fp16": "bf16",
+    "fp8_block": "fp8", "fp8_static": "fp8", "fp8_ootb": "fp8",
+    "nvfp4": "fp4", "mxfp4": "fp4", "nvfp4_wo": "fp4", "w4a16_nvfp4": "fp4",
+    "w4a16_mxfp4": "fp4", "w4a16_mxfp4_cutlass": "fp4", "w4a8_mxfp4_mxfp8": "fp4",
+    "w4a8_mxfp4_mxfp8_trtllm": "fp4",
+    "int4_wo": "int4", "sq": "int8",
+}  # fmt: skip
+
+
 def _precision(row: dict[str, str]) -> str:
     p = (row.get("precision") or "").strip().lower()
     if p:
-        return p
+        return QUANT_MODES.get(p, p)
     gemm = (row.get("gemm_quant_mode") or "").strip().lower()
-    if gemm in ("", "float16", "bfloat16", "bf16"):
+    if gemm == "":
         return "bf16"  # unquantized checkpoints leave both quant columns empty
-    return {"nvfp4": "fp4", "fp8_block": "fp8", "int4_wo": "int4"}.get(gemm, gemm)
+    return QUANT_MODES.get(gemm, gemm)
 
 
 def _concurrency(row: dict[str, str], where: tuple[str, int]) -> int:
