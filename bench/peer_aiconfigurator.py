@@ -40,8 +40,13 @@ _CONC = re.compile(r"silicon_concurrency=(\d+)")
 def _config_dir(model_path: str, base: Path) -> Path:
     """A directory holding the model's published config.json (catalog sources)."""
     name = model_path.rsplit("/", 1)[-1].replace("Meta-", "")
-    for suffix in ("-Instruct", "-FP8", "-NVFP4"):
-        name = name.removesuffix(suffix)
+    while True:  # "Llama-3.1-8B-Instruct-FP8" -> "Llama-3.1-8B"
+        short = name
+        for suffix in ("-Instruct", "-FP8", "-NVFP4"):
+            short = short.removesuffix(suffix)
+        if short == name:
+            break
+        name = short
     hits = [p for p in CONFIGS.glob("*_config.json")
             if p.name.split("--", 1)[-1].removesuffix("_config.json").replace("Meta-", "")
             == name]
@@ -99,9 +104,13 @@ def main() -> None:
                     help="comma-separated model_path values of the measured points")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--points", type=Path, default=POINTS,
+                    help="points CSV (default: the bundled calibration file)")
+    ap.add_argument("--all-models", action="store_true", help="every model of --points")
     args = ap.parse_args()
-    rows = [r for r in csv.DictReader(POINTS.read_text().splitlines()) if r["mode"] == "agg"
-            and r["model_path"] in args.models.split(",")]
+    rows = [r for r in csv.DictReader(args.points.read_text(encoding="utf-8-sig").splitlines())
+            if r["mode"] == "agg"
+            and (args.all_models or r["model_path"] in args.models.split(","))]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {m: str(_config_dir(m, Path(tmp))) for m in {r["model_path"] for r in rows}}
