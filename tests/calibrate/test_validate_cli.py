@@ -168,3 +168,13 @@ def test_quant_mode_names_map_to_precisions(precision: str, gemm: str, want: str
     from fleetplan.calibrate.points import _precision
 
     assert _precision({"precision": precision, "gemm_quant_mode": gemm}) == want
+
+
+def test_unknown_system_is_a_reason_not_a_lookalike(tmp_path: Path) -> None:
+    """A system the catalog does not list (an A100 PCIe card) is not read as the SXM part its
+    name starts like: the row gets a reason naming it."""
+    src = _head(tmp_path, 3, edit={"system": "a100_pcie"})
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(out)]) == 0
+    last = list(csv.DictReader(out.read_text().splitlines()))[-1]
+    assert last["pred_ttft_ms"] == "" and "unknown gpu 'a100_pcie'" in last["reason"]

@@ -103,11 +103,11 @@ def model_is_moe(model: ModelSpec) -> bool:
 
 
 def _lookup_gpu(system: str) -> GPU:
+    """The catalog GPU of a benchmark system name. A name neither the catalog nor
+    `_GPU_ALIASES` knows is an error naming the closest GPUs, not a guess from its prefix
+    (`a100_pcie` is not the SXM part)."""
     s = system.strip().lower()
-    try:
-        return get_gpu(s, where="system")
-    except FleetplanError:
-        return get_gpu(_GPU_ALIASES.get(s, s.split("_")[0]), where="system")
+    return get_gpu(_GPU_ALIASES.get(s, s), where="system")
 
 
 def _lookup_quant(precision: str, gpu: GPU, engine: Engine) -> Quant:
