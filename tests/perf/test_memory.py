@@ -82,3 +82,17 @@ def test_model_that_does_not_fit() -> None:
     dep = Deployment.build("llama-3.1-405b", "h100-sxm", "bf16", tp=1)
     assert not memory_budget(dep).fits
     assert max_concurrent_sequences(dep, 1000) == 0
+
+
+def test_hybrid_mamba_model_sequence_memory_by_hand() -> None:
+    """Nemotron 3 Nano: only its 6 attention layers grow with the context (2 KV heads x 128,
+    K and V); its 23 Mamba-2 layers hold a fixed state per sequence (conv state in BF16, SSM
+    state in FP32: 2,134,016 bytes each), sharded over TP like the heads."""
+    m = get_model("nemotron-3-nano-30b-a3b")
+    assert kv_bytes_per_token(m, 2.0) == 6 * 2 * 128 * 2 * 2.0
+    dep = Deployment.build(m.name, "h100-sxm", "bf16", "vllm", tp=2)
+    per_token_gpu = 6 * 1 * 128 * 2 * dep.kv_bytes_per_element  # one KV head per GPU at TP2
+    state_gpu = 23 * 2_134_016 / 2
+    for ctx in (1, 4096, 100_000):
+        want = ctx * per_token_gpu + state_gpu
+        assert kv_bytes_for_sequence_per_gpu(dep, ctx) == pytest.approx(want, rel=1e-12)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleetplan.catalog import load_catalog
 from fleetplan.perf import (
     Deployment,
     Efficiency,
@@ -183,3 +186,21 @@ def test_fast_step_time_equals_breakdown(
     if pre:
         b = b + StepBatch.prefill_chunk(pre, cached)
     assert m.step_time_s(b) == pytest.approx(m.breakdown(b).total_s, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(load_catalog().models))
+def test_every_catalog_model_has_sane_step_times(name: str) -> None:
+    """Every architecture the catalog holds (GQA, MLA, sliding/chunked, linear and Mamba-2
+    mixers, hybrid blocks, MoE and LatentMoE) gives finite, positive step times that grow with
+    the work: more decode sequences, longer contexts, longer prompts."""
+    dep = Deployment.build(name, "b200", "fp8", "trtllm", tp=8)
+    m = RooflineStepModel(dep)
+    d8 = m.step_time_s(StepBatch(decode_seqs=8, decode_ctx_tokens=8 * 2048))
+    d64 = m.step_time_s(StepBatch(decode_seqs=64, decode_ctx_tokens=64 * 2048))
+    d64_long = m.step_time_s(StepBatch(decode_seqs=64, decode_ctx_tokens=64 * 32768))
+    p1k = m.step_time_s(StepBatch.prefill_chunk(1024, 0))
+    p8k = m.step_time_s(StepBatch.prefill_chunk(8192, 0))
+    for t in (d8, d64, d64_long, p1k, p8k):
+        assert math.isfinite(t) and t > 0
+    assert d8 <= d64 <= d64_long
+    assert p1k < p8k
