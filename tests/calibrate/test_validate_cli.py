@@ -178,3 +178,16 @@ def test_unknown_system_is_a_reason_not_a_lookalike(tmp_path: Path) -> None:
     assert main(["validate", "--points", str(src), "--out", str(out)]) == 0
     last = list(csv.DictReader(out.read_text().splitlines()))[-1]
     assert last["pred_ttft_ms"] == "" and "unknown gpu 'a100_pcie'" in last["reason"]
+
+
+def test_points_without_measurements_are_predicted_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows to be predicted (no measurement columns): every row gets its predictions, and the
+    error table says there is nothing to compare instead of printing nan."""
+    src = _head(tmp_path, 3, drop="silicon_ttft_ms")
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert all(float(r["pred_ttft_ms"]) > 0 and float(r["pred_tpot_ms"]) > 0 for r in rows)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "nan" not in text and "predictions only, no error to report" in text

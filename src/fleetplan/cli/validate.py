@@ -118,10 +118,13 @@ def validate(
             str(r["system"]),
             str(r["backend"]),
             str(r["rows"]),
-            f"{r['ttft_mape']:.1f}",
-            f"{r['tpot_mape']:.1f}",
+            _pct(r["ttft_mape"]),
+            _pct(r["tpot_mape"]),
         )
     console.print(table)
+    if not any(q.ttft_s is not None and q.tpot_s is not None for q in pts):
+        console.print("No row has both measurements (silicon_ttft_ms, silicon_tpot_ms): "
+                      "predictions only, no error to report.")
     predicted = int((np.isfinite(ttft) & np.isfinite(tpot)).sum())
     unsupported = len(pts) - predicted
     defaults = sum(p.startswith("defaults") for p in prov)
@@ -145,3 +148,9 @@ def validate(
         )
     if out is not None:
         console.print(f"wrote {out}")
+
+
+def _pct(v: object) -> str:
+    """A MAPE cell: one decimal, or '-' where no row had both measurements."""
+    x = float(v)  # type: ignore[arg-type]
+    return f"{x:.1f}" if np.isfinite(x) else "-"
