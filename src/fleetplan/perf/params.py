@@ -184,7 +184,8 @@ def _ffn(h: int, f: int, gated: bool, bias: bool) -> int:
 def layer_param_breakdown(model: ModelSpec) -> LayerParams:
     """Split a model into its pieces; see `LayerParams`. Formulas:
 
-    embedding = V*h, lm_head = V*h unless tied; norms = 2*h per layer, final norm = h;
+    embedding = V*h, lm_head = V*h unless tied; norms = h per mixer and per FFN (2*h per
+    standard decoder layer), final norm = h;
     dense FFN = 3*h*f (gated); routed expert = 3*h*f_e (3*l*f_e on a LatentMoE latent width l,
     plus 2*h*l projections per MoE layer); shared experts = n_s*3*h*f_s; router = h*E (+ E with
     biases). Plain (non-gated) FFNs have 2 matrices instead of 3.
