@@ -191,3 +191,14 @@ def test_points_without_measurements_are_predicted_only(
     assert all(float(r["pred_ttft_ms"]) > 0 and float(r["pred_tpot_ms"]) > 0 for r in rows)
     text = " ".join(capsys.readouterr().out.split())
     assert "nan" not in text and "predictions only, no error to report" in text
+
+
+def test_error_table_grouped_by_chosen_columns(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _head(tmp_path, 5)
+    assert main(["validate", "--points", str(src), "--by", "class,precision"]) == 0
+    text = capsys.readouterr().out
+    assert "class" in text and "precision" in text and "moe" in text and "fp8" in text
+    assert "backend" not in text.split("rows")[0]  # the default grouping is replaced
+    assert main(["validate", "--points", str(src), "--by", "model,colour"]) == 2
+    assert "unknown group key(s) colour" in " ".join(capsys.readouterr().err.split())

@@ -3,7 +3,8 @@
 Reads rows in the calibration CSV format (aiconfigurator's silicon table), predicts each row's
 mean TTFT and TPOT with the calibrated performance model, writes every row back with
 `pred_ttft_ms`, `pred_tpot_ms` and `reason` (why a row is not supported; empty otherwise), and
-prints MAPE by (model, system, backend) and overall, and what the file's repeated
+prints MAPE by (model, system, backend) (`--by` any of class, model, system, backend,
+precision, mode) and overall, and what the file's repeated
 configurations allow (`fleetplan.calibrate.repeats`: rows recorded alike but measured
 differently, and the least MAPE any predictor of the recorded columns reaches on them).
 
@@ -39,7 +40,10 @@ from fleetplan.calibrate.simpredict import predict_points
 from fleetplan.cli._app import app, console, err_console
 from fleetplan.errors import UsageError
 
-__all__ = ["validate"]
+__all__ = ["GROUP_KEYS", "validate"]
+
+#: Columns the error table can be grouped by (`--by`).
+GROUP_KEYS = ("class", "model", "system", "backend", "precision", "mode")
 
 
 @app.command()
@@ -59,10 +63,20 @@ def validate(
             "simulate each row's benchmark (minutes for the bundled points)",
         ),
     ] = "analytic",
+    by: Annotated[
+        str,
+        typer.Option("--by", help="group the error table by these, comma-separated: "
+                     f"{', '.join(GROUP_KEYS)}"),
+    ] = "model,system,backend",
 ) -> None:
     """Predict measured points with the calibrated model; print MAPE by group and overall."""
     if predictor not in ("analytic", "sim"):
         raise UsageError(f"must be 'analytic' or 'sim', got {predictor!r}", where="--predictor")
+    keys = tuple(k.strip() for k in by.split(",") if k.strip())
+    bad = [k for k in keys if k not in GROUP_KEYS]
+    if not keys or bad:
+        raise UsageError(f"unknown group key(s) {', '.join(bad) or '(none given)'}; choose from "
+                         f"{', '.join(GROUP_KEYS)}", where="--by")
     path = points or bundled_points_path()
     header, raws, pts = read_points(path)
     prep = prepare(pts)
@@ -110,17 +124,11 @@ def validate(
             )
         out.write_text(buf.getvalue())
     table = Table(title=f"Prediction error on {path.name} ({predictor}, MAPE, %)")
-    for col in ("model", "system", "backend", "rows", "TTFT", "TPOT"):
+    for col in (*keys, "rows", "TTFT", "TPOT"):
         table.add_column(col, justify="right" if col in ("rows", "TTFT", "TPOT") else "left")
-    for r in error_table(prep, ttft, tpot, ("model", "system", "backend")):
-        table.add_row(
-            str(r["model"]),
-            str(r["system"]),
-            str(r["backend"]),
-            str(r["rows"]),
-            _pct(r["ttft_mape"]),
-            _pct(r["tpot_mape"]),
-        )
+    for r in error_table(prep, ttft, tpot, keys):
+        table.add_row(*(str(r[k]) for k in keys), str(r["rows"]), _pct(r["ttft_mape"]),
+                      _pct(r["tpot_mape"]))
     console.print(table)
     if not any(q.ttft_s is not None and q.tpot_s is not None for q in pts):
         console.print("No row has both measurements (silicon_ttft_ms, silicon_tpot_ms): "
