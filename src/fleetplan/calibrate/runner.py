@@ -225,7 +225,7 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
 def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(TTFT, TPOT, provenance) of every supported point from the stored calibration."""
     cls = prep.model_class()
-    effs = [efficiency_for(*r.key, c, r.model.name)
+    effs = [efficiency_for(*r.key, c, r.model)
             for r, c in zip(prep.resolved, cls, strict=True)]
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
     n = len(effs)

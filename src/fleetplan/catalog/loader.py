@@ -125,6 +125,13 @@ def get_gpu(name: str, *, where: str | None = None) -> GPU:
 
 
 def get_model(name: str, *, where: str | None = None) -> ModelSpec:
+    """The catalog model `name` names; a path to a `config.json` (or a directory holding one)
+    is converted on the fly (`hf_config.model_from_config`)."""
+    from fleetplan.catalog.hf_config import config_path, model_from_config
+
+    path = config_path(name)
+    if path is not None:
+        return model_from_config(path)
     return find("model", name, load_catalog().models, where=where)
 
 

@@ -80,7 +80,7 @@ class Deployment:
         if efficiency is None:
             from fleetplan.perf.calibration import efficiency_for, model_class_of
 
-            efficiency = efficiency_for(g.name, e.name, q.name, model_class_of(m), m.name)
+            efficiency = efficiency_for(g.name, e.name, q.name, model_class_of(m), m)
         dep = cls(m, g, q, e, tp, pp, ep, kvq, efficiency, attention_dp)
         dep.check()
         return dep

@@ -249,7 +249,7 @@ def search(
         for q in _precisions(engine, gpu, precisions, max_quality_cost):
             for tp in tps:
                 eff = efficiency_for(gpu.name, engine.name, q.name, model_class_of(model),
-                                     model.name)
+                                     model)
                 dep = Deployment(model, gpu, q, engine, tp=tp, kv_quant=kv_precision,
                                  efficiency=eff)
                 out.append(evaluate(dep, demand, slo, factors))

@@ -194,7 +194,7 @@ def make_plan(
         tp=best.tp,
         kv_quant=kv_precision,
         efficiency=efficiency_for(best.gpu, engine.name, best.precision,
-                                  model_class_of(model), model.name),
+                                  model_class_of(model), model),
     )
     v = verify(
         dep,

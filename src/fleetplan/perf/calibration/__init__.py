@@ -107,10 +107,11 @@ def _composed(gpu: str, engine: str, precision: str, model_class: str) -> Effici
 
 
 def efficiency_for(gpu: str, engine: str, precision: str,
-                   model_class: str = "dense", model: str | None = None) -> Efficiency:
+                   model_class: str = "dense", model: str | ModelSpec | None = None) -> Efficiency:
     """Fitted efficiency for the group and model class, else defaults; `provenance` says
-    which. With `model` (catalog name), a fitted or composed result also carries that model's
-    factor where the fit has one (`_with_model`)."""
+    which. With `model` (catalog name, or the spec itself: a model built from a config.json is
+    in no catalog), a fitted or composed result also carries that model's factor, or that of a
+    fitted model of the same architecture, where the fit has one (`_with_model`)."""
     if model_class not in MODEL_CLASSES:
         raise ValueError(f"model_class must be one of {MODEL_CLASSES}, got {model_class!r}")
     e = calibration_entries().get((gpu, engine, precision, model_class))
@@ -151,13 +152,15 @@ def same_architecture(a: ModelSpec, b: ModelSpec) -> bool:
     return bool(a.model_dump(exclude=_NOT_ARCHITECTURE) == b.model_dump(exclude=_NOT_ARCHITECTURE))
 
 
-def _model_factor(table: dict[str, Any], model: str) -> tuple[str, dict[str, float]] | None:
+def _model_factor(table: dict[str, Any], model: str | ModelSpec
+                  ) -> tuple[str, dict[str, float]] | None:
     """The fitted factor for `model`: its own, else that of a fitted model of the same
     architecture (first by name); None where neither exists."""
-    if model in table:
-        return model, table[model]
+    name = model.name if isinstance(model, ModelSpec) else model
+    if name in table:
+        return name, table[name]
     models = load_catalog().models
-    spec = models.get(model)
+    spec = model if isinstance(model, ModelSpec) else models.get(model)
     if spec is None:
         return None
     for other in sorted(table):
@@ -166,7 +169,8 @@ def _model_factor(table: dict[str, Any], model: str) -> tuple[str, dict[str, flo
     return None
 
 
-def _with_model(eff: Efficiency, model_class: str, model: str | None) -> Efficiency:
+def _with_model(eff: Efficiency, model_class: str, model: str | ModelSpec | None
+                ) -> Efficiency:
     """`eff` times the fitted factor of `model` (the hierarchy's model level: what the model's
     measured points, on any system, share beyond the class-wide fit), or of a fitted model of
     the same architecture, capped as the step time caps it; `eff` unchanged for an
@@ -176,6 +180,7 @@ def _with_model(eff: Efficiency, model_class: str, model: str | None) -> Efficie
     if found is None:
         return eff
     used, factor = found
-    how = f"model {used}" if used == model else f"model {used} (same architecture as {model})"
+    name = model.name if isinstance(model, ModelSpec) else model
+    how = f"model {used}" if used == name else f"model {used} (same architecture as {name})"
     return Efficiency(**_scaled(eff, [factor]),
                       provenance=f"{eff.provenance}; x the fitted factor of {how}")

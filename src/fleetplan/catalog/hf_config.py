@@ -1,0 +1,367 @@
+"""A Hugging Face `config.json` as the architecture fields of a catalog `ModelSpec`.
+
+The packaged models.yaml is generated from published configs with this converter
+(`tools/hf_config_to_catalog.py`); `model_from_config` builds a model from any config on the fly,
+so a private or fine-tuned model can be planned and predicted by pointing `--model` (or a
+points file's `model_path`) at its `config.json` or the directory holding it.
+
+What it reads: `text_config` of multimodal wrappers; GQA/MHA (`num_key_value_heads`, `head_dim`
+defaulting to hidden/heads); MLA (`kv_lora_rank`, `q_lora_rank`, `qk_rope_head_dim`,
+`qk_nope_head_dim`, `v_head_dim`) and the DSA indexer (`index_n_heads`, `index_head_dim`,
+`index_topk`); MoE (`n_routed_experts` / `num_local_experts` / `num_experts`,
+`num_experts_per_tok` / `experts_per_token`, `n_shared_experts`, `moe_intermediate_size`,
+`shared_expert_intermediate_size`, `first_k_dense_replace` / `mlp_only_layers`); layer types
+(`layer_types` full / sliding / linear attention with `sliding_window`, Gated DeltaNet `linear_*`
+dims); hybrid block patterns (Nemotron-H `hybrid_override_pattern` / `layers_block_type`: Mamba-2,
+attention, MoE and MLP blocks, each a mixer or an FFN; Mamba-2 parameters and state from
+`mamba_num_heads`, `mamba_head_dim`, `n_groups`, `ssm_state_size`, `conv_kernel`), LatentMoE
+(`moe_latent_size`); MTP layers (`num_nextn_predict_layers`, `mtp_num_hidden_layers`, MiniMax
+`num_mtp_modules`);
+the checkpoint's weight format (`quantization_config`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleetplan.catalog.schema import ModelSpec
+from fleetplan.errors import InputFileError
+
+__all__ = ["config_path", "convert", "model_from_config"]
+
+_SSM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def _text(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The language model's config: `text_config` of a multimodal wrapper, else the config."""
+    inner = cfg.get("text_config")
+    if not isinstance(inner, dict):
+        return cfg
+    merged = dict(inner)
+    if "tie_word_embeddings" not in merged and "tie_word_embeddings" in cfg:
+        merged["tie_word_embeddings"] = cfg["tie_word_embeddings"]
+    return merged
+
+
+def _native_dtype(c: dict[str, Any]) -> str:
+    q = c.get("quantization_config") or {}
+    method = str(q.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8"
+    if method == "mxfp4":
+        return "fp4"
+    if method == "compressed-tensors":
+        bits = {g.get("weights", {}).get("num_bits") for g in q.get("config_groups", {}).values()}
+        if bits == {4}:
+            return "int4"
+        if bits == {8}:
+            return "int8"
+    dtype = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
+    return "fp16" if dtype == "float16" else "bf16"
+
+
+_BLOCK_CODES = {"M": "mamba", "E": "moe", "*": "attention", "-": "mlp"}
+
+
+def _blocks(c: dict[str, Any]) -> list[str] | None:
+    """Per-layer block types of a hybrid model whose layers hold either a mixer or an FFN
+    (Nemotron-H: `hybrid_override_pattern` "MEM*E..." or `layers_block_type`), else None."""
+    pattern = c.get("hybrid_override_pattern")
+    if isinstance(pattern, str) and pattern:
+        return [_BLOCK_CODES[ch] for ch in pattern]
+    types = c.get("layers_block_type")
+    if isinstance(types, list) and types:
+        return [str(t) for t in types]
+    return None
+
+
+def _num_layers(c: dict[str, Any]) -> int:
+    if "num_hidden_layers" in c:
+        return int(c["num_hidden_layers"])
+    blocks = _blocks(c)
+    if blocks is None:
+        raise KeyError("num_hidden_layers")
+    return len(blocks)
+
+
+def _mamba2(c: dict[str, Any], h: int, layers: int) -> dict[str, Any]:
+    """Mamba-2 mixer layers as linear-attention layers: per-layer parameters and state.
+
+    d_inner = H*p (H heads of p), conv_dim = d_inner + 2*G*N (G groups, state size N):
+      in_proj  = h*(d_inner + conv_dim + H)  (z, x, B, C and dt; + the same in biases with
+                                              `mamba_proj_bias`)
+      conv1d   = conv_dim*k (+ conv_dim with `use_conv_bias`);  dt_bias, A_log, D = 3*H
+      gated RMSNorm = d_inner;  out_proj = d_inner*h (+ h with `mamba_proj_bias`)
+    state per sequence = (k-1)*conv_dim*2 B (bf16 conv state) + H*p*N*s B (SSM state; s = 4 for
+    `mamba_ssm_cache_dtype: float32`, else 2), the shapes vLLM's MambaMixer2 allocates.
+    """
+    H, p = int(c["mamba_num_heads"]), int(c["mamba_head_dim"])
+    G, N, k = int(c["n_groups"]), int(c["ssm_state_size"]), int(c["conv_kernel"])
+    d_inner = H * p
+    conv_dim = d_inner + 2 * G * N
+    bias = bool(c.get("mamba_proj_bias"))
+    params = (h * (d_inner + conv_dim + H) + ((d_inner + conv_dim + H) if bias else 0)
+              + conv_dim * k + (conv_dim if c.get("use_conv_bias") else 0) + 3 * H + d_inner
+              + d_inner * h + (h if bias else 0))
+    ssm = _SSM_BYTES.get(str(c.get("mamba_ssm_cache_dtype", "bfloat16")), 2)
+    state = (k - 1) * conv_dim * 2 + H * p * N * ssm
+    return {"linear_layers": layers, "linear_state_bytes_per_layer": state,
+            "linear_params_per_layer": params}
+
+
+def _llama4_chunked(c: dict[str, Any], n: int) -> int:
+    """Llama 4 layers with chunked local attention: those using RoPE, every layer but each
+    `no_rope_layer_interval`-th (transformers `Llama4TextConfig`, default 4), or as listed in
+    `no_rope_layers` (1 = RoPE, chunked)."""
+    listed = c.get("no_rope_layers")
+    if isinstance(listed, list) and len(listed) == n:
+        return sum(1 for x in listed if x)
+    step = int(c.get("no_rope_layer_interval") or 4)
+    return sum(1 for i in range(n) if (i + 1) % step != 0)
+
+
+def _layer_counts(c: dict[str, Any], n: int) -> tuple[int, int, int]:
+    """(full, sliding, linear) attention layer counts. Llama 4's chunked local attention
+    (`attention_chunk_size`) keeps at most one chunk of KV per sequence: counted as sliding."""
+    if c.get("model_type") == "llama4_text" and c.get("attention_chunk_size"):
+        chunked = _llama4_chunked(c, n)
+        return n - chunked, chunked, 0
+    types = c.get("layer_types")
+    if isinstance(types, list) and len(types) == n:
+        sliding = sum(t == "sliding_attention" for t in types)
+        linear = sum(t == "linear_attention" for t in types)
+        return n - sliding - linear, sliding, linear
+    if c.get("use_sliding_window") and c.get("sliding_window"):
+        return 0, n, 0
+    return n, 0, 0
+
+
+def _attention(c: dict[str, Any]) -> dict[str, Any]:
+    h = int(c["hidden_size"])
+    heads = int(c["num_attention_heads"])
+    kv = int(c.get("num_key_value_heads") or heads)
+    n = _num_layers(c)
+    blocks = _blocks(c)
+    if blocks is not None:
+        full, sliding, linear = blocks.count("attention"), 0, blocks.count("mamba")
+    else:
+        full, sliding, linear = _layer_counts(c, n)
+    a: dict[str, Any] = {}
+    if c.get("kv_lora_rank"):
+        rope, nope = int(c["qk_rope_head_dim"]), int(c["qk_nope_head_dim"])
+        a = {
+            "kind": "mla",
+            "num_heads": heads,
+            "num_kv_heads": heads,  # MLA expands the latent to every head
+            "head_dim": nope + rope,
+            "v_head_dim": int(c["v_head_dim"]),
+            "q_lora_rank": c.get("q_lora_rank"),
+            "kv_lora_rank": int(c["kv_lora_rank"]),
+            "qk_rope_head_dim": rope,
+            "qk_nope_head_dim": nope,
+        }
+        if c.get("index_n_heads"):
+            a |= {
+                "index_n_heads": int(c["index_n_heads"]),
+                "index_head_dim": int(c["index_head_dim"]),
+                "index_topk": int(c["index_topk"]),
+            }
+    else:
+        a = {
+            "kind": "mha" if kv == heads else "gqa",
+            "num_heads": heads,
+            "num_kv_heads": kv,
+            "head_dim": int(c.get("head_dim") or c.get("attention_head_dim") or h // heads),
+        }
+    a["full_layers"] = full
+    if sliding:
+        window = c.get("sliding_window") or c["attention_chunk_size"]
+        a |= {"sliding_layers": sliding, "sliding_window": int(window)}
+    if linear and blocks is not None:
+        a |= _mamba2(c, h, linear)
+    elif linear:
+        a |= _linear(c, h, linear)
+    if blocks is not None and n - full - linear:
+        a["mixerless_layers"] = n - full - linear
+    if c.get("attn_output_gate"):
+        a["output_gate"] = True
+    if c.get("attention_bias"):
+        a["bias"] = True
+    return a
+
+
+def _linear(c: dict[str, Any], h: int, linear: int) -> dict[str, Any]:
+    """Gated DeltaNet shape, its per-sequence state bytes and per-layer params.
+
+    Formulas as in fleetplan.perf.params (repeated here so the tool stands alone):
+    state = (c-1)*(2*n_k*d_k + n_v*d_v)*2 B (bf16 conv state) + n_v*d_k*d_v*s B (SSM state,
+    s = 4 for `mamba_ssm_dtype: float32`, else 2); params = h*(2*key_dim + 2*value_dim)
+    + h*2*n_v + (2*key_dim + value_dim)*c + 2*n_v + d_v + value_dim*h.
+    """
+    n_k, n_v = int(c["linear_num_key_heads"]), int(c["linear_num_value_heads"])
+    d_k, d_v = int(c["linear_key_head_dim"]), int(c["linear_value_head_dim"])
+    k = int(c["linear_conv_kernel_dim"])
+    key_dim, value_dim = n_k * d_k, n_v * d_v
+    ssm = _SSM_BYTES.get(str(c.get("mamba_ssm_dtype", "bfloat16")), 2)
+    state = (k - 1) * (2 * key_dim + value_dim) * 2 + n_v * d_k * d_v * ssm
+    params = (
+        h * (2 * key_dim + 2 * value_dim)
+        + h * 2 * n_v
+        + (2 * key_dim + value_dim) * k
+        + 2 * n_v
+        + d_v
+        + value_dim * h
+    )
+    return {
+        "linear_layers": linear,
+        "linear_state_bytes_per_layer": state,
+        "linear_params_per_layer": params,
+        "linear_num_key_heads": n_k,
+        "linear_num_value_heads": n_v,
+        "linear_key_head_dim": d_k,
+        "linear_value_head_dim": d_v,
+        "linear_conv_kernel": k,
+    }
+
+
+def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
+    experts = c.get("n_routed_experts") or c.get("num_local_experts") or c.get("num_experts")
+    if not experts:
+        return None
+    width = int(c.get("moe_intermediate_size") or c["intermediate_size"])
+    shared_w = (c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
+                or c.get("moe_shared_expert_intermediate_size"))
+    shared = int(c.get("n_shared_experts") or (1 if shared_w else 0))
+    llama4 = c.get("model_type") == "llama4_text"
+    if llama4:  # every Llama 4 MoE layer has one shared expert as wide as a routed one
+        shared = 1
+    m: dict[str, Any] = {
+        "num_experts": int(experts),
+        "experts_per_token": int(c.get("num_experts_per_tok") or c["experts_per_token"]),
+        "num_shared_experts": shared,
+        "expert_intermediate_size": width,
+    }
+    if shared and shared_w:
+        m["shared_intermediate_size"] = int(shared_w)
+    dense = c.get("first_k_dense_replace")
+    if dense is None:
+        dense = len(c.get("mlp_only_layers") or [])
+    step = int(c.get("interleave_moe_layer_step") or 1)
+    if llama4 and step > 1:  # MoE on every step-th layer, dense FFN layers between
+        n = int(c["num_hidden_layers"])
+        dense = n - n // step
+    blocks = _blocks(c)
+    if blocks is not None:  # hybrid: the MLP blocks are the dense FFN layers
+        dense = blocks.count("mlp")
+    if dense:
+        m["dense_layers"] = int(dense)
+    if c.get("moe_latent_size"):
+        m["latent_size"] = int(c["moe_latent_size"])
+    if c.get("model_type") == "gpt_oss":
+        m["bias"] = True  # gpt-oss experts and router carry biases (modeling_gpt_oss.py)
+    return m
+
+
+def _mtp(c: dict[str, Any]) -> int:
+    if c.get("num_nextn_predict_layers"):
+        return int(c["num_nextn_predict_layers"])
+    if c.get("mtp_num_hidden_layers"):
+        return int(c["mtp_num_hidden_layers"])
+    if c.get("use_mtp") and c.get("num_mtp_modules"):
+        return int(c["num_mtp_modules"])
+    return 0
+
+
+def convert(config: dict[str, Any]) -> dict[str, Any]:
+    """Architecture fields of a catalog entry (no names, sources or published figures)."""
+    c = _text(config)
+    moe = _moe(c)
+    # Dense FFN width (Llama 4 names it `intermediate_size_mlp`; its `intermediate_size` is the
+    # expert width).
+    inter = (c.get("intermediate_size_mlp") or c.get("intermediate_size")
+             or c.get("moe_intermediate_size") or 0)
+    out: dict[str, Any] = {
+        "num_layers": _num_layers(c),
+        "hidden_size": int(c["hidden_size"]),
+        "intermediate_size": int(inter),
+        "vocab_size": int(c["vocab_size"]),
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "max_context_tokens": int(c["max_position_embeddings"]),
+        "native_dtype": _native_dtype(c),
+        "attention": {k: v for k, v in _attention(c).items() if v is not None},
+    }
+    if moe:
+        out["moe"] = moe
+    if str(c.get("mlp_hidden_act") or c.get("hidden_act")) == "relu2":
+        out["ffn_kind"] = "plain"  # squared-ReLU FFNs have no gate (up and down only)
+    blocks = _blocks(c)
+    if blocks is not None:
+        out["ffn_layers"] = blocks.count("moe") + blocks.count("mlp")
+    mtp = _mtp(c)
+    if mtp:
+        out["mtp_layers"] = mtp
+    return out
+
+
+def config_path(name: str) -> Path | None:
+    """The `config.json` that `name` points at (the file, or a directory holding one), else
+    None (`name` is not a path)."""
+    p = Path(name).expanduser()
+    if p.is_dir() and (p / "config.json").is_file():
+        return p / "config.json"
+    if p.is_file() and p.suffix == ".json":
+        return p
+    return None
+
+
+def model_from_config(path: Path, name: str | None = None) -> ModelSpec:
+    """See `_model_from_config`; cached per file path, name and modification time (a points
+    file names its model on every row)."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as e:
+        raise InputFileError(f"cannot read: {e.strerror or e}", path=str(path)) from None
+    return _cached(str(path.resolve()), name, mtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(path: str, name: str | None, mtime_ns: int) -> ModelSpec:
+    return _model_from_config(Path(path), name)
+
+
+def _model_from_config(path: Path, name: str | None = None) -> ModelSpec:
+    """A catalog model built from a `config.json`: the architecture as `convert` reads it,
+    named after its directory (or `name`), its source the file and its date the file's
+    modification date. A config it cannot read is an `InputFileError` naming the file and
+    the missing or bad field."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as e:
+        raise InputFileError(f"cannot read: {e.strerror or e}", path=str(path)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputFileError(f"not a JSON config: {e}", path=str(path)) from None
+    if not isinstance(raw, dict):
+        raise InputFileError("not a JSON object", path=str(path))
+    label = name or (path.parent.name if path.name == "config.json" else path.stem)
+    try:
+        arch = convert(raw)
+        return ModelSpec.model_validate(arch | {
+            "name": label,
+            "hf_id": f"local/{label}",
+            "family": str(_text(raw).get("model_type") or "unknown"),
+            "source": f"{path} (config.json, converted by fleetplan.catalog.hf_config)",
+            "as_of": dt.date.fromtimestamp(path.stat().st_mtime),
+        })
+    except KeyError as e:
+        raise InputFileError(f"missing {e.args[0]!r}: not a decoder LLM config this converter "
+                             "reads", path=str(path), field=str(e.args[0])) from None
+    except (TypeError, ValueError, ValidationError) as e:
+        first = str(e).strip().splitlines()
+        raise InputFileError(f"cannot build a model from it: {' '.join(first[:3])}",
+                             path=str(path)) from None
