@@ -104,3 +104,15 @@ def test_synth_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     w = load(str(out))
     assert 0.7 * 2 * 5.53 < w.requests / 600 < 1.3 * 2 * 5.53
     assert "wrote" in capsys.readouterr().err
+
+
+def test_regular_arrivals_print_a_zero_cv(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Evenly spaced arrivals have an inter-arrival CV of 0; the table prints 0, not the
+    floating-point remainder (~1e-14)."""
+    trace = tmp_path / "regular.csv"
+    rows = [f"2024-05-10 00:00:{i // 10:02d}.{i % 10}000000,{100 + i},{10 + i}" for i in range(50)]
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    assert main(["workload", "characterize", str(trace)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "inter-arrival CV" in x)
+    assert line.split("│")[2].strip() == "0"

@@ -74,6 +74,8 @@ def _num(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
+        if abs(v) < 1e-9:  # rounding noise of an exact zero (e.g. the CV of regular arrivals)
+            return "0"
         return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
