@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fleetplan.catalog import get_model
@@ -102,3 +104,33 @@ def test_stored_fractions_are_capped_like_the_step_time() -> None:
         eff = efficiency_for(*key)
         for field, cap in FRACTION_CAPS.items():
             assert getattr(eff, field) <= cap + 1e-12, (key, field)
+
+
+def test_model_of_several_fitted_twins_takes_their_mean_log_factor(tmp_path: Path) -> None:
+    """A private DeepSeek-V3-shaped model (a config.json the catalog does not list): DeepSeek-V3,
+    -R1 and -V3.1 share that architecture and were each fitted; it gets the mean of their log
+    factors, not whichever sorts first."""
+    import json
+    import math
+    import shutil
+
+    from fleetplan.catalog.hf_config import model_from_config
+    from fleetplan.perf.calibration import calibration_factors
+    from fleetplan.perf.efficiency import FRACTION_CAPS
+
+    src = (Path(__file__).resolve().parents[2] / "src" / "fleetplan" / "catalog" / "data"
+           / "sources" / "model_configs" / "deepseek-ai--DeepSeek-V3_config.json")
+    d = tmp_path / "ds-sft"
+    d.mkdir()
+    shutil.copy(src, d / "config.json")
+    assert json.loads((d / "config.json").read_text())["n_routed_experts"] == 256
+    m = model_from_config(d / "config.json")
+    table = calibration_factors()["moe"]["model"]
+    twins = ["deepseek-r1", "deepseek-v3", "deepseek-v3.1"]
+    assert all(t in table for t in twins)
+    base = efficiency_for("b200", "trtllm", "fp8", "moe")
+    e = efficiency_for("b200", "trtllm", "fp8", "moe", m)
+    assert "models deepseek-r1 + deepseek-v3 + deepseek-v3.1 (mean" in e.provenance
+    log = sum(table[t]["bandwidth"] for t in twins) / 3
+    want = min(base.bandwidth * math.exp(log), FRACTION_CAPS.get("bandwidth", math.inf))
+    assert e.bandwidth == pytest.approx(want, rel=1e-12)

@@ -154,8 +154,9 @@ def same_architecture(a: ModelSpec, b: ModelSpec) -> bool:
 
 def _model_factor(table: dict[str, Any], model: str | ModelSpec
                   ) -> tuple[str, dict[str, float]] | None:
-    """The fitted factor for `model`: its own, else that of a fitted model of the same
-    architecture (first by name); None where neither exists."""
+    """The fitted factor for `model` and the models it comes from: its own, else the mean log
+    factor of the fitted models of the same architecture (several checkpoints of one network,
+    e.g. DeepSeek-V3, -R1 and -V3.1, each fitted on its own rows); None where neither exists."""
     name = model.name if isinstance(model, ModelSpec) else model
     if name in table:
         return name, table[name]
@@ -163,10 +164,12 @@ def _model_factor(table: dict[str, Any], model: str | ModelSpec
     spec = model if isinstance(model, ModelSpec) else models.get(model)
     if spec is None:
         return None
-    for other in sorted(table):
-        if other in models and same_architecture(spec, models[other]):
-            return other, table[other]
-    return None
+    twins = [o for o in sorted(table) if o in models and same_architecture(spec, models[o])]
+    if not twins:
+        return None
+    keys = {k for o in twins for k in table[o]}
+    mean = {k: sum(float(table[o].get(k, 0.0)) for o in twins) / len(twins) for k in keys}
+    return " + ".join(twins), mean
 
 
 def _with_model(eff: Efficiency, model_class: str, model: str | ModelSpec | None
@@ -181,6 +184,11 @@ def _with_model(eff: Efficiency, model_class: str, model: str | ModelSpec | None
         return eff
     used, factor = found
     name = model.name if isinstance(model, ModelSpec) else model
-    how = f"model {used}" if used == name else f"model {used} (same architecture as {name})"
+    if used == name:
+        how = f"model {used}"
+    elif " + " in used:
+        how = f"models {used} (mean; same architecture as {name})"
+    else:
+        how = f"model {used} (same architecture as {name})"
     return Efficiency(**_scaled(eff, [factor]),
                       provenance=f"{eff.provenance}; x the fitted factor of {how}")
