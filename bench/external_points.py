@@ -15,9 +15,6 @@ were predicted from a fitted group, from composed levels, or not at all. See doc
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,19 +22,6 @@ import numpy as np
 
 from fleetplan.calibrate import bundled_points_path, predict_stored, prepare, read_points
 from fleetplan.calibrate.features import model_is_moe
-
-
-def _new_rows(path: Path) -> tuple[str, int]:
-    """The CSV text of the rows of `path` whose id the bundled file lacks, and their count."""
-    known = {r["id"] for r in csv.DictReader(bundled_points_path().open(newline=""))}
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if r["id"] not in known]
-        out = io.StringIO()
-        w = csv.DictWriter(out, fieldnames=list(reader.fieldnames or []))
-        w.writeheader()
-        w.writerows(rows)
-    return out.getvalue(), len(rows)
 
 
 def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
@@ -50,11 +34,9 @@ def main() -> None:
     ap.add_argument("--groups", action="store_true", help="also print every group")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    text, n = _new_rows(args.points)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "external.csv"
-        path.write_text(text)
-        _, _, points = read_points(path)
+    known = {p.id for p in read_points(bundled_points_path())[2]}
+    points = [p for p in read_points(args.points)[2] if p.id not in known]
+    n = len(points)
     prep = prepare(points)
     ttft, tpot, prov = predict_stored(prep)
     both, mt, mo = prep.measured()

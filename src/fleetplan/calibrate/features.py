@@ -48,7 +48,6 @@ __all__ = [
 BIG = 1e12
 FEATURES = ("Lc", "Le", "Lm", "Ac", "Am", "Cb", "Cn", "tokens_r", "seqs_r", "layers")
 
-_GPU_ALIASES = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300"}
 # Precision names of the benchmark -> catalog quantization names to try, in order.
 _PRECISION = {
     "fp4": ["fp4", "nvfp4", "mxfp4"],
@@ -100,14 +99,6 @@ class Resolved:
 
 def model_is_moe(model: ModelSpec) -> bool:
     return model.moe is not None
-
-
-def _lookup_gpu(system: str) -> GPU:
-    """The catalog GPU of a benchmark system name. A name neither the catalog nor
-    `_GPU_ALIASES` knows is an error naming the closest GPUs, not a guess from its prefix
-    (`a100_pcie` is not the SXM part)."""
-    s = system.strip().lower()
-    return get_gpu(_GPU_ALIASES.get(s, s), where="system")
 
 
 def _lookup_quant(precision: str, gpu: GPU, engine: Engine) -> Quant:
@@ -175,7 +166,9 @@ def _dep(r: Resolved, lay: Layout) -> Deployment:
 def resolve(p: ServingPoint) -> Resolved:
     """Catalog entries and deployments of a point; `FleetplanError` says why it is unsupported."""
     model = get_model(p.model, where="model_path")
-    gpu = _lookup_gpu(p.system)
+    # the catalog's GPU aliases name the benchmark's systems (h100_sxm, gb200, ...); an unknown
+    # system is an error naming the closest GPUs, never the part its prefix matches
+    gpu = get_gpu(p.system, where="system")
     engine = get_engine(p.backend, where="backend")
     quant = _lookup_quant(p.precision, gpu, engine)
     r = Resolved(model, gpu, quant, engine, None, None, None)

@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleetplan.catalog.schema import ModelSpec
+from fleetplan.catalog.shapes import gated_deltanet_params, gated_deltanet_state_bytes
 from fleetplan.errors import InputFileError
 
 __all__ = ["config_path", "convert", "model_from_config"]
@@ -197,27 +198,14 @@ def _attention(c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _linear(c: dict[str, Any], h: int, linear: int) -> dict[str, Any]:
-    """Gated DeltaNet shape, its per-sequence state bytes and per-layer params.
-
-    Formulas as in fleetplan.perf.params (repeated here so the tool stands alone):
-    state = (c-1)*(2*n_k*d_k + n_v*d_v)*2 B (bf16 conv state) + n_v*d_k*d_v*s B (SSM state,
-    s = 4 for `mamba_ssm_dtype: float32`, else 2); params = h*(2*key_dim + 2*value_dim)
-    + h*2*n_v + (2*key_dim + value_dim)*c + 2*n_v + d_v + value_dim*h.
-    """
+    """Gated DeltaNet shape, its per-sequence state bytes (bf16 conv state; SSM state 4 bytes
+    for `mamba_ssm_dtype: float32`, else 2) and per-layer params (`catalog.shapes`)."""
     n_k, n_v = int(c["linear_num_key_heads"]), int(c["linear_num_value_heads"])
     d_k, d_v = int(c["linear_key_head_dim"]), int(c["linear_value_head_dim"])
     k = int(c["linear_conv_kernel_dim"])
-    key_dim, value_dim = n_k * d_k, n_v * d_v
     ssm = _SSM_BYTES.get(str(c.get("mamba_ssm_dtype", "bfloat16")), 2)
-    state = (k - 1) * (2 * key_dim + value_dim) * 2 + n_v * d_k * d_v * ssm
-    params = (
-        h * (2 * key_dim + 2 * value_dim)
-        + h * 2 * n_v
-        + (2 * key_dim + value_dim) * k
-        + 2 * n_v
-        + d_v
-        + value_dim * h
-    )
+    state = gated_deltanet_state_bytes(n_k, n_v, d_k, d_v, k, 2, ssm)
+    params = gated_deltanet_params(h, n_k, n_v, d_k, d_v, k)
     return {
         "linear_layers": linear,
         "linear_state_bytes_per_layer": state,

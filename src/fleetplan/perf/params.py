@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleetplan.catalog.schema import AttentionSpec, ModelSpec
+from fleetplan.catalog.shapes import gated_deltanet_params, gated_deltanet_state_bytes
 
 __all__ = [
     "LayerParams",
@@ -128,50 +129,26 @@ def _linear_shape(a: AttentionSpec) -> tuple[int, int, int, int, int] | None:
 
 
 def linear_attention_params_per_layer(a: AttentionSpec, hidden_size: int) -> int:
-    """Parameters of one Gated DeltaNet layer (Qwen3-Next / Qwen3.5 `linear_attention`).
-
-    With n_k key heads of d_k, n_v value heads of d_v, key_dim = n_k*d_k, value_dim = n_v*d_v,
-    conv kernel c:
-      in_proj_qkvz = h*(2*key_dim + 2*value_dim)   (q, k, v and the output gate z)
-      in_proj_ba   = h*(2*n_v)                     (per-head beta and decay inputs)
-      conv1d       = (2*key_dim + value_dim)*c     (depthwise, no bias)
-      dt_bias, A_log = 2*n_v;  gated RMSNorm = d_v
-      out_proj     = value_dim*h
-    Uses the catalog figure `linear_params_per_layer` when the shape fields are absent.
-    """
+    """Parameters of one Gated DeltaNet layer (Qwen3-Next / Qwen3.5 `linear_attention`; the
+    formula in `fleetplan.catalog.shapes`). Uses the catalog figure `linear_params_per_layer`
+    when the shape fields are absent (e.g. Mamba-2 layers, whose figure the converter wrote)."""
     shape = _linear_shape(a)
     if shape is None:
         return a.linear_params_per_layer or 0
-    n_k, n_v, d_k, d_v, c = shape
-    key_dim, value_dim = n_k * d_k, n_v * d_v
-    return (
-        hidden_size * (2 * key_dim + 2 * value_dim)
-        + hidden_size * 2 * n_v
-        + (2 * key_dim + value_dim) * c
-        + 2 * n_v
-        + d_v
-        + value_dim * hidden_size
-    )
+    return gated_deltanet_params(hidden_size, *shape)
 
 
 def linear_attention_state_bytes_per_layer(
     a: AttentionSpec, conv_state_bytes: int = 2, ssm_state_bytes: int = 4
 ) -> int:
-    """Per-sequence recurrent state of one Gated DeltaNet layer, bytes (independent of length).
-
-    conv state = (c - 1) * (2*key_dim + value_dim) elements (the last c-1 inputs of the
-    depthwise conv over q, k, v), in the model dtype (`conv_state_bytes`, bf16 = 2);
-    recurrent state = n_v * d_k * d_v elements (one d_k x d_v matrix per value head), in the
-    SSM state dtype (`ssm_state_bytes`; Qwen3.5 configs set `mamba_ssm_dtype: float32` = 4).
-    These are the shapes vLLM allocates for `GatedDeltaNet` layers (conv_state
-    (c-1, conv_dim), temporal_state (n_v, d_k, d_v)).
-    """
+    """Per-sequence recurrent state of one Gated DeltaNet layer, bytes (independent of length;
+    `fleetplan.catalog.shapes`): conv state in the model dtype (`conv_state_bytes`, bf16 = 2),
+    recurrent state in the SSM state dtype (`ssm_state_bytes`; Qwen3.5 configs set
+    `mamba_ssm_dtype: float32` = 4). The catalog figure where the shape fields are absent."""
     shape = _linear_shape(a)
     if shape is None:
         return a.linear_state_bytes_per_layer or 0
-    n_k, n_v, d_k, d_v, c = shape
-    conv_dim = 2 * n_k * d_k + n_v * d_v
-    return (c - 1) * conv_dim * conv_state_bytes + n_v * d_k * d_v * ssm_state_bytes
+    return gated_deltanet_state_bytes(*shape, conv_state_bytes, ssm_state_bytes)
 
 
 def _ffn(h: int, f: int, gated: bool, bias: bool) -> int:
