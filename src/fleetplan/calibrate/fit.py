@@ -118,6 +118,9 @@ class FitResult:
     cohort_fracs: dict[str, float] = field(default_factory=dict)
     #: share of one batch slot per rank held by a CUDA-graph padding request (engines that did)
     held_slot: float = 0.0
+    #: benchmark parameters taken from the other model class's fit ("cohort_fracs[sglang]
+    #: from moe"; `runner.borrow_engine_params`)
+    borrowed: list[str] = field(default_factory=list)
 
     def efficiency_arrays(self, lv: Levels) -> dict[str, np.ndarray]:
         """Per-point efficiency values (unknown labels contribute nothing)."""
@@ -274,10 +277,22 @@ def fit(
                 for lab, idx_start in _starts(names[level], idx[level], lv.labels(level))}
         for level in LEVELS
     }
-    waves = {e: float(th[F + i]) for i, e in enumerate(ENGINES_W)}
-    speed = {e: float(np.exp(th[F + NE + i])) for i, e in enumerate(ENGINES_W)}
-    over_d = {e: float(OVERHEAD_UNIT_S * th[F + 2 * NE + i]) for i, e in enumerate(ENGINES_W)}
-    coh = {e: float(th[F + 3 * NE + i]) for i, e in enumerate(ENGINES_W)}
+    # A benchmark parameter no training point informs keeps its start value and has no
+    # gradient: it is left out, so predictions take the same engine's value from the other
+    # model class's fit (`runner.borrow_engine_params`), else the mean of the engines the data
+    # did fit (`value_or_mean`), or the neutral value (speed-up 1). The wave weight is
+    # informed by any point of its engine, the cohort fraction by aggregated points only
+    # (disaggregated TTFT has no mixed steps), the disaggregated speed-up and extra TTFT by
+    # disaggregated points.
+    eng = np.array(lv.engine, dtype=object)
+    seen_any = {e for e in ENGINES_W if np.any(eng == e)}
+    seen_agg = {e for e in ENGINES_W if np.any((eng == e) & (dis == 0))}
+    seen_dis = {e for e in ENGINES_W if np.any((eng == e) & (dis == 1))}
+    waves = {e: float(th[F + i]) for i, e in enumerate(ENGINES_W) if e in seen_any}
+    speed = {e: float(np.exp(th[F + NE + i])) for i, e in enumerate(ENGINES_W) if e in seen_dis}
+    over_d = {e: float(OVERHEAD_UNIT_S * th[F + 2 * NE + i]) for i, e in enumerate(ENGINES_W)
+              if e in seen_dis}
+    coh = {e: float(th[F + 3 * NE + i]) for i, e in enumerate(ENGINES_W) if e in seen_agg}
     return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[F + NX - 1])), speed, n,
                      float(sol.cost), disagg_ttft_overheads=over_d,
                      cohort_fracs=coh, held_slot=float(th[F + 4 * NE]))

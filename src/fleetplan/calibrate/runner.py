@@ -41,6 +41,7 @@ __all__ = [
     "TTFT_LOSS",
     "ClassFits",
     "Prepared",
+    "borrow_engine_params",
     "calibrate",
     "cross_validate",
     "error_table",
@@ -140,7 +141,28 @@ def calibrate(prep: Prepared, *, max_nfev: int = 60) -> ClassFits:
             continue
         x, lv = prep.subset(sel)
         out[c] = fit(x, lv, t[sel], o[sel], max_nfev=max_nfev, **_fit_kw(c))
-    return out
+    return borrow_engine_params(out)
+
+
+def borrow_engine_params(fits: ClassFits) -> ClassFits:
+    """Per-engine benchmark parameters that no point of a class informed (the fit leaves them
+    out, `fit.fit`) taken from the same engine's fit in the other class, where that one has
+    them: they describe the engine's scheduler and the harness (how prompts come back together,
+    the disaggregated recipes' speed-up and hand-off), not the model. E.g. dense SGLang, whose
+    only points are disaggregated, takes MoE SGLang's cohort fraction. Changes `fits` in
+    place and returns it."""
+    for c, res in fits.items():
+        for o, other in fits.items():
+            if o == c:
+                continue
+            for name in ("wave_weights", "cohort_fracs", "disagg_speedups",
+                         "disagg_ttft_overheads"):
+                mine, theirs = getattr(res, name), getattr(other, name)
+                for eng, v in theirs.items():
+                    if eng not in mine:
+                        mine[eng] = v
+                        res.borrowed.append(f"{name}[{eng}] from {o}")
+    return fits
 
 
 def predict_fits(fits: ClassFits, prep: Prepared,
@@ -171,15 +193,18 @@ def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
     pt = np.full(len(prep.sup), np.nan)
     po = np.full(len(prep.sup), np.nan)
     for f in folds if folds is not None else range(k):
-        for c in classes:
+        fits: ClassFits = {}
+        for c in (DENSE, MOE):
             train = m & (fold != f) & (cls == c)
+            if train.any() and ((fold == f) & np.isin(cls, classes)).any():
+                x, lv = prep.subset(train)
+                fits[c] = fit(x, lv, t[train], o[train], max_nfev=max_nfev, **_fit_kw(c))
+        borrow_engine_params(fits)
+        for c in classes:
             test = (fold == f) & (cls == c)
-            if not test.any() or not train.any():
-                continue
-            x, lv = prep.subset(train)
-            res = fit(x, lv, t[train], o[train], max_nfev=max_nfev, **_fit_kw(c))
-            xt, lt = prep.subset(test)
-            pt[test], po[test] = res.predict(xt, lt)
+            if test.any() and c in fits:
+                xt, lt = prep.subset(test)
+                pt[test], po[test] = fits[c].predict(xt, lt)
     return pt, po
 
 
@@ -304,6 +329,7 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                     "cohort_fraction": round(float(res.cohort_frac_of([key[1]])[0]), 6),
                     "held_padding_slot": round(res.held_slot, 6),
                     "disagg_log": _disagg_log(params, res.group_params(*key, disagg=True)),
+                    **_borrowed(res, key[1]),
                 },
             })
         factors[c] = {
@@ -328,6 +354,13 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
         "factors_log": factors,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))
+
+
+def _borrowed(res: FitResult, engine: str) -> dict[str, list[str]]:
+    """`{"borrowed": [...]}` naming the benchmark parameters of `engine` taken from the other
+    model class's fit (`borrow_engine_params`), or nothing."""
+    mine = [b for b in res.borrowed if f"[{engine}]" in b]
+    return {"borrowed": mine} if mine else {}
 
 
 def _disagg_log(agg: dict[str, float], disagg: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,72 @@
+"""The hierarchical fit: what it reports for benchmark parameters the data cannot inform."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleetplan.calibrate import Prepared, bundled_points_path, prepare, read_points
+from fleetplan.calibrate.fit import FitResult, fit
+from fleetplan.calibrate.runner import borrow_engine_params
+
+
+@pytest.fixture(scope="module")
+def dense_subset() -> Prepared:
+    """Dense points: the three SGLang ones (all disaggregated) and 30 aggregated vLLM and
+    TensorRT-LLM ones (no disaggregated vLLM or TensorRT-LLM point)."""
+    _, _, pts = read_points(bundled_points_path())
+    sg = [p for p in pts if p.backend == "sglang" and "Qwen3-32B" in p.model]
+    vl = [p for p in pts if p.backend == "vllm" and p.mode == "agg" and "70B" in p.model][:15]
+    tr = [p for p in pts if p.backend == "trtllm" and p.mode == "agg" and "70B" in p.model][:15]
+    assert len(sg) == 3 and all(p.mode == "disagg" for p in sg)
+    return prepare(sg + vl + tr)
+
+
+def _fit(prep: Prepared, keep_engines: set[str]) -> FitResult:
+    m, t, o = prep.measured()
+    sel = m & np.array([e in keep_engines for e in prep.levels.engine])
+    x, lv = prep.subset(sel)
+    return fit(x, lv, t[sel], o[sel], max_nfev=4)
+
+
+def test_parameters_no_point_informs_are_not_reported_as_fitted(dense_subset: Prepared) -> None:
+    res = _fit(dense_subset, {"sglang", "trtllm", "vllm"})
+    # SGLang has disaggregated points only and the cohort fraction acts on aggregated steps
+    # only: an aggregated SGLang prediction takes the mean of the engines the data fitted
+    # (before, the fraction's start value 0.9 was stored as if fitted)
+    assert set(res.cohort_fracs) == {"trtllm", "vllm"}
+    assert res.cohort_frac_of(["sglang"])[0] == pytest.approx(
+        np.mean([res.cohort_fracs["trtllm"], res.cohort_fracs["vllm"]]))
+    # no disaggregated vLLM or TensorRT-LLM point: no speed-up or hand-off time for them
+    assert set(res.disagg_speedups) == {"sglang"}
+    assert set(res.disagg_ttft_overheads) == {"sglang"}
+    assert res.disagg_overhead_of(["vllm"], [True])[0] == res.disagg_ttft_overheads["sglang"]
+    # every engine has points: each has its own start-up wave weight
+    assert set(res.wave_weights) == {"sglang", "trtllm", "vllm"}
+
+
+def test_an_engine_without_points_takes_the_fitted_engines_mean(dense_subset: Prepared) -> None:
+    res = _fit(dense_subset, {"trtllm", "vllm"})
+    assert set(res.wave_weights) == {"trtllm", "vllm"}
+    assert res.wave_weight_of(["sglang"])[0] == pytest.approx(
+        np.mean(list(res.wave_weights.values())))
+    assert res.disagg_speedups == {} and res.disagg_ttft_overheads == {}
+
+
+def test_unfitted_engine_parameters_come_from_the_other_class_fit() -> None:
+    def res(coh: dict[str, float], sp: dict[str, float]) -> FitResult:
+        return FitResult(np.zeros(1), {}, {"vllm": 0.1}, 1.0, sp, 1, cohort_fracs=coh)
+
+    dense = res({"trtllm": 0.01, "vllm": 0.0}, {"sglang": 1.1})
+    moe = res({"sglang": 0.4, "trtllm": 0.09, "vllm": 0.02}, {"trtllm": 1.4})
+    borrow_engine_params({"dense": dense, "moe": moe})
+    assert dense.cohort_fracs == {"trtllm": 0.01, "vllm": 0.0, "sglang": 0.4}  # only the gap
+    assert moe.cohort_fracs == {"sglang": 0.4, "trtllm": 0.09, "vllm": 0.02}
+    assert dense.disagg_speedups == {"sglang": 1.1, "trtllm": 1.4}
+    assert moe.disagg_speedups == {"trtllm": 1.4, "sglang": 1.1}
+    assert dense.borrowed == ["cohort_fracs[sglang] from moe", "disagg_speedups[trtllm] from moe"]
+    assert moe.borrowed == ["disagg_speedups[sglang] from dense"]
+    # a class fitted alone keeps the mean of its own engines
+    alone = res({"trtllm": 0.01, "vllm": 0.03}, {})
+    borrow_engine_params({"dense": alone})
+    assert alone.cohort_frac_of(["sglang"])[0] == pytest.approx(0.02)
