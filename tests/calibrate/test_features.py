@@ -14,6 +14,8 @@ CASES = [
     ("deepseek-v3", "h200-sxm", "fp8", "vllm", 8, 1, 8),
     ("deepseek-v3", "h200-sxm", "fp8", "vllm", 1, 8, 8),
     ("gpt-oss-120b", "h100-sxm", "bf16", "vllm", 2, 1, 1),
+    # 45 Gated DeltaNet layers: the recurrent state each sequence reads and writes back
+    ("qwen3.5-397b-a17b", "h200-sxm", "fp8", "sglang", 4, 2, 8),
 ]
 
 

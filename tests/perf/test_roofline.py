@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -105,7 +106,7 @@ def test_moe_reads_only_touched_experts() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    model=st.sampled_from(["llama-3.1-8b", "gpt-oss-120b", "deepseek-v3"]),
+    model=st.sampled_from(["llama-3.1-8b", "gpt-oss-120b", "deepseek-v3", "qwen3.5-397b-a17b"]),
     seqs=st.integers(1, 300),
     ctx_per_seq=st.integers(1, 20_000),
     n=st.integers(1, 400),
@@ -157,6 +158,34 @@ def test_eager_step_terms_hand_calculation() -> None:
     over = 2.5e-3 + 32 * 8e-4 + 64 * 5e-6
     assert m.step_time_s(b) == pytest.approx(gpu + over - 0.8 * min(gpu, over), rel=1e-9)
     assert m.breakdown(b).total_s == pytest.approx(m.step_time_s(b), rel=1e-12)
+
+
+def test_recurrent_state_traffic_hand_calculation() -> None:
+    """Qwen3.5-397B-A17B: 45 Gated DeltaNet layers, each holding per sequence a conv state of
+    3 x (2 x 16 x 128 + 64 x 128) BF16 elements and a recurrent state of 64 x 128 x 128 FP32
+    elements (4,268,032 B); every step reads and writes it back for each sequence it runs,
+    sharded over TP 4, the sequences split over 2 attention-DP ranks, at 80% of the H200's
+    4.8 TB/s (the default bandwidth efficiency)."""
+    per_layer = 3 * (2 * 16 * 128 + 64 * 128) * 2 + 64 * 128 * 128 * 4
+    assert per_layer == 4_268_032
+    dep = Deployment.build("qwen3.5-397b-a17b", "h200-sxm", "fp8", "sglang", tp=4,
+                           attention_dp=2, ep=8, efficiency=EFF)
+    m = RooflineStepModel(dep)
+    bw = 4.8e12 * EFF.bandwidth
+    decode = StepBatch(decode_seqs=32, decode_ctx_tokens=32 * 4096)
+    want = 32 / 2 * 2 * 45 * per_layer / 4 / bw  # ~0.8 ms
+    assert m.breakdown(decode).state_s == pytest.approx(want, rel=1e-12)
+    # a prefill chunk touches its sequence's state once, whatever its length
+    chunk = StepBatch.prefill_chunk(4096, 0)
+    assert m.breakdown(chunk).state_s == pytest.approx(1 / 2 * 2 * 45 * per_layer / 4 / bw)
+    assert m.step_time_s(decode) == pytest.approx(m.breakdown(decode).total_s, rel=1e-12)
+    # the step grows by exactly that over the same model without linear-mixer state
+    no_state = dep.model.attention.model_copy(update={"linear_state_bytes_per_layer": 0})
+    plain = RooflineStepModel(replace(dep, model=dep.model.model_copy(
+        update={"attention": no_state})))
+    assert m.step_time_s(decode) - plain.step_time_s(decode) == pytest.approx(want, rel=1e-9)
+    # a model without linear mixers has none
+    assert _llama8b().breakdown(decode).state_s == 0.0
 
 
 @settings(max_examples=40, deadline=None)

@@ -280,16 +280,16 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
 
 
 def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
-    """Vectorised `RooflineStepModel.step_time_s` from features `f` (n, 10) and per-row
+    """Vectorised `RooflineStepModel.step_time_s` from features `f` (n, 11) and per-row
     efficiency arrays (the fields of `FIT_FIELDS`)."""
-    Lc, Le, Lm, Ac, Am, Cb, Cn, tok, seqs, layers = (f[:, i] for i in range(f.shape[1]))
+    Lc, Le, Lm, Ac, Am, Sm, Cb, Cn, tok, seqs, layers = (f[:, i] for i in range(f.shape[1]))
     cm = np.minimum(eff["compute_max"], _CAPS["compute_max"])
     tok1 = np.maximum(tok, 1.0)
     c_at = cm * tok1 / (tok1 + eff["compute_half_tokens"])
     bw = np.minimum(eff["bandwidth"], _CAPS["bandwidth"])
     moe = np.minimum(eff["moe_compute"], _CAPS["moe_compute"])
     lin = np.maximum((Lc + Le * (1.0 / moe - 1.0)) / c_at, Lm / bw)
-    att = np.maximum(Ac / np.minimum(eff["attention"], _CAPS["attention"]), Am / bw)
+    att = np.maximum(Ac / np.minimum(eff["attention"], _CAPS["attention"]), Am / bw) + Sm / bw
     comm = Cb / np.minimum(eff["comm"], _CAPS["comm"]) + Cn * eff["collective_latency_s"]
     over = (eff["step_overhead_s"] + eff["layer_overhead_s"] * layers
             + eff["seq_overhead_s"] * seqs)

@@ -9,7 +9,8 @@ inside the loop. For each step shape it needs, `step_features` probes the roofli
 with unit/infinite efficiencies and keeps the work in seconds-at-peak:
 
   t(eff) = max((Lc + Le (1/moe_compute - 1)) / compute_at(tokens / dp), Lm / bandwidth)
-         + max(Ac / attention, Am / bandwidth) + Cb / comm + Cn x collective_latency
+         + max(Ac / attention, Am / bandwidth) + Sm / bandwidth
+         + Cb / comm + Cn x collective_latency
          + step_overhead + layer_overhead x layers + seq_overhead x seqs / dp
 
 which is exactly `RooflineStepModel.step_time_s` for a pure prefill or pure decode step
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 BIG = 1e12
-FEATURES = ("Lc", "Le", "Lm", "Ac", "Am", "Cb", "Cn", "tokens_r", "seqs_r", "layers")
+FEATURES = ("Lc", "Le", "Lm", "Ac", "Am", "Sm", "Cb", "Cn", "tokens_r", "seqs_r", "layers")
 
 # Precision names of the benchmark -> catalog quantization names to try, in order.
 _PRECISION = {
@@ -68,6 +69,7 @@ class StepFeatures:
     Lm: float
     Ac: float
     Am: float
+    Sm: float  # recurrent state of linear-attention / Mamba-2 layers read and written back
     Cb: float
     Cn: float
     tokens_r: float
@@ -75,8 +77,8 @@ class StepFeatures:
     layers: float  # layers the step runs (0 for an empty step)
 
     def as_tuple(self) -> tuple[float, ...]:
-        return (self.Lc, self.Le, self.Lm, self.Ac, self.Am, self.Cb, self.Cn, self.tokens_r,
-                self.seqs_r, self.layers)
+        return (self.Lc, self.Le, self.Lm, self.Ac, self.Am, self.Sm, self.Cb, self.Cn,
+                self.tokens_r, self.seqs_r, self.layers)
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ def step_features(dep: Deployment, batch: StepBatch) -> StepFeatures:
         Lm=bm.linear_s,
         Ac=bc.attention_s,
         Am=bm.attention_s,
+        Sm=bm.state_s,
         Cb=mcb.breakdown(batch).comm_s,
         Cn=mcl.breakdown(batch).comm_s,
         tokens_r=batch.tokens / dp,

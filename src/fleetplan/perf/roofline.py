@@ -4,6 +4,7 @@ A step's time is the sum of its parts, each bounded by the slower of compute and
 
   t = max(linear FLOPs / achievable FLOP/s, weight bytes / achievable bytes/s)     (GEMMs)
     + max(attention FLOPs / achievable FLOP/s, KV bytes / achievable bytes/s)      (attention)
+    + recurrent state bytes / achievable bytes/s                                    (linear mixers)
     + collectives (TP all-reduce, EP all-to-all, PP send/recv)
     + fixed step overhead + per-layer overhead x layers + per-sequence overhead,
 
@@ -19,6 +20,11 @@ host dispatching ahead of the GPU hides one behind the other; 0 for CUDA-graph e
   layer at `bandwidth` (0 for engines that fuse it).
 - Attention FLOPs per query-key pair per layer = 2 x heads x (qk_dim + v_dim); MLA decode uses the
   absorbed form (qk_dim = kv_lora_rank + rope dim, v_dim = kv_lora_rank).
+- Linear-attention and Mamba-2 layers (`linear_layers`) keep a fixed state per sequence
+  (`linear_state_bytes_per_layer`: conv state + recurrent state) that every step reads and
+  writes back once for each sequence it runs (the recurrent update kernels load the state and
+  store the new one), sharded by heads over TP: 2 x layers x state bytes / TP per sequence at
+  `bandwidth`. Its own kernels, so it adds to the attention time rather than overlapping it.
 - All-reduce (ring) = 2 (TP-1)/TP x bytes / achievable link bytes/s + latency, two per layer.
 - Pipeline parallelism: one batch passes the stages in turn, so a step's latency is the sum of
   the stages' (= the whole model's work split TP ways) plus PP-1 activation transfers.
@@ -53,10 +59,12 @@ class StepBreakdown:
     attention_bound: str
     comm_s: float
     overhead_s: float
+    #: reading and writing the recurrent state of linear-attention / Mamba-2 layers
+    state_s: float = 0.0
 
     @property
     def total_s(self) -> float:
-        return self.linear_s + self.attention_s + self.comm_s + self.overhead_s
+        return self.linear_s + self.attention_s + self.state_s + self.comm_s + self.overhead_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +159,9 @@ class RooflineStepModel:
         attn_layers = a.full_layers + a.sliding_layers
         self.full_frac = a.full_layers / attn_layers if attn_layers else 0.0
         self.window = a.sliding_window or 0
+        # state bytes each sequence of a step reads and writes back, per GPU
+        self.state_rw_bytes_per_seq = (2.0 * a.linear_layers
+                                       * (a.linear_state_bytes_per_layer or 0) / dep.tp)
         self._precompute()
 
     def _precompute(self) -> None:
@@ -186,6 +197,8 @@ class RooflineStepModel:
                 self.moe_layers * e * self.expert_params * dep.quant.weight_bytes / tpdp / self.bw
             )
         self._over_per_seq = eff.seq_overhead_s / dep.attention_dp
+        # sequences are split over the DP ranks, each with its own states
+        self._state_per_seq = self.state_rw_bytes_per_seq / dep.attention_dp / self.bw
 
     # ---- parts -------------------------------------------------------------------------
     def _linear(self, tokens: int, sampled: int) -> tuple[float, str]:
@@ -288,8 +301,9 @@ class RooflineStepModel:
             self._over_const + self._over_per_seq * (b.decode_seqs + b.prefill_seqs)
         )
         elem = self.elem_per_token * tokens
+        state = self._state_per_seq * (b.decode_seqs + b.prefill_seqs) if tokens else 0.0
         coeffs = _Coeffs(
-            const=lin + elem + pre_attn + comm,
+            const=lin + elem + pre_attn + state + comm,
             full_per_ctx=per_ctx * self.full_frac,
             sliding_per_ctx=per_ctx * (1.0 - self.full_frac),
             sliding_cap=float(b.decode_seqs * self.window),
@@ -301,10 +315,10 @@ class RooflineStepModel:
         )
         compute_bound = pre_c > pre_m if b.prefill_tokens else dc_flop > dc_byte
         attn_bound = "compute" if compute_bound else "bandwidth"
-        gpu = lin + elem + pre_attn + dec_attn + comm
+        gpu = lin + elem + pre_attn + dec_attn + state + comm
         # the overhead the GPU work does not hide
         brk = StepBreakdown(lin + elem, lin_bound, pre_attn + dec_attn, attn_bound, comm,
-                            over - self.overlap * min(gpu, over))
+                            over - self.overlap * min(gpu, over), state)
         return coeffs, brk
 
     # ---- StepTimeModel ---------------------------------------------------------------------
@@ -328,8 +342,10 @@ class RooflineStepModel:
             ctx, float(b.decode_seqs * self.window)
         )
         comm = self._comm_const + self._comm_per_token * tokens
-        over = self._over_const + self._over_per_seq * (b.decode_seqs + b.prefill_seqs)
-        gpu = lin + self.elem_per_token * tokens + (pre_attn + dec_attn) + comm
+        seqs = b.decode_seqs + b.prefill_seqs
+        over = self._over_const + self._over_per_seq * seqs
+        gpu = (lin + self.elem_per_token * tokens + (pre_attn + dec_attn)
+               + self._state_per_seq * seqs + comm)
         if self.overlap:
             return gpu + over - self.overlap * min(gpu, over)
         return gpu + over

@@ -86,7 +86,7 @@ def _bottleneck(model: RooflineStepModel, batch: StepBatch) -> tuple[str, str]:
         "compute": (brk.linear_s if brk.linear_bound == "compute" else 0.0)
         + (brk.attention_s if brk.attention_bound == "compute" else 0.0),
         "memory bandwidth": (brk.linear_s if brk.linear_bound == "bandwidth" else 0.0)
-        + (brk.attention_s if brk.attention_bound == "bandwidth" else 0.0),
+        + (brk.attention_s if brk.attention_bound == "bandwidth" else 0.0) + brk.state_s,
         "interconnect": brk.comm_s,
         "step overhead": brk.overhead_s,
     }
