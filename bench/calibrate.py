@@ -74,8 +74,13 @@ def main() -> None:
     sub = error_table(prep, np.where(keep, ct, np.nan), np.where(keep, co, np.nan), ("class",))
     if not args.write:
         return
+    held = {str(r["class"]): {"ttft_pct": round(float(r["ttft_mape"]), 1),  # type: ignore[arg-type]
+                              "tpot_pct": round(float(r["tpot_mape"]), 1),  # type: ignore[arg-type]
+                              "rows": int(r["rows"])}  # type: ignore[call-overload]
+            for r in cv if r["class"] != "all"}
     write_calibration(YAML_OUT, prep, fits, source="fleetplan/calibrate/data/"
-                      "measured_serving_points.csv (aiconfigurator, Apache-2.0)")
+                      "measured_serving_points.csv (aiconfigurator, Apache-2.0)",
+                      held_out=held, folds=FOLDS)
     base = {
         "folds": FOLDS,
         "max_nfev": args.max_nfev,

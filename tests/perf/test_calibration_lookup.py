@@ -134,3 +134,29 @@ def test_model_of_several_fitted_twins_takes_their_mean_log_factor(tmp_path: Pat
     log = sum(table[t]["bandwidth"] for t in twins) / 3
     want = min(base.bandwidth * math.exp(log), FRACTION_CAPS.get("bandwidth", math.inf))
     assert e.bandwidth == pytest.approx(want, rel=1e-12)
+
+
+def test_fitted_and_composed_efficiencies_state_the_held_out_error() -> None:
+    """Every calibrated efficiency ends its provenance with the class's cross-validated error
+    that the calibration file records (what a plan built on it can expect); defaults do not."""
+    import yaml
+
+    from fleetplan.perf.calibration import calibration_factors
+
+    doc = yaml.safe_load((Path(__file__).parents[2] / "src" / "fleetplan" / "perf" / "calibration"
+                          / "measured_serving_points.yaml").read_text())
+    held = doc["held_out_mape"]
+    assert held["folds"] == 5 and "groups held out" in held["method"]
+    for cls, (g, e, p) in (("dense", ("h100-sxm", "vllm", "fp8")),
+                           ("moe", ("h200-sxm", "sglang", "fp8"))):
+        want = (f"; expected error ({cls} groups held out, 5-fold CV): "
+                f"TTFT {held[cls]['ttft_pct']}%, TPOT {held[cls]['tpot_pct']}% MAPE")
+        assert (g, e, p, cls) in calibration_entries()
+        assert efficiency_for(g, e, p, cls, "llama-3.1-70b").provenance.endswith(want)
+        f = calibration_factors()[cls]
+        assert (g, e, "int8", cls) not in calibration_entries() and g in f["gpu"]
+        assert efficiency_for(g, e, "int8", cls).provenance.endswith(want)  # composed
+    assert "expected error" not in efficiency_for("l4", "llama.cpp", "bf16", "dense").provenance
+    # the measured-step fits (another file) state none
+    steps = efficiency_for("h100-sxm", "transformers", "bf16", "dense")
+    assert "gpu_steps.yaml" in steps.provenance and "expected error" not in steps.provenance

@@ -301,8 +301,12 @@ def error_table(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,
 
 
 def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: str,
-                      today: dt.date | None = None) -> None:
-    """Write the fitted groups of every model class as `fleetplan.perf.calibration` data."""
+                      today: dt.date | None = None,
+                      held_out: dict[str, dict[str, float]] | None = None,
+                      folds: int | None = None) -> None:
+    """Write the fitted groups of every model class as `fleetplan.perf.calibration` data;
+    `held_out` (per model class: ttft_pct, tpot_pct, rows) is the cross-validated error of
+    `folds`-fold group CV, which plans and predictions quote beside the fit they use."""
     m, t, o = prep.measured()
     a, b = predict_fits(fits, prep)
     cls = np.array(prep.model_class())
@@ -350,6 +354,9 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
         "rows_used": int(sel_m.sum()),
         "in_sample_mape": {"ttft_pct": round(mape(a[sel_m], t[sel_m]), 2),
                            "tpot_pct": round(mape(b[sel_m], o[sel_m]), 2)},
+        **({"held_out_mape": {"method": "cross-validation, whole (model, system, backend, "
+                                        "precision) groups held out",
+                              "folds": folds, **held_out}} if held_out else {}),
         "fits": entries,
         "factors_log": factors,
     }

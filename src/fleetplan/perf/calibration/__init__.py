@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from fleetplan.catalog import ModelSpec, load_catalog
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, FRACTION_CAPS, Efficiency
 
 __all__ = ["MODEL_CLASSES", "CalibrationEntry", "calibration_entries", "calibration_factors",
-           "efficiency_for", "model_class_of", "same_architecture"]
+           "efficiency_for", "held_out_error", "model_class_of", "same_architecture"]
 
 #: Model classes fitted apart.
 MODEL_CLASSES = ("dense", "moe")
@@ -70,6 +71,30 @@ def calibration_factors() -> dict[str, dict[str, Any]]:
             if cls in MODEL_CLASSES and isinstance(table, dict):
                 out[cls] = {**table, "file": name, "fit_date": doc.get("fit_date")}
     return out
+
+
+@functools.cache
+def _held_out() -> dict[tuple[str, str], tuple[Any, dict[str, Any]]]:
+    """(file, model class) -> (CV folds, that class's held-out MAPE) where a file states it."""
+    out: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+    for name, doc in _documents():
+        held = doc.get("held_out_mape") or {}
+        for cls in MODEL_CLASSES:
+            if isinstance(held.get(cls), dict):
+                out[(name, cls)] = (held.get("folds", "k"), held[cls])
+    return out
+
+
+def held_out_error(file: str, model_class: str) -> str:
+    """The held-out error a calibration file states for a model class, as a phrase to end a
+    provenance ("; expected error (dense groups held out, 5-fold CV): TTFT 34.7%, TPOT 13.7%
+    MAPE"), or "" where it states none."""
+    found = _held_out().get((file, model_class))
+    if found is None:
+        return ""
+    folds, err = found
+    return (f"; expected error ({model_class} groups held out, {folds}-fold CV): "
+            f"TTFT {err['ttft_pct']}%, TPOT {err['tpot_pct']}% MAPE")
 
 
 def _scaled(base: Efficiency, logs: list[dict[str, float]]) -> dict[str, float]:
@@ -118,7 +143,8 @@ def efficiency_for(gpu: str, engine: str, precision: str,
     if e is None:
         composed = _composed(gpu, engine, precision, model_class)
         if composed is not None:
-            return _with_model(composed, model_class, model)
+            return _with_held_out(_with_model(composed, model_class, model),
+                                  calibration_factors()[model_class]["file"], model_class)
         return Efficiency(
             provenance=f"defaults (no calibration fit for {gpu}/{engine}/{precision}, "
             f"{model_class} models)"
@@ -132,13 +158,21 @@ def efficiency_for(gpu: str, engine: str, precision: str,
     loss = e.get("ttft_loss")
     caveat = ("; TTFT fitted on the relative error, predictions below the median "
               "(docs/FIDELITY.md)") if loss == "relative" else ""
-    return _with_model(Efficiency(
+    eff = _with_model(Efficiency(
         **{**{k: getattr(DEFAULT_EFFICIENCY, k) for k in _FIELDS}, **params},
         provenance=(
             f"calibration {e['file']} ({e.get('fit_date')}): {gpu}/{engine}/{precision}, "
             f"{model_class} models, {rows} rows, in-sample MAPE {err}{caveat}"
         ),
     ), model_class, model if same_fit else None)
+    return _with_held_out(eff, e["file"], model_class)
+
+
+def _with_held_out(eff: Efficiency, file: str, model_class: str) -> Efficiency:
+    """`eff` with the held-out error its calibration file states for the class appended to
+    its provenance."""
+    phrase = held_out_error(file, model_class)
+    return replace(eff, provenance=eff.provenance + phrase) if phrase else eff
 
 
 #: ModelSpec fields that name, date or describe a model without changing the network it runs.
