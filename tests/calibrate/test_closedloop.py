@@ -204,3 +204,52 @@ def test_held_padding_slot_makes_one_client_wait() -> None:
     wait_floor = 0.9 * x.osl * b1 / np.maximum(x.clients - 1.0, 1.0)
     assert np.all((a1 - a0)[one] >= wait_floor[one])
     assert np.all((a0 < ah)[one]) and np.all((ah < a1)[one])
+
+
+def test_prefill_pool_of_unrecorded_size_is_read_as_sized_to_its_load() -> None:
+    """Disaggregated rows without `prefill_num_workers`: the prefill pool is read as the
+    N t_p1 / (cycle u) workers that run at utilisation u (at least the one the empty field
+    reads as): TTFT by hand from the step times; rows that record their pool, and every TPOT,
+    are unchanged; a pool sized at a lower utilisation (more workers) never waits longer."""
+    from fleetplan.calibrate.closedloop import step_time
+
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare(pts)
+    x = prep.inputs
+    n = len(prep.sup)
+    unknown = x.pool_unknown
+    recorded = np.array([p.mode == "disagg" and p.prefill_workers_recorded for p in prep.sup])
+    assert unknown.sum() > 800 and recorded.sum() > 150
+    assert not np.any(unknown & ~x.disagg)
+    eff = {f: np.full(n, float(getattr(DEFAULT_EFFICIENCY, f))) for f in FIT_FIELDS}
+    w, q, u = 0.1, 0.25, 0.8
+    a0, b0 = predict(x, eff, w, q)
+    a1, b1 = predict(x, eff, w, q, pool_load=u)
+    a2, _ = predict(x, eff, w, q, pool_load=0.5)
+    np.testing.assert_array_equal(b1, b0)
+    np.testing.assert_array_equal(a1[~unknown], a0[~unknown])
+    assert np.all(a2[unknown] <= a1[unknown] + 1e-12) and np.all(a1 <= a0 + 1e-12)
+    # by hand: one prompt per prefill step (k = 1), the decode step of the faster layout reading
+    t_p = step_time(x.p1, eff)
+    t_d = np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff))
+    cycle = t_p + x.osl * t_d
+    workers = np.maximum(1.0, x.n * t_p / cycle / u)
+    rho = np.clip(x.n * t_p / (workers * cycle), 0.0, 0.95)
+    steady = t_p + q * rho / (1.0 - rho) * t_p
+    m = x.n / workers
+    wave = np.where(m <= 1.0, t_p, t_p * (np.ceil(m) + 1.0) / 2.0)
+    want = eff["request_overhead_s"] + w * wave + (1.0 - w) * steady
+    np.testing.assert_allclose(a1[unknown], want[unknown], rtol=1e-12)
+    # at high concurrency the sized pool matters: far below the single-worker reading
+    big = unknown & (x.n >= 1024)
+    assert big.sum() > 50 and np.median(a1[big] / a0[big]) < 0.5
+
+
+def test_reader_says_whether_the_prefill_pool_was_recorded() -> None:
+    _, _, pts = read_points(bundled_points_path())
+    dis = [p for p in pts if p.mode == "disagg"]
+    # the DeepSeek-R1 disaggregated rows leave every worker and batch field empty, the
+    # DeepSeek-V3 ones record them
+    assert all(not p.prefill_workers_recorded for p in dis if p.model == "deepseek-ai/DeepSeek-R1")
+    assert all(p.prefill_workers_recorded for p in dis if p.model == "deepseek-ai/DeepSeek-V3")
+    assert all(p.prefill_workers_recorded for p in pts if p.mode == "agg")

@@ -144,3 +144,24 @@ def test_validate_predictor_sim(tmp_path: Path, subset: list[ServingPoint],
             assert float(r["pred_ttft_ms"]) > 0 and float(r["pred_tpot_ms"]) > 0
     assert "sim" in capsys.readouterr().out
     assert main(["validate", "--points", str(src), "--predictor", "oracle"]) == 2
+
+
+def test_prefill_pool_of_unrecorded_size_is_sized_to_its_load() -> None:
+    """A disaggregated row without `prefill_num_workers` gets the prefill workers its load
+    needs at the stored utilisation, as the analytic path reads it; hand calculation."""
+    from fleetplan.calibrate.simpredict import sized_prefill_workers
+
+    p = next(q for q in read_points(bundled_points_path())[2]
+             if q.mode == "disagg" and not q.prefill_workers_recorded and q.concurrency >= 1000)
+    # 1,000 clients, 1 s prefill, 100 x 10 ms decode: 1000 x 1 / 2 = 500 busy workers
+    q = replace(p, concurrency=1000, osl=100)
+    assert sized_prefill_workers(q, 1.0, 0.01, 0.8) == math.ceil(500 / 0.8)
+    assert sized_prefill_workers(replace(q, concurrency=1), 0.1, 0.01, 0.9) == 1
+    assert sized_prefill_workers(q, 100.0, 0.01, 0.2) == 1000  # at most one per client
+    bench = stored_benchmark_params(model_class_of(resolve(p).model))
+    assert bench.pool_load > 0
+    fleet = sim_fleet(p, resolve(p), bench)
+    assert isinstance(fleet, DisaggFleetConfig) and len(fleet.prefill) > 1
+    # the recorded reading (one worker) where the stored fit sizes none
+    one = sim_fleet(p, resolve(p), replace(bench, pool_load=0.0))
+    assert isinstance(one, DisaggFleetConfig) and len(one.prefill) == 1

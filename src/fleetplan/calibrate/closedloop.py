@@ -31,7 +31,10 @@ aggregated
 disaggregated (P prefill workers, D decode workers)
   TPOT = t_d (batch ceil(N/D));  TTFT = t_p1 + queueing + start-up wave on the prefill pool
   (P instances, no decode interference), rho = N t_p1 / (P cycle); no KV limit (the recipes
-  size their decode batches themselves).
+  size their decode batches themselves). Where the row does not record P (`prefill_num_workers`
+  empty: 901 of the bundled disaggregated rows), the pool is read as sized to its load, as the
+  recipes size it: P = max(1, N t_p1 / (cycle u)) workers at utilisation u (`pool_load`, a
+  fitted benchmark parameter per class), instead of the single worker the empty field reads as.
 
 `w` (weight of the start-up wave, per engine), `f` (cohort fraction, per engine), `q`
 (queueing factor, per class) and the disaggregated decode speed-up `s` (per engine: TPOT = t_d /
@@ -96,6 +99,8 @@ class LoopInputs:
     slot_limit: np.ndarray  # batch limit where a padding slot may be held (`batch_limit`), else inf
     slot_ranks: np.ndarray  # ranks holding one padding slot each (attention DP), else 0
     dec_alt: np.ndarray  # decode step of the attention-DP reading of the layout (else = dec)
+    #: disaggregated points whose prefill worker count was not recorded (`pool` reads 1)
+    pool_unknown: np.ndarray
 
     def take(self, mask: np.ndarray) -> LoopInputs:
         """The points selected by `mask`."""
@@ -276,6 +281,8 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         slot_limit=np.array(lim, dtype=float),
         slot_ranks=np.array(ranks, dtype=float),
         dec_alt=np.array(alt, dtype=float).reshape(-1, len(FEATURES)),
+        pool_unknown=np.array([p.mode == "disagg" and not p.prefill_workers_recorded
+                               for p in points], dtype=bool),
     )
 
 
@@ -301,7 +308,7 @@ def predict(
     x: LoopInputs, eff: dict[str, np.ndarray], wave_weight: np.ndarray | float,
     queue_factor: np.ndarray | float, disagg_speedup: np.ndarray | float = 1.0,
     ttft_overhead_s: np.ndarray | float = 0.0, cohort_frac: np.ndarray | float = 1.0,
-    held_slot: np.ndarray | float = 0.0,
+    held_slot: np.ndarray | float = 0.0, pool_load: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean (TTFT, TPOT) in seconds of every point. `disagg_speedup` divides the decode step
     of disaggregated points (their recipes use speculative decoding the data does not record);
@@ -311,7 +318,9 @@ def predict(
     `cohort_frac` the share of a token budget's prompts that arrive together in steady state
     (1: clients stay in step, 0: each prompt arrives alone); `held_slot` the share of one batch
     slot per rank that an engine's CUDA-graph padding request holds (`padding_slot_held`; the
-    decode step keeps the shape of the running batch without it)."""
+    decode step keeps the shape of the running batch without it); `pool_load` the utilisation
+    at which a disaggregated prefill pool of unrecorded size is read (module docstring; 0: the
+    single recorded worker)."""
     # Disaggregated decode pools whose attention-DP use is unrecorded: the faster reading
     # (the recipes choose their layout for the concurrency they serve).
     t_dec = np.where(x.disagg, np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff)),
@@ -332,11 +341,17 @@ def predict(
     ttft0 = np.where(agg, 0.5 * t_d + t_d + cohort * extra, t_p1)
     decode = x.osl * tpot
     served = np.where(agg, extra, t_p1)
-    rho = np.clip(x.n * admitted * served / (x.pool * (ttft0 + decode)), 0.0, 0.95)
+    # A prefill pool whose worker count was not recorded is read as sized to its load, as the
+    # recipes size it: enough workers (at least the recorded one) to run at utilisation
+    # `pool_load` (0: the recorded 1 stands).
+    demand = x.n * t_p1 / (x.k * (ttft0 + decode))  # busy prefill workers the loop needs
+    sized = np.maximum(x.pool, demand / np.maximum(pool_load, 1e-9))
+    pool = np.where(x.pool_unknown & (np.asarray(pool_load) > 0), sized, x.pool)
+    rho = np.clip(x.n * admitted * served / (pool * (ttft0 + decode)), 0.0, 0.95)
     ttft_ss = ttft0 + queue_factor * rho / (1.0 - rho) * served
     # Start-up wave: m prompts per instance at t = 0, k per budget-sized step; fewer than k
     # fill one step of m prompts (linear in the prompts between one and k).
-    m = x.n * admitted / x.pool
+    m = x.n * admitted / pool
     waves = np.ceil(m / x.k)
     frac = np.where(x.k > 1, (np.clip(m, 1.0, x.k) - 1.0) / np.maximum(x.k - 1.0, 1.0), 1.0)
     ttft_wave = np.where(m <= x.k, t_p1 + frac * (t_pw - t_p1), t_pw * (waves + 1.0) / 2.0)

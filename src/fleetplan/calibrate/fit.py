@@ -59,9 +59,13 @@ NE = len(ENGINES_W)
 #: Benchmark parameters after the efficiency block, one per engine each: wave weights, log
 #: disaggregated decode speed-ups, extra TTFT of disaggregated serving (in units of
 #: OVERHEAD_UNIT_S), cohort fractions; then the held share of a padding slot (one per class,
-#: `closedloop.padding_slot_held`) and the log queue factor. (The fixed request overhead before
-#: the first token is the `request_overhead_s` efficiency field, fitted in the hierarchy.)
-NX = 4 * NE + 2
+#: `closedloop.padding_slot_held`), the log queue factor and the utilisation at which a
+#: disaggregated prefill pool of unrecorded size is read (one per class). (The fixed request
+#: overhead before the first token is the `request_overhead_s` efficiency field, fitted in the
+#: hierarchy.)
+NX = 4 * NE + 3
+Q = F + 4 * NE + 1  # log queue factor
+POOL = F + 4 * NE + 2  # load of prefill pools of unrecorded size
 OVERHEAD_UNIT_S = 0.1
 OVERHEAD_MAX_S = 0.5
 
@@ -118,6 +122,8 @@ class FitResult:
     cohort_fracs: dict[str, float] = field(default_factory=dict)
     #: share of one batch slot per rank held by a CUDA-graph padding request (engines that did)
     held_slot: float = 0.0
+    #: utilisation at which a prefill pool of unrecorded size is read (0: read as 1 worker)
+    pool_load: float = 0.0
     #: benchmark parameters taken from the other model class's fit ("cohort_fracs[sglang]
     #: from moe"; `runner.borrow_engine_params`)
     borrowed: list[str] = field(default_factory=list)
@@ -161,7 +167,7 @@ class FitResult:
         sp = np.array([self.disagg_speedups.get(e, 1.0) for e in lv.engine])
         return predict(x, self.efficiency_arrays(lv), self.wave_weight_of(lv.engine),
                        self.queue_factor, sp, self.disagg_overhead_of(lv.engine, lv.disagg),
-                       self.cohort_frac_of(lv.engine), self.held_slot)
+                       self.cohort_frac_of(lv.engine), self.held_slot, self.pool_load)
 
 
 def value_or_mean(table: dict[str, float], key: str, default: float = 0.0) -> float:
@@ -235,10 +241,10 @@ def fit(
     def resid(theta: np.ndarray) -> np.ndarray:
         w = theta[eng_col]
         sp = np.exp(theta[eng_col + NE])
-        q = float(np.exp(theta[F + NX - 1]))
+        q = float(np.exp(theta[Q]))
         ov = OVERHEAD_UNIT_S * dis * theta[eng_col + 2 * NE]
         a, b = predict(x, unpack(theta), w, q, sp, ov, theta[eng_col + 3 * NE],
-                       float(theta[F + 4 * NE]))
+                       float(theta[F + 4 * NE]), float(theta[POOL]))
         rt = a / ttft - 1.0 if ttft_residual == "relative" else np.log(a) - lt
         return np.concatenate([ttft_weight * rt, np.log(b) - lp, reg_w * theta])
 
@@ -266,12 +272,29 @@ def fit(
     can_hold = bool(np.any(x.slot_ranks > 0))
     theta0[F + 4 * NE] = 0.5 if can_hold else 0.0
     lo[F + 4 * NE], hi[F + 4 * NE] = 0.0, 1.0 if can_hold else 1e-12
-    lo[F + NX - 1], hi[F + NX - 1] = np.log(0.05), np.log(20.0)
+    lo[Q], hi[Q] = np.log(0.05), np.log(20.0)
+    # utilisation of prefill pools sized to their load (points without recorded workers); held
+    # out of the optimisation (at 0: the recorded single worker stands) where every point
+    # recorded its pool
+    free = np.ones(npar, dtype=bool)
+    if np.any(x.pool_unknown):
+        theta0[POOL], lo[POOL], hi[POOL] = 0.7, 0.2, 0.95
+    else:
+        free[POOL] = False
+    base = np.where(free, 0.0, theta0)
+
+    def resid_free(t: np.ndarray) -> np.ndarray:
+        full = base.copy()
+        full[free] = t
+        return resid(full)
+
     sol = least_squares(
-        resid, theta0, bounds=(lo, hi), jac_sparsity=jac, loss="soft_l1", f_scale=f_scale,
+        resid_free, theta0[free], bounds=(lo[free], hi[free]),
+        jac_sparsity=jac.tocsc()[:, np.flatnonzero(free)], loss="soft_l1", f_scale=f_scale,
         max_nfev=max_nfev, x_scale=1.0, method="trf",
     )
-    th = sol.x
+    th = base.copy()
+    th[free] = sol.x
     offsets = {
         level: {lab: th[idx_start : idx_start + F].copy()
                 for lab, idx_start in _starts(names[level], idx[level], lv.labels(level))}
@@ -293,9 +316,10 @@ def fit(
     over_d = {e: float(OVERHEAD_UNIT_S * th[F + 2 * NE + i]) for i, e in enumerate(ENGINES_W)
               if e in seen_dis}
     coh = {e: float(th[F + 3 * NE + i]) for i, e in enumerate(ENGINES_W) if e in seen_agg}
-    return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[F + NX - 1])), speed, n,
+    return FitResult(th[:F].copy(), offsets, waves, float(np.exp(th[Q])), speed, n,
                      float(sol.cost), disagg_ttft_overheads=over_d,
-                     cohort_fracs=coh, held_slot=float(th[F + 4 * NE]))
+                     cohort_fracs=coh, held_slot=float(th[F + 4 * NE]),
+                     pool_load=float(th[POOL]))
 
 
 def _starts(uniq: Sequence[str], idx: np.ndarray, labs: Sequence[str]) -> list[tuple[str, int]]:

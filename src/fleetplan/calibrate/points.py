@@ -87,6 +87,8 @@ class ServingPoint:
     tpot_s: float | None
     backend_version: str = ""  # as recorded ("1.0.0rc3", "0.5.9", "nightly-dev", ...)
     max_batch: int = 0  # the engine's batch limit per rank (`batch_size`, aggregated); 0 unknown
+    #: disaggregated: whether `prefill_num_workers` was recorded (else read as 1, unknown)
+    prefill_workers_recorded: bool = True
 
     @property
     def group(self) -> tuple[str, str, str, str]:
@@ -238,6 +240,8 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         tpot_s=None if tpot is None else tpot / 1e3,
         backend_version=(row.get("backend_version") or "").strip(),
         max_batch=bs if mode == "agg" else 0,
+        prefill_workers_recorded=mode == "agg"
+        or _int(row, "prefill_num_workers", where, 0) >= 1,
     )
 
 

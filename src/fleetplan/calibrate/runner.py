@@ -222,6 +222,8 @@ class BenchmarkParams:
     cohorts: dict[str, float] = field(default_factory=dict)
     #: share of a batch slot per rank held by a CUDA-graph padding request (class-wide)
     held_slot: float = 0.0
+    #: utilisation at which a disaggregated prefill pool of unrecorded size is read (0: as 1)
+    pool_load: float = 0.0
 
     def disagg_overhead(self, engine: str, disagg: bool) -> float:
         """Extra TTFT of disaggregated serving (the hand-off to the decode pool) of `engine`;
@@ -243,6 +245,7 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
             out.disagg_overheads[eng] = float(bench.get("disagg_ttft_overhead_s", 0.0))
             out.cohorts[eng] = float(bench.get("cohort_fraction", 1.0))
             out.held_slot = float(bench.get("held_padding_slot", 0.0))
+            out.pool_load = float(bench.get("prefill_pool_load", 0.0))
             out.modes[eng] = {k: float(v) for k, v in (bench.get("disagg_log") or {}).items()}
     return out
 
@@ -255,7 +258,7 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
     n = len(effs)
     w, sp, ov, q, coh = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n), np.ones(n)
-    held = np.zeros(n)
+    held, load = np.zeros(n), np.zeros(n)
     for c in set(cls):
         bp = stored_benchmark_params(c)
         for i, eng in enumerate(prep.levels.engine):
@@ -267,10 +270,11 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
             q[i] = bp.queue
             coh[i] = value_or_mean(bp.cohorts, eng, 1.0)
             held[i] = bp.held_slot
+            load[i] = bp.pool_load
             if prep.levels.disagg[i]:
                 for f, off in bp.modes.get(eng, {}).items():
                     arrays[f][i] *= float(np.exp(off))
-    a, b = predict(prep.inputs, arrays, w, q, sp, ov, coh, held)
+    a, b = predict(prep.inputs, arrays, w, q, sp, ov, coh, held, load)
     return a, b, [e.provenance for e in effs]
 
 
@@ -332,6 +336,7 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                         value_or_mean(res.disagg_ttft_overheads, key[1]), 6),
                     "cohort_fraction": round(float(res.cohort_frac_of([key[1]])[0]), 6),
                     "held_padding_slot": round(res.held_slot, 6),
+                    "prefill_pool_load": round(res.pool_load, 6),
                     "disagg_log": _disagg_log(params, res.group_params(*key, disagg=True)),
                     **_borrowed(res, key[1]),
                 },

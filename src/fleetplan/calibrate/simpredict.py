@@ -8,7 +8,9 @@ Each row is replayed as the closed-loop benchmark it records (docs/FIDELITY.md):
 - **aggregated rows**: one replica of that deployment under its engine's scheduling policy;
 - **disaggregated rows**: `prefill.workers` prefill replicas and `decode.workers` decode
   replicas (`DisaggFleetConfig`, round-robin in each pool, so each decode worker holds about
-  ceil(N / D) clients, the split the analytic path uses), KV moved at the default link estimate.
+  ceil(N / D) clients, the split the analytic path uses), KV moved at the default link estimate;
+  a row that does not record its prefill workers gets the pool sized to its load at the stored
+  utilisation (`benchmark.prefill_pool_load`; `sized_prefill_workers`), as the analytic path;
   As in the analytic path (`runner.predict_stored`) the stored disaggregated-mode log factors
   multiply the efficiencies and the stored disaggregated decode speed-up (unrecorded MTP
   speculative decoding) divides the decode workers' step times;
@@ -71,6 +73,7 @@ __all__ = [
     "predict_points",
     "prefill_capacity_tokens_s",
     "sim_fleet",
+    "sized_prefill_workers",
     "wave_weight_for",
 ]
 
@@ -179,18 +182,34 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     assert p.prefill is not None and p.decode is not None
     eng = r.engine.name
     per_decode = math.ceil(p.concurrency / p.decode.workers)
-    per_prefill = math.ceil(p.concurrency / p.prefill.workers)
-    pre = _replica(r.prefill.with_efficiency(eff), per_prefill, p.isl)
     ddep = r.decode.with_efficiency(eff)
     alt = attention_dp_variant(ddep)
+    batch = StepBatch(decode_seqs=per_decode, decode_ctx_tokens=per_decode * (p.isl + p.osl // 2))
+    t_dec = RooflineStepModel(ddep).step_time_s(batch)
     if alt is not None:  # the faster reading of the decode layout, as the analytic path
-        batch = StepBatch(decode_seqs=per_decode,
-                          decode_ctx_tokens=per_decode * (p.isl + p.osl // 2))
-        if (RooflineStepModel(alt).step_time_s(batch)
-                < RooflineStepModel(ddep).step_time_s(batch)):
-            ddep = alt
-    dec = _replica(ddep, per_decode, p.isl, bench.speedups.get(eng, 1.0))
-    return DisaggFleetConfig((pre,) * p.prefill.workers, (dec,) * p.decode.workers)
+        t_alt = RooflineStepModel(alt).step_time_s(batch)
+        if t_alt < t_dec:
+            ddep, t_dec = alt, t_alt
+    speedup = bench.speedups.get(eng, 1.0)
+    pdep = r.prefill.with_efficiency(eff)
+    n_pre = p.prefill.workers
+    if not p.prefill_workers_recorded and bench.pool_load > 0:
+        n_pre = sized_prefill_workers(p, RooflineStepModel(pdep).prefill_time_s(p.isl),
+                                      t_dec / speedup, bench.pool_load)
+    pre = _replica(pdep, math.ceil(p.concurrency / n_pre), p.isl)
+    dec = _replica(ddep, per_decode, p.isl, speedup)
+    return DisaggFleetConfig((pre,) * n_pre, (dec,) * p.decode.workers)
+
+
+def sized_prefill_workers(p: ServingPoint, t_prefill_s: float, tpot_s: float,
+                          load: float) -> int:
+    """Prefill workers of a disaggregated row that does not record them, read as sized to its
+    load as the analytic model reads them (`closedloop` module docstring): the closed loop of
+    N clients, each cycling through one prefill (`t_prefill_s`) and OSL decode steps
+    (`tpot_s`), keeps N t_p / (t_p + OSL t_d) workers busy; at utilisation `load` that is
+    this many workers (at least 1, at most one per client)."""
+    busy = p.concurrency * t_prefill_s / (t_prefill_s + p.osl * tpot_s)
+    return max(1, min(p.concurrency, math.ceil(busy / load)))
 
 
 def prefill_capacity_tokens_s(p: ServingPoint, r: Resolved,
