@@ -253,3 +253,41 @@ def test_reader_says_whether_the_prefill_pool_was_recorded() -> None:
     assert all(not p.prefill_workers_recorded for p in dis if p.model == "deepseek-ai/DeepSeek-R1")
     assert all(p.prefill_workers_recorded for p in dis if p.model == "deepseek-ai/DeepSeek-V3")
     assert all(p.prefill_workers_recorded for p in pts if p.mode == "agg")
+
+
+def test_decode_worker_of_unrecorded_count_runs_at_most_what_its_kv_holds() -> None:
+    """Disaggregated rows without `decode_num_workers`: each decode worker runs at most the
+    sequences its KV pools hold at the mean context (the clients beyond took more workers),
+    in each reading of the layout; rows that record their workers keep ceil(N / D)."""
+    from fleetplan.calibrate.closedloop import attention_dp_variant, kv_capacity
+    from fleetplan.calibrate.features import FEATURES
+
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare(pts)
+    x = prep.inputs
+    col = FEATURES.index("seqs_r")
+    capped = 0
+    for i, p in enumerate(prep.sup):
+        if p.mode != "disagg":
+            continue
+        r = prep.resolved[i]
+        assert r.decode is not None and p.decode is not None
+        per = -(-p.concurrency // p.decode.workers)
+        ctx = p.isl + p.osl // 2
+        if p.decode_workers_recorded:
+            assert x.dec[i, col] * r.decode.attention_dp == per
+            continue
+        cap = kv_capacity(r.decode, ctx)
+        want = per if cap is None else min(per, cap)
+        assert x.dec[i, col] * r.decode.attention_dp == want
+        alt = attention_dp_variant(r.decode)
+        if alt is not None:
+            cap_alt = kv_capacity(alt, ctx)  # None: that reading leaves no pool (all clients)
+            if cap_alt is not None and cap is not None:
+                assert cap_alt >= cap  # DP shards the KV
+            want_alt = per if cap_alt is None else min(per, cap_alt)
+            assert x.dec_alt[i, col] * alt.attention_dp == want_alt
+        capped += want < per
+    assert capped > 100
+    # the clients (and so the queueing and wave arithmetic) are unchanged
+    assert np.all(x.clients[x.disagg] == x.running[x.disagg])

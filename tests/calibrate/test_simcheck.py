@@ -165,3 +165,30 @@ def test_prefill_pool_of_unrecorded_size_is_sized_to_its_load() -> None:
     # the recorded reading (one worker) where the stored fit sizes none
     one = sim_fleet(p, resolve(p), replace(bench, pool_load=0.0))
     assert isinstance(one, DisaggFleetConfig) and len(one.prefill) == 1
+
+
+def test_decode_pool_of_unrecorded_size_holds_its_clients_kv() -> None:
+    from fleetplan.calibrate.closedloop import kv_capacity
+
+    def cap_of(q: ServingPoint) -> int:
+        dec = resolve(q).decode
+        assert dec is not None
+        return kv_capacity(dec, q.isl + q.osl // 2) or q.concurrency
+
+    # DeepSeek-R1 on 8 B200 (TP 8, MLA: the KV replicated on every rank), 4,096 clients
+    p = next(q for q in read_points(bundled_points_path())[2]
+             if q.mode == "disagg" and not q.decode_workers_recorded and q.concurrency >= 4000
+             and q.backend == "sglang" and q.system == "b200_sxm" and cap_of(q) < q.concurrency)
+    fleet = sim_fleet(p, resolve(p))
+    assert isinstance(fleet, DisaggFleetConfig)
+    # as many workers as the clients' KV needs, in the layout reading the simulator runs (the
+    # recorded TP one, or its attention-DP one, which shards the KV)
+    from fleetplan.calibrate.closedloop import attention_dp_variant
+
+    dec = resolve(p).decode
+    assert dec is not None
+    alt = attention_dp_variant(dec)
+    assert alt is not None
+    ctx = p.isl + p.osl // 2
+    need = {math.ceil(p.concurrency / (kv_capacity(d, ctx) or p.concurrency)) for d in (dec, alt)}
+    assert len(fleet.decode) in need and len(fleet.decode) > 1

@@ -35,6 +35,9 @@ disaggregated (P prefill workers, D decode workers)
   empty: 901 of the bundled disaggregated rows), the pool is read as sized to its load, as the
   recipes size it: P = max(1, N t_p1 / (cycle u)) workers at utilisation u (`pool_load`, a
   fitted benchmark parameter per class), instead of the single worker the empty field reads as.
+  Where D is not recorded either, each decode worker runs at most the sequences its KV pools
+  hold at the mean context (`kv_capacity`; the clients beyond took more workers), in each
+  reading of the layout, instead of all N in one worker.
 
 `w` (weight of the start-up wave, per engine), `f` (cohort fraction, per engine), `q`
 (queueing factor, per class) and the disaggregated decode speed-up `s` (per engine: TPOT = t_d /
@@ -62,7 +65,8 @@ from fleetplan.perf import Deployment, StepBatch
 from fleetplan.perf.efficiency import FRACTION_CAPS
 from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu, memory_budget
 
-__all__ = ["FIT_FIELDS", "LoopInputs", "build_inputs", "predict", "step_time"]
+__all__ = ["FIT_FIELDS", "LoopInputs", "build_inputs", "kv_capacity", "predict", "running_capacity",
+           "step_time"]
 
 #: Efficiency fields the calibration fits (in this order in every parameter array).
 FIT_FIELDS = (
@@ -127,6 +131,13 @@ def running_capacity(dep: Deployment, context_tokens: int) -> int | None:
     a = dep.model.attention
     if dep.tp > 1 and (a.kind == "mla" or a.num_kv_heads < dep.tp):
         return None
+    return kv_capacity(dep, context_tokens)
+
+
+def kv_capacity(dep: Deployment, context_tokens: int) -> int | None:
+    """Sequences of mean context `context_tokens` one instance's KV pools hold at once (each
+    attention-DP rank has its own pool; a TP layout that replicates the KV holds it on every
+    rank), at least 1; None where the memory model leaves no pool."""
     mb = memory_budget(dep)
     pool = mb.kv_pool_bytes
     if dep.engine.name in _FRACTION_OF_FREE:  # the fraction applies to what weights leave free
@@ -223,9 +234,16 @@ def _shapes(p: ServingPoint, r: Resolved,
     wave = one
     for _ in range(k - 1):
         wave = wave + one
-    dec = _decode_batch(ddep, seqs, p.isl, p.osl)
-    d0 = step_features(ddep, dec)
     alt = attention_dp_variant(ddep) if p.mode == "disagg" else None
+    seqs_d, seqs_alt = seqs, seqs
+    if p.mode == "disagg" and not p.decode_workers_recorded:
+        # How many decode workers shared the clients is not recorded: each runs at most the
+        # sequences its KV pools hold (more clients than that took more workers), in each
+        # reading of the layout (the attention-DP one shards the KV, so it holds more).
+        seqs_d = _held(ddep, seqs, p.isl + p.osl // 2)
+        seqs_alt = _held(alt, seqs, p.isl + p.osl // 2) if alt is not None else seqs_d
+    dec = _decode_batch(ddep, seqs_d, p.isl, p.osl)
+    d0 = step_features(ddep, dec)
     return (
         d0,
         step_features(pdep, one),
@@ -235,8 +253,15 @@ def _shapes(p: ServingPoint, r: Resolved,
         pool,
         clients,
         seqs,
-        step_features(alt, dec) if alt is not None else d0,
+        step_features(alt, _decode_batch(alt, seqs_alt, p.isl, p.osl))
+        if alt is not None else d0,
     )
+
+
+def _held(dep: Deployment, clients: int, context_tokens: int) -> int:
+    """`clients`, or fewer: the sequences `dep`'s KV pools hold at `context_tokens` each."""
+    cap = kv_capacity(dep, context_tokens)
+    return clients if cap is None else min(clients, cap)
 
 
 def _clients(p: ServingPoint) -> int:

@@ -89,6 +89,8 @@ class ServingPoint:
     max_batch: int = 0  # the engine's batch limit per rank (`batch_size`, aggregated); 0 unknown
     #: disaggregated: whether `prefill_num_workers` was recorded (else read as 1, unknown)
     prefill_workers_recorded: bool = True
+    #: disaggregated: whether `decode_num_workers` was recorded (else read as 1, unknown)
+    decode_workers_recorded: bool = True
 
     @property
     def group(self) -> tuple[str, str, str, str]:
@@ -242,6 +244,8 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         max_batch=bs if mode == "agg" else 0,
         prefill_workers_recorded=mode == "agg"
         or _int(row, "prefill_num_workers", where, 0) >= 1,
+        decode_workers_recorded=mode == "agg"
+        or _int(row, "decode_num_workers", where, 0) >= 1,
     )
 
 

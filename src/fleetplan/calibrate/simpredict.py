@@ -10,7 +10,9 @@ Each row is replayed as the closed-loop benchmark it records (docs/FIDELITY.md):
   replicas (`DisaggFleetConfig`, round-robin in each pool, so each decode worker holds about
   ceil(N / D) clients, the split the analytic path uses), KV moved at the default link estimate;
   a row that does not record its prefill workers gets the pool sized to its load at the stored
-  utilisation (`benchmark.prefill_pool_load`; `sized_prefill_workers`), as the analytic path;
+  utilisation (`benchmark.prefill_pool_load`; `sized_prefill_workers`), and one that does not
+  record its decode workers as many decode workers as its clients need for their KV (each at
+  most the sequences its KV pools hold, `closedloop.kv_capacity`), as the analytic path;
   As in the analytic path (`runner.predict_stored`) the stored disaggregated-mode log factors
   multiply the efficiencies and the stored disaggregated decode speed-up (unrecorded MTP
   speculative decoding) divides the decode workers' step times;
@@ -55,7 +57,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fleetplan.calibrate.closedloop import agg_deployment, attention_dp_variant
+from fleetplan.calibrate.closedloop import agg_deployment, attention_dp_variant, kv_capacity
 from fleetplan.calibrate.features import Resolved, resolve
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.calibrate.runner import BenchmarkParams, stored_benchmark_params
@@ -181,15 +183,32 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     assert r.prefill is not None and r.decode is not None
     assert p.prefill is not None and p.decode is not None
     eng = r.engine.name
+    ctx = p.isl + p.osl // 2
     per_decode = math.ceil(p.concurrency / p.decode.workers)
+
+    def held(dep: Deployment) -> int:
+        """Clients per decode worker: where the row does not record its decode workers, at
+        most what one worker's KV pools hold (`closedloop`), else the recorded split."""
+        if p.decode_workers_recorded:
+            return per_decode
+        cap = kv_capacity(dep, ctx)
+        return per_decode if cap is None else min(per_decode, cap)
+
+    def t_step(dep: Deployment) -> float:
+        b = held(dep)
+        return RooflineStepModel(dep).step_time_s(StepBatch(decode_seqs=b,
+                                                            decode_ctx_tokens=b * ctx))
+
     ddep = r.decode.with_efficiency(eff)
     alt = attention_dp_variant(ddep)
-    batch = StepBatch(decode_seqs=per_decode, decode_ctx_tokens=per_decode * (p.isl + p.osl // 2))
-    t_dec = RooflineStepModel(ddep).step_time_s(batch)
+    t_dec = t_step(ddep)
     if alt is not None:  # the faster reading of the decode layout, as the analytic path
-        t_alt = RooflineStepModel(alt).step_time_s(batch)
+        t_alt = t_step(alt)
         if t_alt < t_dec:
             ddep, t_dec = alt, t_alt
+    n_dec = p.decode.workers if p.decode_workers_recorded else math.ceil(
+        p.concurrency / held(ddep))
+    per_decode = math.ceil(p.concurrency / n_dec)
     speedup = bench.speedups.get(eng, 1.0)
     pdep = r.prefill.with_efficiency(eff)
     n_pre = p.prefill.workers
@@ -198,7 +217,7 @@ def sim_fleet(p: ServingPoint, r: Resolved,
                                       t_dec / speedup, bench.pool_load)
     pre = _replica(pdep, math.ceil(p.concurrency / n_pre), p.isl)
     dec = _replica(ddep, per_decode, p.isl, speedup)
-    return DisaggFleetConfig((pre,) * n_pre, (dec,) * p.decode.workers)
+    return DisaggFleetConfig((pre,) * n_pre, (dec,) * n_dec)
 
 
 def sized_prefill_workers(p: ServingPoint, t_prefill_s: float, tpot_s: float,
