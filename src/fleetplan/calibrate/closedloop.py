@@ -369,7 +369,7 @@ def predict(
     # A prefill pool whose worker count was not recorded is read as sized to its load, as the
     # recipes size it: enough workers (at least the recorded one) to run at utilisation
     # `pool_load` (0: the recorded 1 stands).
-    demand = x.n * t_p1 / (x.k * (ttft0 + decode))  # busy prefill workers the loop needs
+    demand = x.n * t_p1 / (ttft0 + decode)  # busy prefill workers the loop needs (rho's terms)
     sized = np.maximum(x.pool, demand / np.maximum(pool_load, 1e-9))
     pool = np.where(x.pool_unknown & (np.asarray(pool_load) > 0), sized, x.pool)
     rho = np.clip(x.n * admitted * served / (pool * (ttft0 + decode)), 0.0, 0.95)
