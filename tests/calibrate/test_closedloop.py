@@ -229,15 +229,17 @@ def test_prefill_pool_of_unrecorded_size_is_read_as_sized_to_its_load() -> None:
     np.testing.assert_array_equal(b1, b0)
     np.testing.assert_array_equal(a1[~unknown], a0[~unknown])
     assert np.all(a2[unknown] <= a1[unknown] + 1e-12) and np.all(a1 <= a0 + 1e-12)
-    # by hand: one prompt per prefill step (k = 1), the decode step of the faster layout reading
-    t_p = step_time(x.p1, eff)
+    # by hand: k prompts per prefill step (one per attention-DP rank), the decode step of the
+    # faster layout reading
+    t_p, t_w, k = step_time(x.p1, eff), step_time(x.pw, eff), x.k
     t_d = np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff))
     cycle = t_p + x.osl * t_d
     workers = np.maximum(1.0, x.n * t_p / cycle / u)
     rho = np.clip(x.n * t_p / (workers * cycle), 0.0, 0.95)
     steady = t_p + q * rho / (1.0 - rho) * t_p
     m = x.n / workers
-    wave = np.where(m <= 1.0, t_p, t_p * (np.ceil(m) + 1.0) / 2.0)
+    part = np.where(k > 1, (np.clip(m, 1.0, k) - 1.0) / np.maximum(k - 1.0, 1.0), 1.0)
+    wave = np.where(m <= k, t_p + part * (t_w - t_p), t_w * (np.ceil(m / k) + 1.0) / 2.0)
     want = eff["request_overhead_s"] + w * wave + (1.0 - w) * steady
     np.testing.assert_allclose(a1[unknown], want[unknown], rtol=1e-12)
     # at high concurrency the sized pool matters: far below the single-worker reading
@@ -259,7 +261,7 @@ def test_decode_worker_of_unrecorded_count_runs_at_most_what_its_kv_holds() -> N
     """Disaggregated rows without `decode_num_workers`: each decode worker runs at most the
     sequences its KV pools hold at the mean context (the clients beyond took more workers),
     in each reading of the layout; rows that record their workers keep ceil(N / D)."""
-    from fleetplan.calibrate.closedloop import attention_dp_variant, kv_capacity
+    from fleetplan.calibrate.closedloop import attention_dp_variant, dp_if_unsplit, kv_capacity
     from fleetplan.calibrate.features import FEATURES
 
     _, _, pts = read_points(bundled_points_path())
@@ -272,15 +274,16 @@ def test_decode_worker_of_unrecorded_count_runs_at_most_what_its_kv_holds() -> N
             continue
         r = prep.resolved[i]
         assert r.decode is not None and p.decode is not None
+        dec = dp_if_unsplit(r.decode)  # TP that cannot split the heads: attention DP
         per = -(-p.concurrency // p.decode.workers)
         ctx = p.isl + p.osl // 2
         if p.decode_workers_recorded:
-            assert x.dec[i, col] * r.decode.attention_dp == per
+            assert x.dec[i, col] * dec.attention_dp == per
             continue
-        cap = kv_capacity(r.decode, ctx)
+        cap = kv_capacity(dec, ctx)
         want = per if cap is None else min(per, cap)
-        assert x.dec[i, col] * r.decode.attention_dp == want
-        alt = attention_dp_variant(r.decode)
+        assert x.dec[i, col] * dec.attention_dp == want
+        alt = attention_dp_variant(dec)
         if alt is not None:
             cap_alt = kv_capacity(alt, ctx)  # None: that reading leaves no pool (all clients)
             if cap_alt is not None and cap is not None:
@@ -291,3 +294,33 @@ def test_decode_worker_of_unrecorded_count_runs_at_most_what_its_kv_holds() -> N
     assert capped > 100
     # the clients (and so the queueing and wave arithmetic) are unchanged
     assert np.all(x.clients[x.disagg] == x.running[x.disagg])
+
+
+def test_tp_that_cannot_split_the_heads_is_read_as_attention_dp() -> None:
+    """DeepSeek-R1 has 128 attention heads: a recorded TP 36 cannot shard them, so it is the
+    world size of an attention-DP engine (36 ranks of one GPU, experts sharded as recorded);
+    TP 32 (a divisor) and layouts without an attention-DP reading stay as recorded."""
+    from dataclasses import replace
+
+    from fleetplan.calibrate.closedloop import dp_if_unsplit, heads_unsplit
+    from fleetplan.perf import Deployment
+
+    tp32 = Deployment.build("deepseek-r1", "gb200", "fp4", "trtllm", tp=32)
+    tp36 = replace(tp32, tp=36)  # as a measured row records it (`build` refuses it for plans)
+    assert heads_unsplit(tp36)
+    dp = dp_if_unsplit(tp36)
+    assert (dp.tp, dp.attention_dp, dp.gpus) == (1, 36, 36)
+    assert not heads_unsplit(tp32) and dp_if_unsplit(tp32) is tp32
+    llama = Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", "vllm", tp=8)
+    assert not heads_unsplit(llama)
+    # the bundled DeepSeek-R1 GB200 rows recorded so are served by the DP reading
+    _, _, pts = read_points(bundled_points_path())
+    rows = [p for p in pts if p.mode == "agg" and p.system == "gb200" and p.agg is not None
+            and "DeepSeek-R1" in p.model and 128 % p.agg.tp]
+    assert len(rows) >= 20
+    prep = prepare(rows)
+    from fleetplan.calibrate.closedloop import agg_deployment
+
+    for p, r in zip(prep.sup, prep.resolved, strict=True):
+        assert r.agg is not None
+        assert agg_deployment(p, r.agg).attention_dp == r.agg.tp

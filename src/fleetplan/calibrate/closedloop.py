@@ -65,8 +65,8 @@ from fleetplan.perf import Deployment, StepBatch
 from fleetplan.perf.efficiency import FRACTION_CAPS
 from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu, memory_budget
 
-__all__ = ["FIT_FIELDS", "LoopInputs", "build_inputs", "kv_capacity", "predict", "running_capacity",
-           "step_time"]
+__all__ = ["FIT_FIELDS", "LoopInputs", "build_inputs", "dp_if_unsplit", "heads_unsplit",
+           "kv_capacity", "predict", "running_capacity", "step_time"]
 
 #: Efficiency fields the calibration fits (in this order in every parameter array).
 FIT_FIELDS = (
@@ -189,16 +189,33 @@ def attention_dp_variant(dep: Deployment) -> Deployment | None:
     return alt
 
 
+def heads_unsplit(dep: Deployment) -> bool:
+    """Whether `dep`'s tensor parallelism cannot split its attention heads evenly (e.g.
+    DeepSeek-R1's 128 heads over TP 36): engines shard attention by whole heads, so such a
+    recorded `tp_size` is the world size of an attention-data-parallel engine (TensorRT-LLM
+    `enable_attention_dp`, SGLang `--enable-dp-attention`), not tensor-parallel attention."""
+    return dep.tp > 1 and dep.model.attention.num_heads % dep.tp != 0
+
+
+def dp_if_unsplit(dep: Deployment) -> Deployment:
+    """`dep`, or its attention-DP reading where TP cannot split the heads (`heads_unsplit`)."""
+    alt = attention_dp_variant(dep) if heads_unsplit(dep) else None
+    return alt if alt is not None else dep
+
+
 def agg_deployment(p: ServingPoint, dep: Deployment) -> Deployment:
     """The reading of an aggregated row's layout that serves it: its attention-DP reading
     (`attention_dp_variant`) where the recorded TP layout replicates the KV and its pool cannot
     hold the row's clients at the mean context while the DP reading's pools can hold more
     (e.g. DeepSeek-R1 on GB200 recorded as TP 12-72 with thousands of clients); else the
     recorded layout. Aggregated rows record attention DP where they used it, so the rule only
-    rewrites layouts that cannot have run as recorded."""
+    rewrites layouts that cannot have run as recorded: those, and TP sizes that cannot split
+    the attention heads (`heads_unsplit`, e.g. DeepSeek-R1 on GB200 "TP 36")."""
     alt = attention_dp_variant(dep)
     if alt is None:
         return dep
+    if heads_unsplit(dep):
+        return alt
     ctx = p.isl + p.osl // 2
     pool = memory_budget(dep).kv_pool_bytes
     per_seq = kv_bytes_for_sequence_per_gpu(dep, ctx)
@@ -223,7 +240,7 @@ def _shapes(p: ServingPoint, r: Resolved,
     else:
         assert r.prefill is not None and r.decode is not None
         assert p.prefill is not None and p.decode is not None
-        pdep, ddep = r.prefill, r.decode
+        pdep, ddep = dp_if_unsplit(r.prefill), dp_if_unsplit(r.decode)
         seqs = math.ceil(p.concurrency / p.decode.workers)
         pool, per_rank = p.prefill.workers, 1
     k = per_rank * pdep.attention_dp

@@ -126,8 +126,9 @@ def _lookup_quant(precision: str, gpu: GPU, engine: Engine) -> Quant:
 
 
 def serving_problems(dep: Deployment) -> list[str]:
-    """Why a measured layout cannot have run: `Deployment.problems` less head divisibility
-    (engines pad heads when TP does not divide them; the other problems are real)."""
+    """Why a measured layout cannot have run: `Deployment.problems` less head divisibility (a
+    recorded `tp_size` that does not divide the heads is the world size of an attention-DP
+    engine, read so by `closedloop.heads_unsplit`; the other problems are real)."""
     return [p for p in dep.problems() if "attention heads" not in p]
 
 

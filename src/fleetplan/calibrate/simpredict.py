@@ -57,7 +57,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fleetplan.calibrate.closedloop import agg_deployment, attention_dp_variant, kv_capacity
+from fleetplan.calibrate.closedloop import (
+    agg_deployment,
+    attention_dp_variant,
+    dp_if_unsplit,
+    kv_capacity,
+)
 from fleetplan.calibrate.features import Resolved, resolve
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.calibrate.runner import BenchmarkParams, stored_benchmark_params
@@ -199,7 +204,7 @@ def sim_fleet(p: ServingPoint, r: Resolved,
         return RooflineStepModel(dep).step_time_s(StepBatch(decode_seqs=b,
                                                             decode_ctx_tokens=b * ctx))
 
-    ddep = r.decode.with_efficiency(eff)
+    ddep = dp_if_unsplit(r.decode).with_efficiency(eff)
     alt = attention_dp_variant(ddep)
     t_dec = t_step(ddep)
     if alt is not None:  # the faster reading of the decode layout, as the analytic path
@@ -210,7 +215,7 @@ def sim_fleet(p: ServingPoint, r: Resolved,
         p.concurrency / held(ddep))
     per_decode = math.ceil(p.concurrency / n_dec)
     speedup = bench.speedups.get(eng, 1.0)
-    pdep = r.prefill.with_efficiency(eff)
+    pdep = dp_if_unsplit(r.prefill).with_efficiency(eff)
     n_pre = p.prefill.workers
     if not p.prefill_workers_recorded and bench.pool_load > 0:
         n_pre = sized_prefill_workers(p, RooflineStepModel(pdep).prefill_time_s(p.isl),
