@@ -202,3 +202,25 @@ def test_error_table_grouped_by_chosen_columns(
     assert "backend" not in text.split("rows")[0]  # the default grouping is replaced
     assert main(["validate", "--points", str(src), "--by", "model,colour"]) == 2
     assert "unknown group key(s) colour" in " ".join(capsys.readouterr().err.split())
+
+
+def test_validate_says_which_rows_it_read_through_unrecorded_fields(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two DeepSeek-R1 GB200 rows: a disaggregated one without worker counts and an aggregated
+    one recorded as TP 36 (128 heads cannot split 36 ways), plus a Llama-3.1-70B row."""
+    lines = bundled_points_path().read_text().splitlines()
+    rows = list(csv.DictReader(lines))
+    dis = next(r for r in rows if "DeepSeek-R1" in r["model_path"] and r["mode"] == "disagg"
+               and not r["prefill_num_workers"].strip())
+    tp36 = next(r for r in rows if "DeepSeek-R1" in r["model_path"] and r["mode"] == "agg"
+                and r["system"] == "gb200" and r["tp_size"] == "36")
+    llama = next(r for r in rows if r["model_path"] == "meta-llama/Llama-3.1-70B")
+    src = tmp_path / "points.csv"
+    with src.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows([dis, tp36, llama])
+    assert main(["validate", "--points", str(src)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 disaggregated rows without worker counts" in out
+    assert "1 rows whose TP cannot split the attention heads" in out

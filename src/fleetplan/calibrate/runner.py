@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fleetplan.calibrate.closedloop import FIT_FIELDS, LoopInputs, build_inputs, predict
+from fleetplan.calibrate.closedloop import (
+    FIT_FIELDS,
+    LoopInputs,
+    build_inputs,
+    heads_unsplit,
+    predict,
+)
 from fleetplan.calibrate.features import Resolved, model_is_moe, resolve
 from fleetplan.calibrate.fit import (
     MODEL_REG_SCALE,
@@ -48,6 +54,7 @@ __all__ = [
     "predict_fits",
     "predict_stored",
     "prepare",
+    "readings",
     "stored_benchmark_params",
     "write_calibration",
 ]
@@ -276,6 +283,19 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
                     arrays[f][i] *= float(np.exp(off))
     a, b = predict(prep.inputs, arrays, w, q, sp, ov, coh, held, load)
     return a, b, [e.provenance for e in effs]
+
+
+def readings(prep: Prepared) -> dict[str, int]:
+    """How many supported points were predicted through a reading of layout fields their row
+    leaves unrecorded or cannot have run as written (docs/FIDELITY.md): disaggregated points
+    without worker counts (prefill pool sized to its load, decode workers holding at most their
+    KV pools' sequences) and points whose TP cannot split the attention heads (read as
+    attention-DP ranks)."""
+    pools = sum(p.mode == "disagg" and not (p.prefill_workers_recorded
+                                            and p.decode_workers_recorded) for p in prep.sup)
+    heads = sum(any(d is not None and heads_unsplit(d) for d in (r.agg, r.prefill, r.decode))
+                for r in prep.resolved)
+    return {"unrecorded_disagg_pools": pools, "tp_read_as_attention_dp": heads}
 
 
 def error_table(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,

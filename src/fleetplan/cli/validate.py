@@ -36,6 +36,7 @@ from rich.table import Table
 from fleetplan.calibrate import error_table, predict_stored, prepare, read_points
 from fleetplan.calibrate.points import bundled_points_path
 from fleetplan.calibrate.repeats import repeatability
+from fleetplan.calibrate.runner import readings
 from fleetplan.calibrate.simpredict import predict_points
 from fleetplan.cli._app import app, console, err_console
 from fleetplan.errors import UsageError
@@ -143,6 +144,15 @@ def validate(
         f"engine and precision levels (no fit for their group); {defaults} with default "
         "efficiencies (no calibration fit for their GPU/engine)."
     )
+    how = readings(prep)
+    if any(how.values()):
+        console.print(
+            f"Readings of layout fields (docs/FIDELITY.md): {how['unrecorded_disagg_pools']} "
+            "disaggregated rows without worker counts (prefill pool sized to its load, each "
+            "decode worker at most the sequences its KV pools hold); "
+            f"{how['tp_read_as_attention_dp']} rows whose TP cannot split the attention heads "
+            "(read as that many attention-DP ranks)."
+        )
     rep = repeatability(pts)
     if rep.sets:
         console.print(
