@@ -66,7 +66,7 @@ from fleetplan.perf.efficiency import FRACTION_CAPS
 from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu, memory_budget
 
 __all__ = ["FIT_FIELDS", "LoopInputs", "build_inputs", "dp_if_unsplit", "heads_unsplit",
-           "kv_capacity", "predict", "running_capacity", "step_time"]
+           "kv_capacity", "kv_held", "predict", "running_capacity", "step_time"]
 
 #: Efficiency fields the calibration fits (in this order in every parameter array).
 FIT_FIELDS = (
@@ -257,8 +257,8 @@ def _shapes(p: ServingPoint, r: Resolved,
         # How many decode workers shared the clients is not recorded: each runs at most the
         # sequences its KV pools hold (more clients than that took more workers), in each
         # reading of the layout (the attention-DP one shards the KV, so it holds more).
-        seqs_d = _held(ddep, seqs, p.isl + p.osl // 2)
-        seqs_alt = _held(alt, seqs, p.isl + p.osl // 2) if alt is not None else seqs_d
+        seqs_d = kv_held(ddep, seqs, p.isl + p.osl // 2)
+        seqs_alt = kv_held(alt, seqs, p.isl + p.osl // 2) if alt is not None else seqs_d
     dec = _decode_batch(ddep, seqs_d, p.isl, p.osl)
     d0 = step_features(ddep, dec)
     return (
@@ -275,7 +275,7 @@ def _shapes(p: ServingPoint, r: Resolved,
     )
 
 
-def _held(dep: Deployment, clients: int, context_tokens: int) -> int:
+def kv_held(dep: Deployment, clients: int, context_tokens: int) -> int:
     """`clients`, or fewer: the sequences `dep`'s KV pools hold at `context_tokens` each."""
     cap = kv_capacity(dep, context_tokens)
     return clients if cap is None else min(clients, cap)

@@ -24,7 +24,7 @@ from fleetplan.calibrate.closedloop import (
     FIT_FIELDS,
     LoopInputs,
     build_inputs,
-    heads_unsplit,
+    dp_if_unsplit,
     predict,
 )
 from fleetplan.calibrate.features import Resolved, model_is_moe, resolve
@@ -293,8 +293,8 @@ def readings(prep: Prepared) -> dict[str, int]:
     attention-DP ranks)."""
     pools = sum(p.mode == "disagg" and not (p.prefill_workers_recorded
                                             and p.decode_workers_recorded) for p in prep.sup)
-    heads = sum(any(d is not None and heads_unsplit(d) for d in (r.agg, r.prefill, r.decode))
-                for r in prep.resolved)
+    heads = sum(any(d is not None and dp_if_unsplit(d) is not d
+                    for d in (r.agg, r.prefill, r.decode)) for r in prep.resolved)
     return {"unrecorded_disagg_pools": pools, "tp_read_as_attention_dp": heads}
 
 

@@ -61,7 +61,7 @@ from fleetplan.calibrate.closedloop import (
     agg_deployment,
     attention_dp_variant,
     dp_if_unsplit,
-    kv_capacity,
+    kv_held,
 )
 from fleetplan.calibrate.features import Resolved, resolve
 from fleetplan.calibrate.points import ServingPoint
@@ -194,10 +194,7 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     def held(dep: Deployment) -> int:
         """Clients per decode worker: where the row does not record its decode workers, at
         most what one worker's KV pools hold (`closedloop`), else the recorded split."""
-        if p.decode_workers_recorded:
-            return per_decode
-        cap = kv_capacity(dep, ctx)
-        return per_decode if cap is None else min(per_decode, cap)
+        return per_decode if p.decode_workers_recorded else kv_held(dep, per_decode, ctx)
 
     def t_step(dep: Deployment) -> float:
         b = held(dep)
