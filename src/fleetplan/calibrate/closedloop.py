@@ -194,7 +194,7 @@ def heads_unsplit(dep: Deployment) -> bool:
     DeepSeek-R1's 128 heads over TP 36): engines shard attention by whole heads, so such a
     recorded `tp_size` is the world size of an attention-data-parallel engine (TensorRT-LLM
     `enable_attention_dp`, SGLang `--enable-dp-attention`), not tensor-parallel attention."""
-    return dep.tp > 1 and dep.model.attention.num_heads % dep.tp != 0
+    return not dep.splits_heads
 
 
 def dp_if_unsplit(dep: Deployment) -> Deployment:

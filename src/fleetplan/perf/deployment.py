@@ -54,6 +54,12 @@ class Deployment:
     def compute_dtype(self) -> str:
         return self.quant.compute_dtype
 
+    @property
+    def splits_heads(self) -> bool:
+        """Whether tensor parallelism shards the attention heads evenly (engines shard
+        attention by whole heads)."""
+        return self.model.attention.num_heads % self.tp == 0
+
     def with_efficiency(self, eff: Efficiency) -> Deployment:
         return replace(self, efficiency=eff)
 
@@ -95,7 +101,7 @@ class Deployment:
                 out.append(f"{flag} must be >= 1, got {v}")
         if out:
             return out
-        if a.num_heads % self.tp:
+        if not self.splits_heads:
             out.append(f"--tp {self.tp} does not divide {m.name}'s {a.num_heads} attention heads")
         if m.num_layers < self.pp:
             out.append(f"--pp {self.pp} exceeds {m.name}'s {m.num_layers} layers")
