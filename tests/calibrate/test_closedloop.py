@@ -324,3 +324,95 @@ def test_tp_that_cannot_split_the_heads_is_read_as_attention_dp() -> None:
     for p, r in zip(prep.sup, prep.resolved, strict=True):
         assert r.agg is not None
         assert agg_deployment(p, r.agg).attention_dp == r.agg.tp
+
+
+def test_batch_wait_iterations_by_hand() -> None:
+    """Mean held iterations of TensorRT-LLM batch waiting (`batch_wait_iterations`): a lone
+    prompt (no arrivals) waits the whole timeout; with arrivals at 0.1 per iteration over a
+    20-iteration wait, 1 opener + 2 arrivals wait (20 + 2 x 10) / 3; a threshold reached by
+    the opening cohort, or no request decoding, means no wait; the threshold reached by the
+    arrivals cuts the span (3 more prompts needed at 0.5 per iteration: 6 iterations)."""
+    from fleetplan.calibrate.closedloop import batch_wait_iterations
+
+    f = np.array
+    got = batch_wait_iterations(
+        iters=f([20.0, 20.0, 20.0, 20.0, 20.0, 0.0]),
+        tokens=f([np.inf, np.inf, 1000.0, np.inf, 4000.0, np.inf]),
+        isl=f([1000.0] * 6),
+        running=f([3.0, 3.0, 3.0, 0.0, 3.0, 3.0]),
+        cohort=f([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+        arrivals=f([0.0, 0.1, 0.1, 0.1, 0.5, 0.1]),
+    )
+    span = 6.0
+    want = [20.0, (20.0 + 0.1 * 20 * 20 / 2) / (1 + 0.1 * 20), 0.0, 0.0,
+            (span + 0.5 * span * span / 2) / (1 + 0.5 * span), 0.0]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_batch_wait_recipe_rows_wait_the_timeout_in_steady_state() -> None:
+    """The recipe rows (`recipes.yaml`: InferenceMAX Llama-3.1-70B TensorRT-LLM 1k/1k, TP < 8)
+    carry batch waiting; their steady-state TTFT grows by the held decode steps, the start-up
+    wave does not (nothing decodes then); every other row and every TPOT is unchanged."""
+    from dataclasses import replace
+
+    _, _, pts = read_points(bundled_points_path())
+    rec = [p for p in pts if p.recipe]
+    assert len(rec) >= 30
+    assert all(p.backend == "trtllm" and p.isl == p.osl == 1024 and p.agg is not None
+               and p.agg.tp < 8 and p.batch_wait_iters == 20 for p in rec)
+    prep = prepare(pts)
+    off = prepare([replace(p, batch_wait_iters=0) for p in pts])
+    n = len(prep.sup)
+    eff = {f: np.full(n, float(getattr(DEFAULT_EFFICIENCY, f))) for f in FIT_FIELDS}
+    # prompts arrive one by one (cohort fraction 0): none reaches the threshold alone
+    a1, b1 = predict(prep.inputs, eff, 0.1, 0.25, 1.0, 0.0, 0.0)
+    a0, b0 = predict(off.inputs, eff, 0.1, 0.25, 1.0, 0.0, 0.0)
+    on = prep.inputs.wait_iters > 0
+    assert on.sum() == len(rec)
+    np.testing.assert_array_equal(b1, b0)
+    np.testing.assert_array_equal(a1[~on], a0[~on])
+    assert np.all(a1[on] > a0[on])
+    # w = 1 (only the start-up wave) is untouched by the wait
+    w1, _ = predict(prep.inputs, eff, 1.0, 0.25, 1.0, 0.0, 0.0)
+    w0, _ = predict(off.inputs, eff, 1.0, 0.25, 1.0, 0.0, 0.0)
+    np.testing.assert_allclose(w1[on], w0[on], rtol=1e-12)
+
+
+def test_recipe_fills_only_empty_setting_columns_and_bad_values_say_where(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    import pytest
+
+    from fleetplan.errors import InputFileError
+
+    src = bundled_points_path()
+    with open(src, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    head = [*rows[0], "batch_wait_timeout_iters", "batch_wait_max_tokens_ratio",
+            "max_num_tokens"]
+    row = next(r for r in rows if "Llama-3.1-70B" in r["model_path"] and r["backend"] == "trtllm"
+               and r["isl"] == r["osl"] == "1024" and r["tp_size"] == "2")
+    other = next(r for r in rows if "Llama-3.1-70B" in r["model_path"]
+                 and r["backend"] == "vllm")
+
+    def write(*rs: dict[str, str]) -> str:
+        p = tmp_path / "pts.csv"
+        with open(p, "w", newline="") as fh:
+            w = csv.DictWriter(fh, head)
+            w.writeheader()
+            for r in rs:
+                w.writerow(r)
+        return str(p)
+
+    _, _, (filled, given, untouched) = read_points(write(
+        row, {**row, "batch_wait_timeout_iters": "0", "max_num_tokens": "16384"}, other))
+    assert (filled.batch_wait_iters, filled.batch_wait_ratio, filled.recipe) == (
+        20, 0.9, "inferencemax-llama70b-trtllm-1k1k")
+    assert (given.batch_wait_iters, given.batch_wait_ratio, given.max_num_tokens) == (0, 0.9, 16384)
+    assert (untouched.batch_wait_iters, untouched.recipe) == (0, "")
+    with pytest.raises(InputFileError) as e:
+        read_points(write({**row, "batch_wait_max_tokens_ratio": "1.5"}))
+    assert e.value.field == "batch_wait_max_tokens_ratio" and e.value.line == 2
+    with pytest.raises(InputFileError) as e:
+        read_points(write({**other, "max_num_tokens": "-1"}))
+    assert e.value.field == "max_num_tokens"

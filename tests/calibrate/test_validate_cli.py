@@ -207,7 +207,8 @@ def test_error_table_grouped_by_chosen_columns(
 def test_validate_says_which_rows_it_read_through_unrecorded_fields(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two DeepSeek-R1 GB200 rows: a disaggregated one without worker counts and an aggregated
-    one recorded as TP 36 (128 heads cannot split 36 ways), plus a Llama-3.1-70B row."""
+    one recorded as TP 36 (128 heads cannot split 36 ways), plus a Llama-3.1-70B row (the first
+    is a TensorRT-LLM 1k/1k TP < 8 one: batch waiting from the InferenceMAX recipe)."""
     lines = bundled_points_path().read_text().splitlines()
     rows = list(csv.DictReader(lines))
     dis = next(r for r in rows if "DeepSeek-R1" in r["model_path"] and r["mode"] == "disagg"
@@ -215,6 +216,8 @@ def test_validate_says_which_rows_it_read_through_unrecorded_fields(
     tp36 = next(r for r in rows if "DeepSeek-R1" in r["model_path"] and r["mode"] == "agg"
                 and r["system"] == "gb200" and r["tp_size"] == "36")
     llama = next(r for r in rows if r["model_path"] == "meta-llama/Llama-3.1-70B")
+    assert llama["backend"] == "trtllm" and llama["isl"] == llama["osl"] == "1024"
+    assert int(llama["tp_size"]) < 8
     src = tmp_path / "points.csv"
     with src.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -224,3 +227,4 @@ def test_validate_says_which_rows_it_read_through_unrecorded_fields(
     out = " ".join(capsys.readouterr().out.split())
     assert "1 disaggregated rows without worker counts" in out
     assert "1 rows whose TP cannot split the attention heads" in out
+    assert "Engine settings from benchmark recipes" in out and "1 rows whose unrecorded" in out

@@ -93,6 +93,37 @@ def test_trtllm_whole_prompt_per_step_and_context_first(steps: list[Any]) -> Non
                  _trace((0.0, 100, 4)))
 
 
+def test_trtllm_batch_waiting_holds_prompts_while_others_decode() -> None:
+    """TensorRT-LLM batch waiting, 5 steps: A (100 + 60) decodes alone when B (100 + 5) arrives
+    at 10 ms. Without waiting B joins the next step; with it B is held 5 more decode steps of A
+    (each base + 1 token + A's context), then joins. A prompt arriving with nothing else
+    running is never held (A itself), and a threshold B's tokens reach ends the wait at once
+    (same TTFT as off)."""
+    load = _trace((0.0, 100, 60), (0.01, 100, 5))
+    kw: dict[str, Any] = {"engine": "trtllm", "chunked_prefill": False, "block_size": 1,
+                          "prefix_caching": False}
+    off = simulate(_one(**kw), load).requests
+    on = simulate(_one(batch_wait_iters=5, **kw), load).requests
+    assert float(on["ttft_s"][0]) == float(off["ttft_s"][0])
+    held = float(on["ttft_s"][1]) - float(off["ttft_s"][1])
+    # five decode steps of A, each reading A's context (< 200 tokens), and 5 more tokens of it
+    # read in B's step
+    assert 5 * (M.base_s + M.token_s) < held < 5 * (M.base_s + M.token_s) + 6 * 200 * M.ctx_s
+    early = simulate(_one(batch_wait_iters=5, batch_wait_tokens=101, **kw), load).requests
+    assert float(early["ttft_s"][1]) == float(off["ttft_s"][1])
+    # C arrives during B's wait and brings the step to the threshold: the held run is cut at
+    # the step in flight and both are admitted in the next step
+    load3 = _trace((0.0, 100, 60), (0.01, 100, 5), (0.0115, 100, 5))
+    both = simulate(_one(batch_wait_iters=50, batch_wait_tokens=201, **kw), load3).requests
+    start_b = 0.01 + float(both["ttft_s"][1])
+    start_c = 0.0115 + float(both["ttft_s"][2])
+    assert start_b == pytest.approx(start_c, abs=1e-12)
+    assert float(both["ttft_s"][2]) < 3 * (M.base_s + M.token_s) + M.step_time_s(
+        StepBatch.prefill_chunk(200, 0))
+    with pytest.raises(Exception, match="TensorRT-LLM setting"):
+        toy_replica(M, engine="vllm", batch_wait_iters=3)
+
+
 def test_sglang_runs_a_waiting_prefill_before_decodes(steps: list[Any]) -> None:
     """A decodes alone; B arrives at 10 ms. The decode run is cut at the step in flight, then B's
     prefill runs as its own forward pass (no decode of A in it), so B's TTFT is the wait for

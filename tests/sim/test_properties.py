@@ -45,7 +45,9 @@ def cases(draw: Any) -> tuple[FleetConfig, TraceLoad]:
                       max_num_batched_tokens=budget,
                       prefix_caching=draw(st.booleans()), engine=engine,
                       chunked_prefill=engine != "trtllm",
-                      max_prefill_tokens=draw(st.integers(1, 600)))
+                      max_prefill_tokens=draw(st.integers(1, 600)),
+                      batch_wait_iters=draw(st.integers(0, 4)) if engine == "trtllm" else 0,
+                      batch_wait_tokens=draw(st.integers(0, 400)))
     fleet = FleetConfig.homogeneous(rep, draw(st.integers(1, 3)),
                                     draw(st.sampled_from(["round-robin", "least-outstanding",
                                                           "prefix-aware"])))

@@ -65,7 +65,8 @@ from fleetplan.perf import Deployment, StepBatch
 from fleetplan.perf.efficiency import FRACTION_CAPS
 from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu, memory_budget
 
-__all__ = ["FIT_FIELDS", "LoopInputs", "build_inputs", "dp_if_unsplit", "heads_unsplit",
+__all__ = ["FIT_FIELDS", "LoopInputs", "batch_wait", "batch_wait_iterations", "build_inputs",
+           "dp_if_unsplit", "heads_unsplit",
            "kv_capacity", "kv_held", "predict", "running_capacity", "step_time"]
 
 #: Efficiency fields the calibration fits (in this order in every parameter array).
@@ -105,6 +106,11 @@ class LoopInputs:
     dec_alt: np.ndarray  # decode step of the attention-DP reading of the layout (else = dec)
     #: disaggregated points whose prefill worker count was not recorded (`pool` reads 1)
     pool_unknown: np.ndarray
+    isl: np.ndarray
+    #: TensorRT-LLM batch waiting (`batch_wait`): iterations a prompt may wait (0: off) and the
+    #: scheduled tokens that end the wait early (inf: none)
+    wait_iters: np.ndarray
+    wait_tokens: np.ndarray
 
     def take(self, mask: np.ndarray) -> LoopInputs:
         """The points selected by `mask`."""
@@ -231,7 +237,7 @@ def _shapes(p: ServingPoint, r: Resolved,
                                               StepFeatures, int, int, int, int, StepFeatures]:
     """Step shapes of `p`; `adep` is its aggregated deployment (`agg_deployment`), None for
     disaggregated points."""
-    budget = int(r.engine.max_num_batched_tokens.value)
+    budget = p.max_num_tokens or int(r.engine.max_num_batched_tokens.value)
     if p.mode == "agg":
         assert adep is not None and p.agg is not None
         pdep = ddep = adep
@@ -293,8 +299,10 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
     dec, p1, pw, mix, ks, pools, cl, run, alt = [], [], [], [], [], [], [], [], []
     lim: list[float] = []
     ranks: list[float] = []
+    waits: list[tuple[float, float]] = []
     for p, r in zip(points, resolved, strict=True):
         adep = agg_deployment(p, r.agg) if r.agg is not None else None
+        waits.append(batch_wait(p, r, adep))
         d, a, b, mx, k, pool, c, bs, da = _shapes(p, r, adep)
         limit = batch_limit(p, adep) if adep is not None else None
         lim.append(float(limit) if limit is not None else math.inf)
@@ -325,7 +333,42 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         dec_alt=np.array(alt, dtype=float).reshape(-1, len(FEATURES)),
         pool_unknown=np.array([p.mode == "disagg" and not p.prefill_workers_recorded
                                for p in points], dtype=bool),
+        isl=np.array([p.isl for p in points], dtype=float),
+        wait_iters=np.array([w[0] for w in waits], dtype=float).reshape(-1),
+        wait_tokens=np.array([w[1] for w in waits], dtype=float).reshape(-1),
     )
+
+
+def batch_wait(p: ServingPoint, r: Resolved, adep: Deployment | None) -> tuple[float, float]:
+    """(iterations, tokens) of TensorRT-LLM batch waiting for an aggregated point that ran it
+    (`ServingPoint.batch_wait_iters`; (0, inf) elsewhere). The PyTorch executor holds the
+    scheduled context requests back while generation requests run, until it has waited
+    `batch_wait_timeout_iters` iterations or the step's tokens (context + generation) reach
+    `batch_wait_max_tokens_ratio` x `max_num_tokens` (`PyExecutor._waiting_requests`; not
+    with attention DP, which balances its ranks instead)."""
+    if p.mode != "agg" or p.batch_wait_iters < 1 or adep is None or adep.attention_dp > 1:
+        return 0.0, math.inf
+    budget = p.max_num_tokens or int(r.engine.max_num_batched_tokens.value)
+    return float(p.batch_wait_iters), (p.batch_wait_ratio * budget if p.batch_wait_ratio > 0
+                                       else math.inf)
+
+
+def batch_wait_iterations(iters: np.ndarray, tokens: np.ndarray, isl: np.ndarray,
+                          running: np.ndarray, cohort: np.ndarray,
+                          arrivals: np.ndarray) -> np.ndarray:
+    """Mean iterations a prompt waits under batch waiting (`batch_wait`). The wait opens when a
+    cohort of `cohort` prompts arrives while `running` requests decode, and closes after `iters`
+    iterations or once the prompts that arrived (at `arrivals` per iteration, steadily) bring
+    the step to `tokens`; prompts that arrive in an open wait wait what is left of it. A
+    cohort that reaches the tokens alone, or a loop with nothing else running, does not wait."""
+    need = np.maximum(np.ceil((tokens - running) / np.maximum(isl, 1.0)), 0.0)  # inf stays inf
+    more = need - cohort  # prompts still to arrive
+    lam = np.maximum(arrivals, 1e-12)
+    span = np.where((iters > 0) & (more > 0) & (running >= 1.0),
+                    np.minimum(iters, np.where(np.isfinite(more), more, np.inf) / lam), 0.0)
+    # the opening cohort waits the whole span; later arrivals uniformly what is left of it
+    out: np.ndarray = (cohort * span + lam * span * span / 2.0) / (cohort + lam * span)
+    return out
 
 
 def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
@@ -382,6 +425,11 @@ def predict(
     cohort = 1.0 + cohort_frac * (np.minimum(b, x.k) - 1.0)
     ttft0 = np.where(agg, 0.5 * t_d + t_d + cohort * extra, t_p1)
     decode = x.osl * tpot
+    # TensorRT-LLM batch waiting: prompts that arrive while others decode wait up to its
+    # timeout for more prompts (steady state only: the start-up wave has nothing decoding)
+    waited = batch_wait_iterations(x.wait_iters, x.wait_tokens, x.isl, b - 1.0, cohort,
+                                   b * t_d / (ttft0 + decode)) * t_d
+    ttft0 = ttft0 + np.where(agg, waited, 0.0)
     served = np.where(agg, extra, t_p1)
     # A prefill pool whose worker count was not recorded is read as sized to its load, as the
     # recipes size it: enough workers (at least the recorded one) to run at utilisation

@@ -6,6 +6,11 @@ closed-loop benchmark run per row. The client concurrency is `silicon_concurrenc
 token, then to `decode_batch_size` x `decode_num_workers`. `batch_size` alone is the engine's
 configured batch size and differs from the concurrency in ~4% of rows.
 
+Optional engine-setting columns (`recipes.SETTING_COLUMNS`: TensorRT-LLM batch waiting, the
+token budget per step) describe how the engine was configured; where a row leaves them empty,
+a rule of `data/recipes.yaml` copied from the public recipe that produced such runs may fill
+them (`ServingPoint.recipe` names it).
+
 Aggregated rows whose concurrency is a multiple k > 1 of `batch_size` x attention-DP ranks
 (`agg_layout`): the engine cannot have run more than its batch at once, and the measured TTFTs
 show no wait for a slot, so the clients were spread over more engine ranks than the layout
@@ -25,6 +30,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from fleetplan.calibrate import recipes
 from fleetplan.errors import InputFileError
 
 __all__ = [
@@ -91,6 +97,15 @@ class ServingPoint:
     prefill_workers_recorded: bool = True
     #: disaggregated: whether `decode_num_workers` was recorded (else read as 1, unknown)
     decode_workers_recorded: bool = True
+    #: TensorRT-LLM batch waiting: iterations a context request may wait for more to batch with
+    #: (`batch_wait_timeout_iters`, 0 off) and the share of the token budget that ends the wait
+    #: early (`batch_wait_max_tokens_ratio`, 0 none)
+    batch_wait_iters: int = 0
+    batch_wait_ratio: float = 0.0
+    #: the engine's token budget per step (`max_num_tokens`); 0: the engine's default
+    max_num_tokens: int = 0
+    #: the recipe rule (`recipes.yaml`) that filled engine settings the row left empty; "" none
+    recipe: str = ""
 
     @property
     def group(self) -> tuple[str, str, str, str]:
@@ -104,24 +119,9 @@ def bundled_points_path() -> Path:
     return Path(str(base / "measured_serving_points.csv"))
 
 
-def _int(row: dict[str, str], key: str, where: tuple[str, int], default: int | None = None) -> int:
-    raw = (row.get(key) or "").strip()
-    if raw == "":
-        if default is None:
-            raise InputFileError("missing value", path=where[0], line=where[1], field=key)
-        return default
-    try:
-        v = float(raw)
-    except ValueError:
-        raise InputFileError(
-            f"not a number: {raw!r}", path=where[0], line=where[1], field=key
-        ) from None
-    if not math.isfinite(v) or v != int(v):
-        raise InputFileError(f"not an integer: {raw!r}", path=where[0], line=where[1], field=key)
-    return int(v)
-
-
-def _float(row: dict[str, str], key: str, where: tuple[str, int]) -> float | None:
+def _number(row: dict[str, str], key: str, where: tuple[str, int]) -> float | None:
+    """The value of `key` as a number; None where empty; an `InputFileError` naming the file,
+    line and field where it is not a finite number."""
     raw = (row.get(key) or "").strip()
     if raw == "":
         return None
@@ -131,8 +131,43 @@ def _float(row: dict[str, str], key: str, where: tuple[str, int]) -> float | Non
         raise InputFileError(
             f"not a number: {raw!r}", path=where[0], line=where[1], field=key
         ) from None
-    if not math.isfinite(v) or v <= 0:
-        raise InputFileError(f"must be > 0, got {raw!r}", path=where[0], line=where[1], field=key)
+    if not math.isfinite(v):
+        raise InputFileError(f"not a number: {raw!r}", path=where[0], line=where[1], field=key)
+    return v
+
+
+def _int(row: dict[str, str], key: str, where: tuple[str, int], default: int | None = None) -> int:
+    v = _number(row, key, where)
+    if v is None:
+        if default is None:
+            raise InputFileError("missing value", path=where[0], line=where[1], field=key)
+        return default
+    if v != int(v):
+        raise InputFileError(f"not an integer: {row[key].strip()!r}", path=where[0],
+                             line=where[1], field=key)
+    return int(v)
+
+
+def _float(row: dict[str, str], key: str, where: tuple[str, int]) -> float | None:
+    v = _number(row, key, where)
+    if v is not None and v <= 0:
+        raise InputFileError(f"must be > 0, got {row[key].strip()!r}", path=where[0],
+                             line=where[1], field=key)
+    return v
+
+
+def _ratio(row: dict[str, str], key: str, where: tuple[str, int]) -> float:
+    v = _number(row, key, where)
+    if v is not None and not 0.0 <= v <= 1.0:
+        raise InputFileError(f"must be in [0, 1], got {row[key].strip()!r}", path=where[0],
+                             line=where[1], field=key)
+    return v or 0.0
+
+
+def _setting(row: dict[str, str], key: str, where: tuple[str, int]) -> int:
+    v = _int(row, key, where, 0)
+    if v < 0:
+        raise InputFileError(f"must be >= 0, got {v}", path=where[0], line=where[1], field=key)
     return v
 
 
@@ -224,6 +259,8 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         agg, pre, dec = None, _layout(row, "prefill_", where), _layout(row, "decode_", where)
     ttft = _float(row, "silicon_ttft_ms", where)
     tpot = _float(row, "silicon_tpot_ms", where)
+    add, recipe = recipes.fill(row)
+    row = {**row, **add}
     return ServingPoint(
         line=where[1],
         id=(row.get("id") or f"line{where[1]}").strip(),
@@ -246,6 +283,10 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         or _int(row, "prefill_num_workers", where, 0) >= 1,
         decode_workers_recorded=mode == "agg"
         or _int(row, "decode_num_workers", where, 0) >= 1,
+        batch_wait_iters=_setting(row, "batch_wait_timeout_iters", where),
+        batch_wait_ratio=_ratio(row, "batch_wait_max_tokens_ratio", where),
+        max_num_tokens=_setting(row, "max_num_tokens", where),
+        recipe=recipe,
     )
 
 

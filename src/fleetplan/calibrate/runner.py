@@ -290,12 +290,15 @@ def readings(prep: Prepared) -> dict[str, int]:
     leaves unrecorded or cannot have run as written (docs/FIDELITY.md): disaggregated points
     without worker counts (prefill pool sized to its load, decode workers holding at most their
     KV pools' sequences) and points whose TP cannot split the attention heads (read as
-    attention-DP ranks)."""
+    attention-DP ranks); and how many took unrecorded engine settings from a benchmark recipe
+    (`recipes.yaml`)."""
     pools = sum(p.mode == "disagg" and not (p.prefill_workers_recorded
                                             and p.decode_workers_recorded) for p in prep.sup)
     heads = sum(any(d is not None and dp_if_unsplit(d) is not d
                     for d in (r.agg, r.prefill, r.decode)) for r in prep.resolved)
-    return {"unrecorded_disagg_pools": pools, "tp_read_as_attention_dp": heads}
+    recipe = sum(bool(p.recipe) for p in prep.sup)
+    return {"unrecorded_disagg_pools": pools, "tp_read_as_attention_dp": heads,
+            "recipe_settings": recipe}
 
 
 def error_table(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,

@@ -60,6 +60,7 @@ import numpy as np
 from fleetplan.calibrate.closedloop import (
     agg_deployment,
     attention_dp_variant,
+    batch_wait,
     dp_if_unsplit,
     kv_held,
 )
@@ -154,12 +155,13 @@ def row_efficiency(p: ServingPoint, r: Resolved, bench: BenchmarkParams) -> Effi
 
 
 def _replica(dep: Deployment, clients: int, isl: int,
-             speedup: float = 1.0) -> ReplicaConfig:
+             speedup: float = 1.0, max_num_tokens: int = 0) -> ReplicaConfig:
     """One replica of `dep` for `clients` clients (module docstring: the limits the benchmark
-    configs set, attention-DP ranks each with their own budget and KV pool)."""
+    configs set, attention-DP ranks each with their own budget and KV pool); `max_num_tokens`
+    the row's recorded token budget (0: the engine's default)."""
     dp = dep.attention_dp
     per_rank = math.ceil(clients / dp)
-    base = ReplicaConfig.from_deployment(dep)  # KV pool and defaults of one rank
+    base = ReplicaConfig.from_deployment(dep, max_num_batched_tokens=max_num_tokens or None)
     # Chunked prefill: decodes never take the whole budget; without it: one whole prompt
     # fits beside every decode.
     extra = per_rank if base.chunked_prefill else isl
@@ -184,7 +186,12 @@ def sim_fleet(p: ServingPoint, r: Resolved,
         n_rep = p.agg.workers if p.agg is not None else 1  # identical instances (points.py)
         per = math.ceil(p.concurrency / n_rep)
         dep = agg_deployment(p, r.agg).with_efficiency(eff)
-        return FleetConfig.homogeneous(_replica(dep, per, p.isl), n_rep)
+        rep = _replica(dep, per, p.isl, max_num_tokens=p.max_num_tokens)
+        iters, tokens = batch_wait(p, r, dep)
+        if iters:  # TensorRT-LLM batch waiting, as the analytic path (`closedloop.batch_wait`)
+            rep = replace(rep, batch_wait_iters=int(iters),
+                          batch_wait_tokens=int(tokens) if math.isfinite(tokens) else 0)
+        return FleetConfig.homogeneous(rep, n_rep)
     assert r.prefill is not None and r.decode is not None
     assert p.prefill is not None and p.decode is not None
     eng = r.engine.name

@@ -153,6 +153,12 @@ def validate(
             f"{how['tp_read_as_attention_dp']} rows whose TP cannot split the attention heads "
             "(read as that many attention-DP ranks)."
         )
+    if how["recipe_settings"]:
+        console.print(
+            f"Engine settings from benchmark recipes (calibrate/data/recipes.yaml): "
+            f"{how['recipe_settings']} rows whose unrecorded settings (e.g. TensorRT-LLM batch "
+            "waiting) were taken from the public recipe that produced such runs."
+        )
     rep = repeatability(pts)
     if rep.sets:
         console.print(

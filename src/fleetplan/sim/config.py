@@ -56,6 +56,12 @@ class ReplicaConfig:
     # replica's aggregate link bandwidth (GPUs x catalog interconnect bytes/s, one way).
     kv_bytes_per_token: float = 0.0
     link_bytes_per_s: float = 0.0
+    # TensorRT-LLM batch waiting (`batch_wait_timeout_iters`, 0: off; default off): steps a
+    # prompt is held back while others decode, waiting for more prompts to batch with; the
+    # wait ends early once the step would schedule `batch_wait_tokens` tokens
+    # (`batch_wait_max_tokens_ratio` x `max_num_tokens`; 0: no early end).
+    batch_wait_iters: int = 0
+    batch_wait_tokens: int = 0
 
     def __post_init__(self) -> None:
         for flag, v in (
@@ -67,12 +73,21 @@ class ReplicaConfig:
         ):
             if v < 1:
                 raise UsageError(f"must be >= 1, got {v}", where=flag)
+        for flag, v in (("batch_wait_timeout_iters", self.batch_wait_iters),
+                        ("batch_wait_max_tokens", self.batch_wait_tokens)):
+            if v < 0:
+                raise UsageError(f"must be >= 0, got {v}", where=flag)
         from fleetplan.sim.scheduler import POLICIES
 
         if self.engine not in POLICIES:
             raise UsageError(
                 f"no scheduling policy for engine '{self.engine}'; one of {', '.join(POLICIES)}",
                 where="--engine",
+            )
+        if self.batch_wait_iters and self.engine != "trtllm":
+            raise UsageError(
+                f"batch waiting is a TensorRT-LLM setting; this replica follows '{self.engine}'",
+                where="batch_wait_timeout_iters",
             )
         if self.kv_blocks < 1:
             raise InfeasibleError(f"{self.name}: no KV-cache blocks left ({self.kv_blocks})")

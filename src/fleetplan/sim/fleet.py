@@ -46,6 +46,8 @@ def _replica(i: int, cfg: ReplicaConfig, sample_interval_s: float, decode_runs: 
         sglang=cfg.engine == "sglang",
         chunked_prefill=cfg.chunked_prefill,
         max_prefill_tokens=cfg.max_prefill_tokens,
+        batch_wait_iters=cfg.batch_wait_iters,
+        batch_wait_tokens=cfg.batch_wait_tokens,
     )
 
 

@@ -53,6 +53,8 @@ class Replica:
         sglang: bool = False,
         chunked_prefill: bool = True,
         max_prefill_tokens: int = 16384,
+        batch_wait_iters: int = 0,
+        batch_wait_tokens: int = 0,
     ) -> None:
         self.index = index
         self.model = model
@@ -66,6 +68,13 @@ class Replica:
         self.kv_bound = not reserving
         self.chunked_prefill = chunked_prefill
         self.max_prefill_tokens = max_prefill_tokens
+        # TensorRT-LLM batch waiting (`ReplicaConfig.batch_wait_iters`): the policy sets
+        # `hold` to the steps the held prompts may still wait; `wait_count` counts held steps
+        self.batch_wait_iters = batch_wait_iters
+        self.batch_wait_tokens = batch_wait_tokens or (1 << 62)
+        self.wait_count = 0
+        self.hold = 0
+        self.holding = False  # the step (or run) in flight holds prompts back
         # SGLang's new_token_ratio, decayed per decode step in `finish` (0 decay: other engines).
         # SGLang also re-checks admission after every decode step (the reservations shrink), so
         # its decode runs are cut to one step while a request waits.
@@ -153,7 +162,11 @@ class Replica:
             kv = self.kv
             fit = 1 + kv.block_size * (kv.free // s) if self.kv_bound else left
             k = min(fit, left, self.max_run_steps)
+            if self.hold:  # prompts held by batch waiting: at most the wait left, cut by arrivals
+                k = min(k, self.hold)
             self._run(now_s, k, s, ctx)
+            if self.hold:
+                self.interruptible = k > 1
         else:
             dt = self.model.step_time_s(StepBatch(p_tok, p_seqs, p_pairs, p_read, s, ctx))
             self.run_steps = 0
@@ -215,6 +228,9 @@ class Replica:
         k = self.run_steps
         if not k and not self.batch_reqs:  # a wake-up, not a step
             return
+        if self.holding:
+            self.wait_count += k or 1
+            self.holding = False
         finished = False
         ctx = 0
         left = 1 << 62

@@ -24,6 +24,7 @@ the transferred tokens, which count as computed); it is admitted straight into d
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -189,6 +190,12 @@ def schedule_trtllm(rep: Replica, now_s: float) -> StepSums:
       only on the sums, so the order is for the batch as reported).
     Running requests (generation tokens, and unfinished chunks when chunking is on) take the
     token budget first, in admission order.
+
+    Batch waiting (`ReplicaConfig.batch_wait_iters` > 0; off by default): while generation
+    requests run, the context requests are held back until the executor has held them
+    `batch_wait_timeout_iters` steps or the step would schedule `batch_wait_tokens` tokens
+    (context + generation), which batches prompts into fewer, larger context steps
+    (TensorRT-LLM PyTorch executor, `PyExecutor._waiting_requests`).
     """
     kv, running, waiting = rep.kv, rep.running, rep.waiting
     breqs, btoks = rep.batch_reqs, rep.batch_tokens
@@ -210,6 +217,10 @@ def schedule_trtllm(rep: Replica, now_s: float) -> StepSums:
             ctx_toks.append(n)
         budget -= n
     bs, chunking, max_seqs = kv.block_size, rep.chunked_prefill, rep.max_num_seqs
+    rep.hold = 0
+    if rep.batch_wait_iters and gen and waiting and not ctx_reqs and _batch_waits(rep, budget,
+                                                                                  len(gen)):
+        waiting = _EMPTY  # held back this step
     while waiting and budget > 0 and len(running) < max_seqs:
         r = waiting[0]
         pre = r.computed
@@ -233,6 +244,28 @@ def schedule_trtllm(rep: Replica, now_s: float) -> StepSums:
     breqs.extend(gen)
     btoks.extend([1] * len(gen))
     return _sums(breqs, btoks)
+
+
+_EMPTY: deque[Request] = deque()
+
+
+def _batch_waits(rep: Replica, budget: int, gen: int) -> bool:
+    """Whether TensorRT-LLM's batch waiting holds the waiting prompts back this step (and
+    counts it), else resets its count: the prompts that would fit the token budget plus the
+    `gen` generation tokens are below the threshold and the wait has not timed out."""
+    tokens = gen
+    for r in rep.waiting:
+        n = r.prompt + r.generated - r.computed
+        if n > budget:
+            break
+        tokens += n
+        budget -= n
+    if rep.wait_count < rep.batch_wait_iters and tokens < rep.batch_wait_tokens:
+        rep.hold = rep.batch_wait_iters - rep.wait_count
+        rep.holding = True
+        return True
+    rep.wait_count = 0
+    return False
 
 
 def schedule_tgi_v3(rep: Replica, now_s: float) -> StepSums:

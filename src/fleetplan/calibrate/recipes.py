@@ -1,0 +1,92 @@
+"""Benchmark recipes: engine settings a run used that its row does not record.
+
+`data/recipes.yaml` lists rules copied from public benchmark recipes (each names its source).
+`fill(row)` returns the optional engine-setting columns (`SETTING_COLUMNS`) a matching rule
+gives for a raw calibration row, only for columns the row leaves empty (a value the row gives,
+0 included, always wins), with the rule's id; `read_points` applies it to every row it reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+__all__ = ["SETTING_COLUMNS", "Rule", "fill", "rules"]
+
+#: Optional columns of the calibration format that describe the engine's configuration:
+#: TensorRT-LLM batch waiting (`batch_wait_timeout_iters`, `batch_wait_max_tokens_ratio`,
+#: both 0 = off) and the engine's token budget per step (`max_num_tokens`, TensorRT-LLM; vLLM
+#: `max_num_batched_tokens`; empty = the engine's default).
+SETTING_COLUMNS = ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio", "max_num_tokens")
+_CONDITIONS = ("backend", "mode", "system", "model_contains", "isl", "osl", "tp_below")
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    source: str
+    match: dict[str, Any]
+    set: dict[str, float]
+
+    def matches(self, row: dict[str, str]) -> bool:
+        m = self.match
+
+        def text(key: str) -> str:
+            return (row.get(key) or "").strip().lower()
+
+        def num(key: str) -> float | None:
+            try:
+                return float(text(key))
+            except ValueError:
+                return None
+
+        if "backend" in m and text("backend") != m["backend"]:
+            return False
+        if "mode" in m and (text("mode") or "agg") != m["mode"]:
+            return False
+        if "system" in m and text("system") not in m["system"]:
+            return False
+        if "model_contains" in m and m["model_contains"] not in text("model_path"):
+            return False
+        for key in ("isl", "osl"):
+            if key in m and num(key) != float(m[key]):
+                return False
+        if "tp_below" in m:
+            tp = num("tp_size")
+            if tp is None or not tp < float(m["tp_below"]):
+                return False
+        return True
+
+
+@cache
+def rules() -> tuple[Rule, ...]:
+    """The packaged rules, checked: every rule has an id and a source, known conditions and
+    known setting columns."""
+    text = (resources.files("fleetplan.calibrate") / "data" / "recipes.yaml").read_text()
+    doc = yaml.safe_load(text) or {}
+    out = []
+    for r in doc.get("rules", []):
+        bad = [k for k in r["match"] if k not in _CONDITIONS]
+        bad += [k for k in r["set"] if k not in SETTING_COLUMNS]
+        if bad or not r.get("id") or not r.get("source"):
+            raise ValueError(f"recipes.yaml: rule {r.get('id')!r}: unknown or missing {bad}")
+        match = {k: (v.lower() if isinstance(v, str) else v) for k, v in r["match"].items()}
+        if "system" in match:
+            match["system"] = [s.lower() for s in match["system"]]
+        out.append(Rule(str(r["id"]), str(r["source"]), match,
+                        {k: float(v) for k, v in r["set"].items()}))
+    return tuple(out)
+
+
+def fill(row: dict[str, str]) -> tuple[dict[str, str], str]:
+    """(columns to fill, rule id) for `row`: the first matching rule's settings for the
+    columns the row leaves empty; ({}, "") where no rule matches or the row gives them all."""
+    for rule in rules():
+        if rule.matches(row):
+            add = {k: f"{v:g}" for k, v in rule.set.items() if not (row.get(k) or "").strip()}
+            return (add, rule.id) if add else ({}, "")
+    return {}, ""
