@@ -108,3 +108,29 @@ def test_simulate_think_time(cli: Any) -> None:
     assert r.code == 2 and "--think" in r.err
     r = cli(*ARGS[:-8], "--rate", "2", "--isl", "512", "--osl", "64", "--think", "0.1")
     assert r.code == 2 and "closed loop" in r.err
+
+
+def test_simulate_trtllm_batch_waiting(cli: Any) -> None:
+    """`--batch-wait-timeout-iters`: TensorRT-LLM holds new prompts while others decode, so the
+    mean TTFT of a Poisson load grows (a lockstep closed loop would never be held: its requests
+    all finish together and come back to an idle replica); refused for other engines,
+    for disaggregated pools and without a timeout (exit 2 naming the flag)."""
+    base = ["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "trtllm",
+            "--rate", "20", "--isl", "512", "--osl", "128", "--requests", "96", "--json"]
+    off = cli(*base)
+    on = cli(*base, "--batch-wait-timeout-iters", "20", "--batch-wait-max-tokens-ratio", "0.9")
+    assert off.code == 0 and on.code == 0, on.err
+    a, b = off.json(), on.json()
+    assert b["config"]["batch_wait_timeout_iters"] == 20
+    assert b["config"]["batch_wait_max_tokens"] == int(0.9 * b["config"]["max_num_batched_tokens"])
+    assert b["ttft_s"]["mean"] > a["ttft_s"]["mean"] + 5 * a["tpot_s"]["p50"]
+    assert b["requests_completed"] == a["requests_completed"] == 96
+    r = cli(*base[:5], "--engine", "vllm", *base[7:], "--batch-wait-timeout-iters", "20")
+    assert r.code == 2 and "--batch-wait-timeout-iters" in r.err
+    r = cli(*base, "--batch-wait-max-tokens-ratio", "0.5")
+    assert r.code == 2 and "timeout" in r.err
+    r = cli(*base, "--batch-wait-timeout-iters", "5", "--batch-wait-max-tokens-ratio", "2")
+    assert r.code == 2 and "--batch-wait-max-tokens-ratio" in r.err
+    r = cli(*base, "--disagg-prefill", "1:1", "--disagg-decode", "1:1",
+            "--batch-wait-timeout-iters", "5")
+    assert r.code == 2 and "aggregated" in r.err

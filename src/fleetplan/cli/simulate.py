@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,6 +87,27 @@ def _print_table(s: dict[str, Any]) -> None:
     console.print(u)
 
 
+def _with_batch_wait(fleet: FleetConfig | DisaggFleetConfig, iters: int,
+                     ratio: float) -> FleetConfig:
+    """`fleet` with TensorRT-LLM batch waiting on every replica (aggregated only: a
+    disaggregated prefill worker runs no generation requests, so it never waits)."""
+    if isinstance(fleet, DisaggFleetConfig):
+        raise UsageError("batch waiting holds prompts while generation runs on the same "
+                         "replica: it applies to aggregated replicas only",
+                         where="--batch-wait-timeout-iters")
+    if iters < 0:
+        raise UsageError(f"must be >= 0, got {iters}", where="--batch-wait-timeout-iters")
+    if not 0.0 <= ratio <= 1.0:
+        raise UsageError(f"must be in [0, 1], got {ratio}", where="--batch-wait-max-tokens-ratio")
+    if iters == 0:
+        raise UsageError("give the timeout too (--batch-wait-timeout-iters > 0): TensorRT-LLM "
+                         "waits until one of the two ends it", where="--batch-wait-timeout-iters")
+    reps = tuple(replace(r, batch_wait_iters=iters,
+                         batch_wait_tokens=int(ratio * r.max_num_batched_tokens))
+                 for r in fleet.replicas)
+    return replace(fleet, replicas=reps)
+
+
 @app.command("simulate")
 def simulate_cmd(
     model: Annotated[str, Opt("--model", help="model name from the catalog")],
@@ -99,6 +121,12 @@ def simulate_cmd(
     max_num_batched_tokens: Annotated[int | None, Opt("--max-num-batched-tokens")] = None,
     block_size: Annotated[int | None, Opt("--block-size", help="KV block tokens")] = None,
     prefix_caching: Annotated[bool | None, Opt("--prefix-caching/--no-prefix-caching")] = None,
+    batch_wait_iters: Annotated[int, Opt(
+        "--batch-wait-timeout-iters", help="TensorRT-LLM batch waiting: steps a new prompt may "
+        "be held while others decode (0: off)")] = 0,
+    batch_wait_ratio: Annotated[float, Opt(
+        "--batch-wait-max-tokens-ratio", help="TensorRT-LLM batch waiting: share of the token "
+        "budget that ends the wait early (0: none)")] = 0.0,
     router: Annotated[str, Opt("--router", help="round-robin | least-outstanding | "
                                                  "prefix-aware")] = "round-robin",
     workload: Annotated[str | None, Opt("--workload", help="trace file or preset")] = None,
@@ -158,6 +186,8 @@ def simulate_cmd(
     else:
         fleet = FleetConfig.build(model, gpu, tp=tp, pp=pp, precision=precision, engine=engine,
                                   replicas=replicas, router=router, **limits)
+    if batch_wait_iters or batch_wait_ratio:
+        fleet = _with_batch_wait(fleet, batch_wait_iters, batch_wait_ratio)
     load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness, think)
     if out is not None and out.suffix.lower() not in (".parquet", ".duckdb", ".db"):
         raise UsageError(f"unknown output format '{out.suffix}'; use .parquet or .duckdb",
@@ -172,7 +202,9 @@ def simulate_cmd(
                          "block_size": fleet.replicas[0].block_size,
                          "kv_blocks": fleet.replicas[0].kv_blocks,
                          "prefix_caching": fleet.replicas[0].prefix_caching,
-                         "scheduler": fleet.replicas[0].engine}
+                         "scheduler": fleet.replicas[0].engine,
+                         "batch_wait_timeout_iters": fleet.replicas[0].batch_wait_iters,
+                         "batch_wait_max_tokens": fleet.replicas[0].batch_wait_tokens}
     if disagg is not None:
         summary["config"]["disaggregated"] = disagg
     if out is not None:

@@ -73,8 +73,8 @@ class ReplicaConfig:
         ):
             if v < 1:
                 raise UsageError(f"must be >= 1, got {v}", where=flag)
-        for flag, v in (("batch_wait_timeout_iters", self.batch_wait_iters),
-                        ("batch_wait_max_tokens", self.batch_wait_tokens)):
+        for flag, v in (("--batch-wait-timeout-iters", self.batch_wait_iters),
+                        ("batch_wait_tokens", self.batch_wait_tokens)):
             if v < 0:
                 raise UsageError(f"must be >= 0, got {v}", where=flag)
         from fleetplan.sim.scheduler import POLICIES
@@ -87,7 +87,7 @@ class ReplicaConfig:
         if self.batch_wait_iters and self.engine != "trtllm":
             raise UsageError(
                 f"batch waiting is a TensorRT-LLM setting; this replica follows '{self.engine}'",
-                where="batch_wait_timeout_iters",
+                where="--batch-wait-timeout-iters",
             )
         if self.kv_blocks < 1:
             raise InfeasibleError(f"{self.name}: no KV-cache blocks left ({self.kv_blocks})")
