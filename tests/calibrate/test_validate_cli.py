@@ -31,11 +31,15 @@ def test_validate_writes_predictions(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["validate", "--points", str(src), "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert len(rows) == 20
-    assert {"pred_ttft_ms", "pred_tpot_ms", "reason"} <= set(rows[0])
+    assert {"pred_ttft_ms", "pred_tpot_ms", "reason", "provenance"} <= set(rows[0])
     for r in rows:
         assert (r["pred_ttft_ms"] != "") != (r["reason"] != "")
+        assert (r["pred_ttft_ms"] != "") == (r["provenance"] != "")
         if r["pred_ttft_ms"]:
             assert float(r["pred_ttft_ms"]) > 0 and float(r["pred_tpot_ms"]) > 0
+            # which model, which calibration, how well it is expected to hold
+            assert r["provenance"].startswith("analytic closed-loop model")
+            assert "efficiency:" in r["provenance"] and "expected error" in r["provenance"]
     assert "all" in capsys.readouterr().out
 
 
@@ -223,8 +227,13 @@ def test_validate_says_which_rows_it_read_through_unrecorded_fields(
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows([dis, tp36, llama])
-    assert main(["validate", "--points", str(src)]) == 0
+    pred = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(pred)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "1 disaggregated rows without worker counts" in out
+    prov = [r["provenance"] for r in csv.DictReader(pred.read_text().splitlines())]
+    assert "prefill pool sized to its load" in prov[0]
+    assert "attention-DP ranks" in prov[1] and "prefill pool" not in prov[1]
+    assert "recipe inferencemax-llama70b-trtllm-1k1k" in prov[2]
     assert "1 rows whose TP cannot split the attention heads" in out
     assert "Engine settings from benchmark recipes" in out and "1 rows whose unrecorded" in out

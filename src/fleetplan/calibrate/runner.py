@@ -43,6 +43,7 @@ from fleetplan.perf.calibration import calibration_entries, efficiency_for
 
 __all__ = [
     "CALIBRATION_FILE",
+    "READINGS",
     "REG_SCALE",
     "TTFT_LOSS",
     "ClassFits",
@@ -51,9 +52,11 @@ __all__ = [
     "calibrate",
     "cross_validate",
     "error_table",
+    "point_readings",
     "predict_fits",
     "predict_stored",
     "prepare",
+    "reading_notes",
     "readings",
     "stored_benchmark_params",
     "write_calibration",
@@ -285,20 +288,58 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return a, b, [e.provenance for e in effs]
 
 
+#: The readings `point_readings` names, by key: what each does to a row's prediction.
+READINGS = {
+    "unrecorded_prefill_pool": "prefill pool sized to its load (prefill_num_workers "
+                               "unrecorded)",
+    "unrecorded_decode_workers": "each decode worker runs at most what its KV pools hold "
+                                 "(decode_num_workers unrecorded)",
+    "tp_read_as_attention_dp": "TP cannot split the attention heads: read as that many "
+                               "attention-DP ranks",
+    "recipe_settings": "unrecorded engine settings from benchmark recipe {recipe} "
+                       "(calibrate/data/recipes.yaml)",
+    "padding_slot": "TensorRT-LLM < 1.1 held a batch slot for its CUDA-graph padding request",
+}
+
+
+def point_readings(prep: Prepared) -> list[list[str]]:
+    """Per supported point, the keys of `READINGS` its prediction went through: readings of
+    layout fields its row leaves unrecorded or cannot have run as written, engine settings
+    taken from a benchmark recipe, engine-version behaviours (docs/FIDELITY.md)."""
+    out: list[list[str]] = []
+    for i, (p, r) in enumerate(zip(prep.sup, prep.resolved, strict=True)):
+        keys = []
+        if p.mode == "disagg" and not p.prefill_workers_recorded:
+            keys.append("unrecorded_prefill_pool")
+        if p.mode == "disagg" and not p.decode_workers_recorded:
+            keys.append("unrecorded_decode_workers")
+        if any(d is not None and dp_if_unsplit(d) is not d for d in (r.agg, r.prefill, r.decode)):
+            keys.append("tp_read_as_attention_dp")
+        if p.recipe:
+            keys.append("recipe_settings")
+        if prep.inputs.slot_ranks[i] > 0:
+            keys.append("padding_slot")
+        out.append(keys)
+    return out
+
+
+def reading_notes(p: ServingPoint, keys: list[str]) -> str:
+    """The readings `keys` of point `p` in words, "; "-separated."""
+    return "; ".join(READINGS[k].format(recipe=p.recipe) for k in keys)
+
+
 def readings(prep: Prepared) -> dict[str, int]:
-    """How many supported points were predicted through a reading of layout fields their row
-    leaves unrecorded or cannot have run as written (docs/FIDELITY.md): disaggregated points
-    without worker counts (prefill pool sized to its load, decode workers holding at most their
-    KV pools' sequences) and points whose TP cannot split the attention heads (read as
-    attention-DP ranks); and how many took unrecorded engine settings from a benchmark recipe
-    (`recipes.yaml`)."""
-    pools = sum(p.mode == "disagg" and not (p.prefill_workers_recorded
-                                            and p.decode_workers_recorded) for p in prep.sup)
-    heads = sum(any(d is not None and dp_if_unsplit(d) is not d
-                    for d in (r.agg, r.prefill, r.decode)) for r in prep.resolved)
-    recipe = sum(bool(p.recipe) for p in prep.sup)
-    return {"unrecorded_disagg_pools": pools, "tp_read_as_attention_dp": heads,
-            "recipe_settings": recipe}
+    """How many supported points went through each kind of reading (`point_readings`):
+    disaggregated points without worker counts (`unrecorded_disagg_pools`: prefill pool sized
+    to its load, decode workers holding at most their KV pools' sequences), points whose TP
+    cannot split the attention heads (read as attention-DP ranks), points that took unrecorded
+    engine settings from a benchmark recipe (`recipes.yaml`)."""
+    per = point_readings(prep)
+    pools = sum(bool({"unrecorded_prefill_pool", "unrecorded_decode_workers"} & set(k))
+                for k in per)
+    return {"unrecorded_disagg_pools": pools,
+            "tp_read_as_attention_dp": sum("tp_read_as_attention_dp" in k for k in per),
+            "recipe_settings": sum("recipe_settings" in k for k in per)}
 
 
 def error_table(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,

@@ -2,7 +2,10 @@
 
 Reads rows in the calibration CSV format (aiconfigurator's silicon table), predicts each row's
 mean TTFT and TPOT with the calibrated performance model, writes every row back with
-`pred_ttft_ms`, `pred_tpot_ms` and `reason` (why a row is not supported; empty otherwise), and
+`pred_ttft_ms`, `pred_tpot_ms`, `reason` (why a row is not supported; empty otherwise) and
+`provenance` (the predictor, the efficiencies' own provenance: which calibration group or
+composed levels or defaults, with the expected error, and the readings the row went through),
+and
 prints MAPE by (model, system, backend) (`--by` any of class, model, system, backend,
 precision, mode) and overall, and what the file's repeated
 configurations allow (`fleetplan.calibrate.repeats`: rows recorded alike but measured
@@ -36,7 +39,7 @@ from rich.table import Table
 from fleetplan.calibrate import error_table, predict_stored, prepare, read_points
 from fleetplan.calibrate.points import bundled_points_path
 from fleetplan.calibrate.repeats import repeatability
-from fleetplan.calibrate.runner import readings
+from fleetplan.calibrate.runner import point_readings, reading_notes, readings
 from fleetplan.calibrate.simpredict import predict_points
 from fleetplan.cli._app import app, console, err_console
 from fleetplan.errors import UsageError
@@ -104,14 +107,20 @@ def validate(
                 reasons[i] = f"simulator: {q.reason}"
     pred_t = [""] * len(pts)
     pred_o = [""] * len(pts)
+    source = [""] * len(pts)
+    how = ("simulator (fleetplan.sim through calibrate.simpredict)" if predictor == "sim"
+           else "analytic closed-loop model (calibrate.closedloop)")
+    per = point_readings(prep)
     for j, i in enumerate(prep.ok):
         if not (np.isfinite(ttft[j]) and np.isfinite(tpot[j])):
             continue
         pred_t[i] = f"{ttft[j] * 1e3:.4f}"
         pred_o[i] = f"{tpot[j] * 1e3:.4f}"
+        notes = reading_notes(prep.sup[j], per[j])
+        source[i] = f"{how}; efficiency: {prov[j]}" + (f"; readings: {notes}" if notes else "")
     if out is not None:
         buf = io.StringIO()
-        cols = [*header, "pred_ttft_ms", "pred_tpot_ms", "reason"]
+        cols = [*header, "pred_ttft_ms", "pred_tpot_ms", "reason", "provenance"]
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for i, raw in enumerate(raws):
@@ -121,6 +130,7 @@ def validate(
                     "pred_ttft_ms": pred_t[i],
                     "pred_tpot_ms": pred_o[i],
                     "reason": reasons[i] or "",
+                    "provenance": source[i],
                 }
             )
         out.write_text(buf.getvalue())
@@ -144,19 +154,19 @@ def validate(
         f"engine and precision levels (no fit for their group); {defaults} with default "
         "efficiencies (no calibration fit for their GPU/engine)."
     )
-    how = readings(prep)
-    if any(how.values()):
+    counts = readings(prep)
+    if any(counts.values()):
         console.print(
-            f"Readings of layout fields (docs/FIDELITY.md): {how['unrecorded_disagg_pools']} "
+            f"Readings of layout fields (docs/FIDELITY.md): {counts['unrecorded_disagg_pools']} "
             "disaggregated rows without worker counts (prefill pool sized to its load, each "
             "decode worker at most the sequences its KV pools hold); "
-            f"{how['tp_read_as_attention_dp']} rows whose TP cannot split the attention heads "
+            f"{counts['tp_read_as_attention_dp']} rows whose TP cannot split the attention heads "
             "(read as that many attention-DP ranks)."
         )
-    if how["recipe_settings"]:
+    if counts["recipe_settings"]:
         console.print(
             f"Engine settings from benchmark recipes (calibrate/data/recipes.yaml): "
-            f"{how['recipe_settings']} rows whose unrecorded settings (e.g. TensorRT-LLM batch "
+            f"{counts['recipe_settings']} rows whose unrecorded settings (e.g. TensorRT-LLM batch "
             "waiting) were taken from the public recipe that produced such runs."
         )
     rep = repeatability(pts)
