@@ -49,7 +49,7 @@ def test_layout_that_cannot_hold_the_weights_is_unsupported_and_says_why() -> No
     prep = prepare(pts)
     why = [r for r in prep.reasons if r and "cannot have run as recorded" in r]
     assert why, "the bundled data has rows with missing layout fields"
-    assert all("GB of" in r and "weights" in r for r in why)
+    assert all("GiB of" in r and "weights" in r for r in why)
 
 
 def test_agg_layout_spreads_clients_beyond_the_engine_batch() -> None:

@@ -116,9 +116,23 @@ def test_every_gpu_has_bf16_and_sane_figures() -> None:
             assert 1e13 <= fig.value <= 2e16, (g.name, dtype)
 
 
+def test_nvidia_memory_is_what_the_device_reports() -> None:
+    """Engines size KV pools from the total the device reports (gpu_memory_utilization x
+    total): nvidia-smi's MiB, not the datasheet's GB (HBM stacks are binary: the H100's
+    80 GB are 80 GiB, of which 81,559 MiB are visible)."""
+    seen = {"a100-sxm-80gb": 81920, "h100-sxm": 81559, "h100-pcie": 81559, "h200-sxm": 143771,
+            "b200": 183359, "gb200": 189471}
+    for name, mib in seen.items():
+        g = get_gpu(name)
+        assert g.memory_bytes.value == mib * 2**20, name
+        assert f"{mib:,} MiB" in g.memory_bytes.source and "datasheet" in g.memory_bytes.source
+
+
 def test_blackwell_ultra_figures() -> None:
     b300, gb300 = get_gpu("b300_sxm"), get_gpu("gb300")
-    assert b300.memory_bytes.value == gb300.memory_bytes.value == 288e9
+    # device-visible memory (nvidia-smi total, MiB): 275,040 and 284,208 of the 288 GB sold
+    assert b300.memory_bytes.value == 275040 * 2**20
+    assert gb300.memory_bytes.value == 284208 * 2**20
     assert 13e15 <= b300.flops_per_s["fp4"].value <= 15e15
     assert gb300.flops_per_s["fp4"].value == 15e15
     assert gb300.interconnect.domain_gpus == 72 and b300.interconnect.domain_gpus == 8

@@ -159,8 +159,8 @@ def _dep(r: Resolved, lay: Layout) -> Deployment:
     if w > dep.gpu.memory_bytes.value:
         raise FleetplanError(
             f"the recorded layout (TP {dep.tp}, PP {dep.pp}, EP {dep.ep}, attention DP "
-            f"{dep.attention_dp}) puts {w / 1e9:.0f} GB of {r.model.name} weights on each "
-            f"{r.gpu.name} of {dep.gpu.memory_bytes.value / 1e9:.0f} GB: it cannot have run as "
+            f"{dep.attention_dp}) puts {w / 2**30:.0f} GiB of {r.model.name} weights on each "
+            f"{r.gpu.name} of {dep.gpu.memory_bytes.value / 2**30:.1f} GiB: it cannot have run as "
             "recorded (layout fields missing?)"
         )
     return dep

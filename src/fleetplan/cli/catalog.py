@@ -30,12 +30,13 @@ class Kind(str, Enum):
 def _table_for(kind: Kind) -> Table:
     cat = load_catalog()
     if kind is Kind.gpus:
-        t = Table("name", "memory GB", "HBM TB/s", "BF16 TFLOP/s", "FP8", "FP4", "link GB/s", "$/h")
+        t = Table("name", "memory GiB", "HBM TB/s", "BF16 TFLOP/s", "FP8", "FP4", "link GB/s",
+                  "$/h")
         for g in cat.gpus.values():
             f = g.flops_per_s
             t.add_row(
                 g.name,
-                f"{g.memory_bytes.value / 1e9:.0f}",
+                f"{g.memory_bytes.value / 2**30:.1f}",
                 f"{g.hbm_bytes_per_s.value / 1e12:.2f}",
                 f"{f['bf16'].value / 1e12:.0f}",
                 f"{f['fp8'].value / 1e12:.0f}" if "fp8" in f else "-",
