@@ -237,7 +237,7 @@ def _shapes(p: ServingPoint, r: Resolved,
                                               StepFeatures, int, int, int, int, StepFeatures]:
     """Step shapes of `p`; `adep` is its aggregated deployment (`agg_deployment`), None for
     disaggregated points."""
-    budget = p.max_num_tokens or int(r.engine.max_num_batched_tokens.value)
+    budget = token_budget(p, r)
     if p.mode == "agg":
         assert adep is not None and p.agg is not None
         pdep = ddep = adep
@@ -334,9 +334,15 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         pool_unknown=np.array([p.mode == "disagg" and not p.prefill_workers_recorded
                                for p in points], dtype=bool),
         isl=np.array([p.isl for p in points], dtype=float),
-        wait_iters=np.array([w[0] for w in waits], dtype=float).reshape(-1),
-        wait_tokens=np.array([w[1] for w in waits], dtype=float).reshape(-1),
+        wait_iters=np.array([w[0] for w in waits], dtype=float),
+        wait_tokens=np.array([w[1] for w in waits], dtype=float),
     )
+
+
+def token_budget(p: ServingPoint, r: Resolved) -> int:
+    """The engine's token budget per step for `p`: the row's `max_num_tokens` where it gives
+    one, else the engine's default."""
+    return p.max_num_tokens or int(r.engine.max_num_batched_tokens.value)
 
 
 def batch_wait(p: ServingPoint, r: Resolved, adep: Deployment | None) -> tuple[float, float]:
@@ -348,7 +354,7 @@ def batch_wait(p: ServingPoint, r: Resolved, adep: Deployment | None) -> tuple[f
     with attention DP, which balances its ranks instead)."""
     if p.mode != "agg" or p.batch_wait_iters < 1 or adep is None or adep.attention_dp > 1:
         return 0.0, math.inf
-    budget = p.max_num_tokens or int(r.engine.max_num_batched_tokens.value)
+    budget = token_budget(p, r)
     return float(p.batch_wait_iters), (p.batch_wait_ratio * budget if p.batch_wait_ratio > 0
                                        else math.inf)
 
