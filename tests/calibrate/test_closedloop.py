@@ -261,7 +261,12 @@ def test_decode_worker_of_unrecorded_count_runs_at_most_what_its_kv_holds() -> N
     """Disaggregated rows without `decode_num_workers`: each decode worker runs at most the
     sequences its KV pools hold at the mean context (the clients beyond took more workers),
     in each reading of the layout; rows that record their workers keep ceil(N / D)."""
-    from fleetplan.calibrate.closedloop import attention_dp_variant, dp_if_unsplit, kv_capacity
+    from fleetplan.calibrate.closedloop import (
+        attention_dp_variant,
+        dp_if_unsplit,
+        held_context,
+        kv_capacity,
+    )
     from fleetplan.calibrate.features import FEATURES
 
     _, _, pts = read_points(bundled_points_path())
@@ -276,16 +281,16 @@ def test_decode_worker_of_unrecorded_count_runs_at_most_what_its_kv_holds() -> N
         assert r.decode is not None and p.decode is not None
         dec = dp_if_unsplit(r.decode)  # TP that cannot split the heads: attention DP
         per = -(-p.concurrency // p.decode.workers)
-        ctx = p.isl + p.osl // 2
         if p.decode_workers_recorded:
             assert x.dec[i, col] * dec.attention_dp == per
             continue
-        cap = kv_capacity(dec, ctx)
+        cap = kv_capacity(dec, held_context(dec, p.isl, p.osl))
         want = per if cap is None else min(per, cap)
         assert x.dec[i, col] * dec.attention_dp == want
         alt = attention_dp_variant(dec)
         if alt is not None:
-            cap_alt = kv_capacity(alt, ctx)  # None: that reading leaves no pool (all clients)
+            # None: that reading leaves no pool (all clients)
+            cap_alt = kv_capacity(alt, held_context(alt, p.isl, p.osl))
             if cap_alt is not None and cap is not None:
                 assert cap_alt >= cap  # DP shards the KV
             want_alt = per if cap_alt is None else min(per, cap_alt)
@@ -416,3 +421,39 @@ def test_recipe_fills_only_empty_setting_columns_and_bad_values_say_where(tmp_pa
     with pytest.raises(InputFileError) as e:
         read_points(write({**other, "max_num_tokens": "-1"}))
     assert e.value.field == "max_num_tokens"
+
+
+def test_engines_that_reserve_to_completion_hold_isl_plus_osl_per_running_sequence() -> None:
+    """TensorRT-LLM's default capacity scheduler (GUARANTEED_NO_EVICT) reserves a request's
+    blocks to completion when it admits it, so its running batch is bounded by ISL + OSL per
+    sequence; vLLM allocates as tokens are made, so its batch holds the mean context
+    ISL + OSL/2. By hand, Llama-3.1-70B FP8 (FP8 KV) at TP 2 on H100 (81,559 MiB), ISL 2,048,
+    OSL 1,024: 80 layers x 8 KV heads / 2 x 128 x 2 (K, V) x 1 B = 81,920 B per token per GPU."""
+    from fleetplan.calibrate.closedloop import held_context, kv_capacity
+    from fleetplan.perf import Deployment
+
+    trt = Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", "trtllm", tp=2)
+    vllm = Deployment.build("llama-3.1-70b", "h100-sxm", "fp8", "vllm", tp=2)
+    assert held_context(trt, 2048, 1024) == 3072
+    assert held_context(vllm, 2048, 1024) == 2560
+    # TRT-LLM: 0.9 of what weights (36,327,526,400 B), activations (1,072,300,032 B) and the
+    # 3 GB overhead leave of 85,520,809,984 B: 40,608,885,196.8 B / (81,920 x 3,072) = 161.4
+    assert kv_capacity(trt, held_context(trt, 2048, 1024)) == 161
+    # vLLM: 0.9 of all memory less the rest, 36,568,902,553.6 B / (81,920 x 2,560) = 174.4
+    assert kv_capacity(vllm, held_context(vllm, 2048, 1024)) == 174
+    # the running batch of the bundled TensorRT-LLM aggregated rows is bounded the same way
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare(pts)
+    from fleetplan.calibrate.closedloop import agg_deployment, running_capacity
+
+    seen = 0
+    for i, p in enumerate(prep.sup):
+        r = prep.resolved[i]
+        if p.mode != "agg" or r.agg is None or r.engine.name != "trtllm":
+            continue
+        dep = agg_deployment(p, r.agg)
+        cap = running_capacity(dep, p.isl + p.osl)
+        if cap is not None and cap < prep.inputs.clients[i]:
+            assert prep.inputs.running[i] == cap
+            seen += 1
+    assert seen > 0

@@ -168,12 +168,12 @@ def test_prefill_pool_of_unrecorded_size_is_sized_to_its_load() -> None:
 
 
 def test_decode_pool_of_unrecorded_size_holds_its_clients_kv() -> None:
-    from fleetplan.calibrate.closedloop import kv_capacity
+    from fleetplan.calibrate.closedloop import held_context, kv_capacity
 
     def cap_of(q: ServingPoint) -> int:
         dec = resolve(q).decode
         assert dec is not None
-        return kv_capacity(dec, q.isl + q.osl // 2) or q.concurrency
+        return kv_capacity(dec, held_context(dec, q.isl, q.osl)) or q.concurrency
 
     # DeepSeek-R1 on 8 B200 (TP 8, MLA: the KV replicated on every rank), 4,096 clients
     p = next(q for q in read_points(bundled_points_path())[2]
@@ -189,6 +189,6 @@ def test_decode_pool_of_unrecorded_size_holds_its_clients_kv() -> None:
     assert dec is not None
     alt = attention_dp_variant(dec)
     assert alt is not None
-    ctx = p.isl + p.osl // 2
-    need = {math.ceil(p.concurrency / (kv_capacity(d, ctx) or p.concurrency)) for d in (dec, alt)}
+    need = {math.ceil(p.concurrency / (kv_capacity(d, held_context(d, p.isl, p.osl))
+                                       or p.concurrency)) for d in (dec, alt)}
     assert len(fleet.decode) in need and len(fleet.decode) > 1

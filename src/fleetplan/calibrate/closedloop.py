@@ -10,8 +10,10 @@ chunked prefill: the weights are read once for both), one prompt prefilled alone
 full prefill batch of `k` prompts (`t_pw`, the engine's token budget):
 
 running batch (KV capacity)
-  B          = min(C, sequences of mean context ISL + OSL/2 the KV pool holds)  (`C` clients
-               per decode instance; aggregated points only, see `running_capacity`)
+  B          = min(C, sequences the KV pool holds at the context each running request holds:
+               ISL + OSL where the engine reserves to completion, else ISL + OSL/2,
+               `held_context`)  (`C` clients per decode instance; aggregated points only, see
+               `running_capacity`)
   the C - B others wait for a slot: slot_wait = (C/B - 1) (TTFT_ss + OSL TPOT)  (Little's law)
 aggregated
   x          = t_mix - t_d                        (what one prompt adds to the step it joins)
@@ -64,9 +66,10 @@ from fleetplan.calibrate.points import ServingPoint
 from fleetplan.perf import Deployment, StepBatch
 from fleetplan.perf.efficiency import FRACTION_CAPS
 from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu, memory_budget
+from fleetplan.sim.scheduler import RESERVING
 
 __all__ = ["FIT_FIELDS", "LoopInputs", "batch_wait", "batch_wait_iterations", "build_inputs",
-           "dp_if_unsplit", "heads_unsplit",
+           "dp_if_unsplit", "heads_unsplit", "held_context",
            "kv_capacity", "kv_held", "predict", "running_capacity", "step_time"]
 
 #: Efficiency fields the calibration fits (in this order in every parameter array).
@@ -125,6 +128,15 @@ def _decode_batch(dep: Deployment, seqs: int, isl: int, osl: int) -> StepBatch:
 #: Engines whose memory fraction is of the memory left free after weights and activations
 #: (TRT-LLM `free_gpu_memory_fraction`), not of total memory as in vLLM and SGLang.
 _FRACTION_OF_FREE = frozenset({"trtllm"})
+
+
+def held_context(dep: Deployment, isl: int, osl: int) -> int:
+    """Tokens of KV one running sequence of `dep` holds on average: engines that reserve a
+    request's blocks to completion when they admit it (`sim.scheduler.RESERVING`: TensorRT-LLM's
+    default GUARANTEED_NO_EVICT capacity scheduler, TGI, llama.cpp; ENGINES.md) hold ISL + OSL
+    from admission on; the others (vLLM, SGLang) allocate as tokens are made, so the running
+    batch holds the mean context ISL + OSL/2."""
+    return isl + osl if dep.engine.name in RESERVING else isl + osl // 2
 
 
 def running_capacity(dep: Deployment, context_tokens: int) -> int | None:
@@ -212,17 +224,18 @@ def dp_if_unsplit(dep: Deployment) -> Deployment:
 def agg_deployment(p: ServingPoint, dep: Deployment) -> Deployment:
     """The reading of an aggregated row's layout that serves it: its attention-DP reading
     (`attention_dp_variant`) where the recorded TP layout replicates the KV and its pool cannot
-    hold the row's clients at the mean context while the DP reading's pools can hold more
-    (e.g. DeepSeek-R1 on GB200 recorded as TP 12-72 with thousands of clients); else the
-    recorded layout. Aggregated rows record attention DP where they used it, so the rule only
-    rewrites layouts that cannot have run as recorded: those, and TP sizes that cannot split
-    the attention heads (`heads_unsplit`, e.g. DeepSeek-R1 on GB200 "TP 36")."""
+    hold the row's clients at the context each running request holds (`held_context`) while
+    the DP reading's pools can hold more (e.g. DeepSeek-R1 on GB200 recorded as TP 12-72 with
+    thousands of clients); else the recorded layout. Aggregated rows record attention DP where
+    they used it, so the rule only rewrites layouts that cannot have run as recorded: those, and
+    TP sizes that cannot split the attention heads (`heads_unsplit`, e.g. DeepSeek-R1 on GB200
+    "TP 36")."""
     alt = attention_dp_variant(dep)
     if alt is None:
         return dep
     if heads_unsplit(dep):
         return alt
-    ctx = p.isl + p.osl // 2
+    ctx = held_context(dep, p.isl, p.osl)
     pool = memory_budget(dep).kv_pool_bytes
     per_seq = kv_bytes_for_sequence_per_gpu(dep, ctx)
     if pool > 0 and per_seq > 0 and _clients(p) * per_seq <= pool:
@@ -251,7 +264,7 @@ def _shapes(p: ServingPoint, r: Resolved,
         pool, per_rank = p.prefill.workers, 1
     k = per_rank * pdep.attention_dp
     clients = seqs
-    cap = running_capacity(ddep, p.isl + p.osl // 2) if p.mode == "agg" else None
+    cap = running_capacity(ddep, held_context(ddep, p.isl, p.osl)) if p.mode == "agg" else None
     seqs = min(seqs, cap) if cap is not None else seqs
     one = StepBatch.prefill_chunk(p.isl, 0)
     wave = one
@@ -263,8 +276,9 @@ def _shapes(p: ServingPoint, r: Resolved,
         # How many decode workers shared the clients is not recorded: each runs at most the
         # sequences its KV pools hold (more clients than that took more workers), in each
         # reading of the layout (the attention-DP one shards the KV, so it holds more).
-        seqs_d = kv_held(ddep, seqs, p.isl + p.osl // 2)
-        seqs_alt = kv_held(alt, seqs, p.isl + p.osl // 2) if alt is not None else seqs_d
+        seqs_d = kv_held(ddep, seqs, held_context(ddep, p.isl, p.osl))
+        seqs_alt = (kv_held(alt, seqs, held_context(alt, p.isl, p.osl)) if alt is not None
+                    else seqs_d)
     dec = _decode_batch(ddep, seqs_d, p.isl, p.osl)
     d0 = step_features(ddep, dec)
     return (

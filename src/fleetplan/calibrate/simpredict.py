@@ -62,6 +62,7 @@ from fleetplan.calibrate.closedloop import (
     attention_dp_variant,
     batch_wait,
     dp_if_unsplit,
+    held_context,
     kv_held,
 )
 from fleetplan.calibrate.features import Resolved, resolve
@@ -201,7 +202,8 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     def held(dep: Deployment) -> int:
         """Clients per decode worker: where the row does not record its decode workers, at
         most what one worker's KV pools hold (`closedloop`), else the recorded split."""
-        return per_decode if p.decode_workers_recorded else kv_held(dep, per_decode, ctx)
+        return per_decode if p.decode_workers_recorded else kv_held(
+            dep, per_decode, held_context(dep, p.isl, p.osl))
 
     def t_step(dep: Deployment) -> float:
         b = held(dep)
