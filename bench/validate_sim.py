@@ -95,7 +95,7 @@ def main() -> None:
     for j, (p, r) in enumerate(zip(prep.sup, prep.resolved, strict=True)):
         if not both[j] or p.ttft_s is None or p.tpot_s is None:
             continue
-        need = p.concurrency * p.isl / (p.ttft_s + max(p.osl - 1, 0) * p.tpot_s)
+        need = p.concurrency * p.mean_isl / (p.ttft_s + max(p.mean_osl - 1, 0) * p.tpot_s)
         cap = prefill_capacity_tokens_s(p, r)
         over[j] = cap is not None and need > cap
     ana_t2 = np.where(both, ana_t, np.nan)

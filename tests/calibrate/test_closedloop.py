@@ -284,13 +284,13 @@ def test_decode_worker_of_unrecorded_count_runs_at_most_what_its_kv_holds() -> N
         if p.decode_workers_recorded:
             assert x.dec[i, col] * dec.attention_dp == per
             continue
-        cap = kv_capacity(dec, held_context(dec, p.isl, p.osl))
+        cap = kv_capacity(dec, held_context(dec, p.mean_isl, p.mean_osl))
         want = per if cap is None else min(per, cap)
         assert x.dec[i, col] * dec.attention_dp == want
         alt = attention_dp_variant(dec)
         if alt is not None:
             # None: that reading leaves no pool (all clients)
-            cap_alt = kv_capacity(alt, held_context(alt, p.isl, p.osl))
+            cap_alt = kv_capacity(alt, held_context(alt, p.mean_isl, p.mean_osl))
             if cap_alt is not None and cap is not None:
                 assert cap_alt >= cap  # DP shards the KV
             want_alt = per if cap_alt is None else min(per, cap_alt)
@@ -361,8 +361,9 @@ def test_batch_wait_recipe_rows_wait_the_timeout_in_steady_state() -> None:
     from dataclasses import replace
 
     _, _, pts = read_points(bundled_points_path())
-    rec = [p for p in pts if p.recipe]
+    rec = [p for p in pts if "inferencemax-llama70b-trtllm-1k1k" in p.recipe]
     assert len(rec) >= 30
+    assert sum(p.batch_wait_iters > 0 for p in pts) == len(rec)
     assert all(p.backend == "trtllm" and p.isl == p.osl == 1024 and p.agg is not None
                and p.agg.tp < 8 and p.batch_wait_iters == 20 for p in rec)
     prep = prepare(pts)
@@ -411,10 +412,13 @@ def test_recipe_fills_only_empty_setting_columns_and_bad_values_say_where(tmp_pa
 
     _, _, (filled, given, untouched) = read_points(write(
         row, {**row, "batch_wait_timeout_iters": "0", "max_num_tokens": "16384"}, other))
+    # both rules that match apply: the 1k/1k batch waiting and the client's range ratio
     assert (filled.batch_wait_iters, filled.batch_wait_ratio, filled.recipe) == (
-        20, 0.9, "inferencemax-llama70b-trtllm-1k1k")
+        20, 0.9, "inferencemax-llama70b-trtllm-1k1k+inferencemax-random-range-ratio")
+    assert filled.range_ratio == 0.8
     assert (given.batch_wait_iters, given.batch_wait_ratio, given.max_num_tokens) == (0, 0.9, 16384)
-    assert (untouched.batch_wait_iters, untouched.recipe) == (0, "")
+    assert (untouched.batch_wait_iters, untouched.recipe, untouched.range_ratio) == (
+        0, "inferencemax-random-range-ratio", 0.8)
     with pytest.raises(InputFileError) as e:
         read_points(write({**row, "batch_wait_max_tokens_ratio": "1.5"}))
     assert e.value.field == "batch_wait_max_tokens_ratio" and e.value.line == 2
@@ -452,8 +456,59 @@ def test_engines_that_reserve_to_completion_hold_isl_plus_osl_per_running_sequen
         if p.mode != "agg" or r.agg is None or r.engine.name != "trtllm":
             continue
         dep = agg_deployment(p, r.agg)
-        cap = running_capacity(dep, p.isl + p.osl)
+        cap = running_capacity(dep, p.mean_isl + p.mean_osl)
         if cap is not None and cap < prep.inputs.clients[i]:
             assert prep.inputs.running[i] == cap
             seen += 1
     assert seen > 0
+
+
+def test_random_range_ratio_rows_are_predicted_at_the_mean_lengths(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A benchmark client with `--random-range-ratio r` draws lengths from the integers
+    [int(r x L), L]: by hand, L = 1,024, r = 0.8: [819, 1,024], mean 921.5 -> 922; L = 8,192:
+    [6,553, 8,192], mean 7,372.5 -> 7,372 (half to even). The InferenceMAX / InferenceX rows
+    take r = 0.8 from their recipe, aiconfigurator's fixed-length runs none; a row's own value
+    wins and a bad one says where. The analytic inputs of a row with r equal those of the same
+    row with its mean lengths fixed."""
+    import csv
+    from dataclasses import replace
+
+    import pytest
+
+    from fleetplan.calibrate.closedloop import build_inputs
+    from fleetplan.calibrate.features import resolve
+    from fleetplan.calibrate.points import mean_length
+    from fleetplan.errors import InputFileError
+
+    assert (mean_length(1024, 0.8), mean_length(8192, 0.8)) == (922, 7372)
+    assert mean_length(1024, 1.0) == 1024 and mean_length(1, 0.5) == 1
+    src = bundled_points_path()
+    with open(src, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    imax = next(r for r in rows if "db-dump/" in r["silicon_data_source"]
+                and r["mode"] == "agg" and r["isl"] == "8192")
+    aic = next(r for r in rows if "aic-auto-gap-analysis" in r["silicon_data_source"])
+    head = [*rows[0], "range_ratio"]
+
+    def write(*rs: dict[str, str]) -> str:
+        p = tmp_path / "pts.csv"
+        with open(p, "w", newline="") as fh:
+            w = csv.DictWriter(fh, head)
+            w.writeheader()
+            for r in rs:
+                w.writerow(r)
+        return str(p)
+
+    _, _, (a, b, c) = read_points(write(imax, aic, {**imax, "range_ratio": "1"}))
+    assert a.range_ratio == 0.8 and "inferencemax-random-range-ratio" in a.recipe
+    assert (a.mean_isl, a.mean_osl) == (7372, mean_length(int(imax["osl"]), 0.8))
+    assert (b.range_ratio, b.mean_isl, b.recipe) == (1.0, b.isl, "")
+    assert (c.range_ratio, c.mean_isl) == (1.0, c.isl)
+    for bad in ("0", "1.2", "x"):
+        with pytest.raises(InputFileError) as e:
+            read_points(write({**aic, "range_ratio": bad}))
+        assert e.value.field == "range_ratio" and e.value.line == 2
+    fixed = replace(a, isl=a.mean_isl, osl=a.mean_osl, range_ratio=1.0)
+    xa, xf = (build_inputs([q], [resolve(q)]) for q in (a, fixed))
+    for f in ("dec", "p1", "pw", "mix", "k", "osl", "isl", "running", "clients"):
+        np.testing.assert_array_equal(getattr(xa, f), getattr(xf, f))

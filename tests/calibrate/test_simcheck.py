@@ -76,7 +76,8 @@ def test_uncapped_prediction_is_the_plain_mean(subset: list[ServingPoint]) -> No
     p = next(q for q in subset if q.mode == "agg" and q.backend == "vllm" and q.isl <= 1024)
     pr = predict_point(p)
     res = simulate(sim_fleet(p, resolve(p)), ClosedLoop(p.concurrency, p.isl, p.osl,
-                                                         requests=pr.requests))
+                                                         requests=pr.requests,
+                                                         range_ratio=p.range_ratio))
     assert pr.ttft_s is not None and pr.tpot_s is not None
     # The prediction adds the calibrated request overhead before the first token to the
     # simulated mean (aggregated: no disaggregated hand-off).
@@ -154,7 +155,7 @@ def test_prefill_pool_of_unrecorded_size_is_sized_to_its_load() -> None:
     p = next(q for q in read_points(bundled_points_path())[2]
              if q.mode == "disagg" and not q.prefill_workers_recorded and q.concurrency >= 1000)
     # 1,000 clients, 1 s prefill, 100 x 10 ms decode: 1000 x 1 / 2 = 500 busy workers
-    q = replace(p, concurrency=1000, osl=100)
+    q = replace(p, concurrency=1000, osl=100, range_ratio=1.0)
     assert sized_prefill_workers(q, 1.0, 0.01, 0.8) == math.ceil(500 / 0.8)
     assert sized_prefill_workers(replace(q, concurrency=1), 0.1, 0.01, 0.9) == 1
     assert sized_prefill_workers(q, 100.0, 0.01, 0.2) == 1000  # at most one per client
@@ -173,7 +174,7 @@ def test_decode_pool_of_unrecorded_size_holds_its_clients_kv() -> None:
     def cap_of(q: ServingPoint) -> int:
         dec = resolve(q).decode
         assert dec is not None
-        return kv_capacity(dec, held_context(dec, q.isl, q.osl)) or q.concurrency
+        return kv_capacity(dec, held_context(dec, q.mean_isl, q.mean_osl)) or q.concurrency
 
     # DeepSeek-R1 on 8 B200 (TP 8, MLA: the KV replicated on every rank), 4,096 clients
     p = next(q for q in read_points(bundled_points_path())[2]
@@ -189,6 +190,7 @@ def test_decode_pool_of_unrecorded_size_holds_its_clients_kv() -> None:
     assert dec is not None
     alt = attention_dp_variant(dec)
     assert alt is not None
-    need = {math.ceil(p.concurrency / (kv_capacity(d, held_context(d, p.isl, p.osl))
-                                       or p.concurrency)) for d in (dec, alt)}
+    need = {math.ceil(p.concurrency
+                      / (kv_capacity(d, held_context(d, p.mean_isl, p.mean_osl))
+                         or p.concurrency)) for d in (dec, alt)}
     assert len(fleet.decode) in need and len(fleet.decode) > 1

@@ -236,4 +236,8 @@ def test_validate_says_which_rows_it_read_through_unrecorded_fields(
     assert "attention-DP ranks" in prov[1] and "prefill pool" not in prov[1]
     assert "recipe inferencemax-llama70b-trtllm-1k1k" in prov[2]
     assert "1 rows whose TP cannot split the attention heads" in out
-    assert "Engine settings from benchmark recipes" in out and "1 rows whose unrecorded" in out
+    # all three are InferenceMAX runs: the client's range ratio from the recipe, every row
+    assert "Settings from benchmark recipes" in out and "3 rows whose unrecorded" in out
+    assert "Random request lengths: 3 rows" in out
+    assert "lengths drawn uniformly from [819, 1024] / [819, 1024] (range ratio 0.8): " \
+        "predicted at the mean ISL / OSL 922 / 922" in prov[2]

@@ -134,3 +134,25 @@ def test_simulate_trtllm_batch_waiting(cli: Any) -> None:
     r = cli(*base, "--disagg-prefill", "1:1", "--disagg-decode", "1:1",
             "--batch-wait-timeout-iters", "5")
     assert r.code == 2 and "aggregated" in r.err
+
+
+def test_simulate_random_range_ratio(cli: Any, tmp_path: Path) -> None:
+    """`--range-ratio r`: each closed-loop request's ISL and OSL are drawn from the integers
+    [int(r x L), L] (benchmark_serving --random-range-ratio), seeded; the run is shorter than
+    with the full lengths; refused outside (0, 1] and for open loops (exit 2 naming the flag)."""
+    out = tmp_path / "r.parquet"
+    fixed = cli(*ARGS, "--json")
+    drawn = cli(*ARGS, "--json", "--range-ratio", "0.5", "--out", str(out))
+    again = cli(*ARGS, "--json", "--range-ratio", "0.5")
+    assert fixed.code == 0 and drawn.code == 0 and again.code == 0, drawn.err
+    assert drawn.json()["ttft_s"] == again.json()["ttft_s"]  # seeded
+    df = pl.read_parquet(out)
+    isl, osl = df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy()
+    assert isl.min() >= 256 and isl.max() <= 512 and len(set(isl.tolist())) > 10
+    assert osl.min() >= 32 and osl.max() <= 64 and len(set(osl.tolist())) > 5
+    assert drawn.json()["e2e_s"]["mean"] < fixed.json()["e2e_s"]["mean"]
+    for bad in ("0", "1.5"):
+        r = cli(*ARGS, "--range-ratio", bad)
+        assert r.code == 2 and "--range-ratio" in r.err
+    r = cli(*ARGS[:-8], "--rate", "2", "--isl", "512", "--osl", "64", "--range-ratio", "0.8")
+    assert r.code == 2 and "closed loop" in r.err

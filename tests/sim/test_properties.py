@@ -117,3 +117,35 @@ def test_decode_runs_equal_stepping(case: tuple[FleetConfig, TraceLoad]) -> None
     for col in ("queue_s", "ttft_s", "e2e_s"):
         np.testing.assert_allclose(fast[col].to_numpy(), slow[col].to_numpy(), rtol=1e-9,
                                    atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 12), st.integers(1, 300), st.integers(1, 60),
+       st.floats(0.05, 1.0), st.integers(1, 40), st.sampled_from(sorted(POLICIES)),
+       st.integers(0, 3))
+def test_closed_loop_with_drawn_lengths(conc: int, isl: int, osl: int, ratio: float,
+                                        requests: int, engine: str, seed: int) -> None:
+    """A closed loop whose lengths are drawn per request (`range_ratio`): every request's
+    lengths lie in [max(1, int(r x L)), L]; every request finishes once, with the tokens it
+    asked for; never more than `concurrency` in flight; the same seed repeats the run."""
+    from fleetplan.sim import ClosedLoop
+
+    budget = isl + conc if engine == "trtllm" else 256
+    rep = toy_replica(MODEL, kv_blocks=4 * (isl + osl) * conc // 16 + 8, block_size=16,
+                      max_num_seqs=conc, max_num_batched_tokens=budget, engine=engine,
+                      chunked_prefill=engine != "trtllm")
+    load = ClosedLoop(conc, isl, osl, requests=requests, range_ratio=ratio)
+    res = simulate(FleetConfig.homogeneous(rep, 1), load, seed=seed, sample_interval_s=1e-9)
+    df = res.requests
+    i, o = df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy()
+    assert df.height == requests
+    assert (i >= max(1, int(isl * ratio))).all() and (i <= isl).all()
+    assert (o >= max(1, int(osl * ratio))).all() and (o <= osl).all()
+    if ratio == 1.0:
+        assert (i == isl).all() and (o == osl).all()
+    # in flight at any arrival: requests sent before it and not yet finished
+    arr, fin = df["arrival_s"].to_numpy(), df["finish_s"].to_numpy()
+    for t in arr:
+        assert int(((arr <= t) & (fin > t)).sum()) <= conc
+    again = simulate(FleetConfig.homogeneous(rep, 1), load, seed=seed, sample_interval_s=1e-9)
+    assert again.requests.equals(df, null_equal=True)

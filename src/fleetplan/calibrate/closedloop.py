@@ -235,7 +235,7 @@ def agg_deployment(p: ServingPoint, dep: Deployment) -> Deployment:
         return dep
     if heads_unsplit(dep):
         return alt
-    ctx = held_context(dep, p.isl, p.osl)
+    ctx = held_context(dep, p.mean_isl, p.mean_osl)
     pool = memory_budget(dep).kv_pool_bytes
     per_seq = kv_bytes_for_sequence_per_gpu(dep, ctx)
     if pool > 0 and per_seq > 0 and _clients(p) * per_seq <= pool:
@@ -255,7 +255,7 @@ def _shapes(p: ServingPoint, r: Resolved,
         assert adep is not None and p.agg is not None
         pdep = ddep = adep
         # clients per instance (instances = `workers`, identical, each its own share)
-        seqs, pool, per_rank = _clients(p), 1, max(1, budget // p.isl)
+        seqs, pool, per_rank = _clients(p), 1, max(1, budget // p.mean_isl)
     else:
         assert r.prefill is not None and r.decode is not None
         assert p.prefill is not None and p.decode is not None
@@ -264,9 +264,10 @@ def _shapes(p: ServingPoint, r: Resolved,
         pool, per_rank = p.prefill.workers, 1
     k = per_rank * pdep.attention_dp
     clients = seqs
-    cap = running_capacity(ddep, held_context(ddep, p.isl, p.osl)) if p.mode == "agg" else None
+    cap = (running_capacity(ddep, held_context(ddep, p.mean_isl, p.mean_osl))
+           if p.mode == "agg" else None)
     seqs = min(seqs, cap) if cap is not None else seqs
-    one = StepBatch.prefill_chunk(p.isl, 0)
+    one = StepBatch.prefill_chunk(p.mean_isl, 0)
     wave = one
     for _ in range(k - 1):
         wave = wave + one
@@ -276,10 +277,10 @@ def _shapes(p: ServingPoint, r: Resolved,
         # How many decode workers shared the clients is not recorded: each runs at most the
         # sequences its KV pools hold (more clients than that took more workers), in each
         # reading of the layout (the attention-DP one shards the KV, so it holds more).
-        seqs_d = kv_held(ddep, seqs, held_context(ddep, p.isl, p.osl))
-        seqs_alt = (kv_held(alt, seqs, held_context(alt, p.isl, p.osl)) if alt is not None
-                    else seqs_d)
-    dec = _decode_batch(ddep, seqs_d, p.isl, p.osl)
+        seqs_d = kv_held(ddep, seqs, held_context(ddep, p.mean_isl, p.mean_osl))
+        seqs_alt = (kv_held(alt, seqs, held_context(alt, p.mean_isl, p.mean_osl))
+                    if alt is not None else seqs_d)
+    dec = _decode_batch(ddep, seqs_d, p.mean_isl, p.mean_osl)
     d0 = step_features(ddep, dec)
     return (
         d0,
@@ -290,7 +291,7 @@ def _shapes(p: ServingPoint, r: Resolved,
         pool,
         clients,
         seqs,
-        step_features(alt, _decode_batch(alt, seqs_alt, p.isl, p.osl))
+        step_features(alt, _decode_batch(alt, seqs_alt, p.mean_isl, p.mean_osl))
         if alt is not None else d0,
     )
 
@@ -337,7 +338,7 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         mix=np.array(mix, dtype=float).reshape(-1, len(FEATURES)),
         k=np.array(ks, dtype=float),
         n=np.array([_clients(p) for p in points], dtype=float),
-        osl=np.array([p.osl for p in points], dtype=float),
+        osl=np.array([p.mean_osl for p in points], dtype=float),
         disagg=np.array([p.mode == "disagg" for p in points], dtype=bool),
         pool=np.array(pools, dtype=float),
         clients=np.array(cl, dtype=float),
@@ -347,7 +348,7 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         dec_alt=np.array(alt, dtype=float).reshape(-1, len(FEATURES)),
         pool_unknown=np.array([p.mode == "disagg" and not p.prefill_workers_recorded
                                for p in points], dtype=bool),
-        isl=np.array([p.isl for p in points], dtype=float),
+        isl=np.array([p.mean_isl for p in points], dtype=float),
         wait_iters=np.array([w[0] for w in waits], dtype=float),
         wait_tokens=np.array([w[1] for w in waits], dtype=float),
     )

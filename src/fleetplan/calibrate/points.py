@@ -6,10 +6,13 @@ closed-loop benchmark run per row. The client concurrency is `silicon_concurrenc
 token, then to `decode_batch_size` x `decode_num_workers`. `batch_size` alone is the engine's
 configured batch size and differs from the concurrency in ~4% of rows.
 
-Optional engine-setting columns (`recipes.SETTING_COLUMNS`: TensorRT-LLM batch waiting, the
-token budget per step) describe how the engine was configured; where a row leaves them empty,
-a rule of `data/recipes.yaml` copied from the public recipe that produced such runs may fill
-them (`ServingPoint.recipe` names it).
+Optional setting columns (`recipes.SETTING_COLUMNS`: TensorRT-LLM batch waiting, the token
+budget per step, the benchmark client's random range ratio) describe how the engine and the
+client were configured; where a row leaves them empty, a rule of `data/recipes.yaml` copied
+from the public recipe that produced such runs may fill them (`ServingPoint.recipe` names it).
+`isl` and `osl` are the lengths the benchmark was asked for; a client with a range ratio r < 1
+drew each request's lengths from [int(r x L), L], and the models predict such a row at the
+mean lengths (`ServingPoint.mean_isl`, `mean_osl`).
 
 Aggregated rows whose concurrency is a multiple k > 1 of `batch_size` x attention-DP ranks
 (`agg_layout`): the engine cannot have run more than its batch at once, and the measured TTFTs
@@ -40,6 +43,7 @@ __all__ = [
     "ServingPoint",
     "agg_layout",
     "bundled_points_path",
+    "mean_length",
     "read_points",
 ]
 
@@ -104,13 +108,36 @@ class ServingPoint:
     batch_wait_ratio: float = 0.0
     #: the engine's token budget per step (`max_num_tokens`); 0: the engine's default
     max_num_tokens: int = 0
-    #: the recipe rule (`recipes.yaml`) that filled engine settings the row left empty; "" none
+    #: the benchmark client's random range ratio (`range_ratio`): each request's ISL and OSL
+    #: drawn uniformly from the integers [int(r x L), L] with L the recorded `isl` / `osl`
+    #: (vLLM-lineage `benchmark_serving.py --random-range-ratio r`); 1: fixed lengths
+    range_ratio: float = 1.0
+    #: the recipe rule(s) (`recipes.yaml`) that filled settings the row left empty; "" none
     recipe: str = ""
+
+    @property
+    def mean_isl(self) -> int:
+        """The mean prompt length the benchmark sent (`isl` where lengths were fixed)."""
+        return mean_length(self.isl, self.range_ratio)
+
+    @property
+    def mean_osl(self) -> int:
+        """The mean output length the benchmark asked for (`osl` where lengths were fixed)."""
+        return mean_length(self.osl, self.range_ratio)
 
     @property
     def group(self) -> tuple[str, str, str, str]:
         """The cross-validation unit: (model, system, backend, precision)."""
         return (self.model, self.system, self.backend, self.precision)
+
+
+def mean_length(length: int, range_ratio: float) -> int:
+    """Mean of the integers [int(r x L), L] a benchmark client draws lengths from uniformly
+    (vLLM-lineage `sample_random_requests`: `np.random.randint(int(L * r), L + 1)`), rounded;
+    `length` itself where r >= 1 (fixed lengths)."""
+    if range_ratio >= 1.0:
+        return length
+    return max(1, round((int(length * range_ratio) + length) / 2))
 
 
 def bundled_points_path() -> Path:
@@ -162,6 +189,18 @@ def _ratio(row: dict[str, str], key: str, where: tuple[str, int]) -> float:
         raise InputFileError(f"must be in [0, 1], got {row[key].strip()!r}", path=where[0],
                              line=where[1], field=key)
     return v or 0.0
+
+
+def _range_ratio(row: dict[str, str], where: tuple[str, int]) -> float:
+    """`range_ratio`: empty = 1 (fixed lengths); else in (0, 1]."""
+    v = _number(row, "range_ratio", where)
+    if v is None:
+        return 1.0
+    if not 0.0 < v <= 1.0:
+        raise InputFileError(f"must be in (0, 1] (1: fixed lengths), got "
+                             f"{row['range_ratio'].strip()!r}", path=where[0], line=where[1],
+                             field="range_ratio")
+    return v
 
 
 def _setting(row: dict[str, str], key: str, where: tuple[str, int]) -> int:
@@ -286,6 +325,7 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         batch_wait_iters=_setting(row, "batch_wait_timeout_iters", where),
         batch_wait_ratio=_ratio(row, "batch_wait_max_tokens_ratio", where),
         max_num_tokens=_setting(row, "max_num_tokens", where),
+        range_ratio=_range_ratio(row, where),
         recipe=recipe,
     )
 

@@ -1,9 +1,11 @@
-"""Benchmark recipes: engine settings a run used that its row does not record.
+"""Benchmark recipes: engine and benchmark-client settings a run used that its row does not
+record.
 
 `data/recipes.yaml` lists rules copied from public benchmark recipes (each names its source).
-`fill(row)` returns the optional engine-setting columns (`SETTING_COLUMNS`) a matching rule
-gives for a raw calibration row, only for columns the row leaves empty (a value the row gives,
-0 included, always wins), with the rule's id; `read_points` applies it to every row it reads.
+`fill(row)` returns the optional setting columns (`SETTING_COLUMNS`) the matching rules give for
+a raw calibration row, only for columns the row leaves empty (a value the row gives, 0
+included, always wins; where two rules give the same column, the first in the file wins), with
+the rules' ids; `read_points` applies it to every row it reads.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ __all__ = ["SETTING_COLUMNS", "Rule", "fill", "rules"]
 #: Optional columns of the calibration format that describe the engine's configuration:
 #: TensorRT-LLM batch waiting (`batch_wait_timeout_iters`, `batch_wait_max_tokens_ratio`,
 #: both 0 = off) and the engine's token budget per step (`max_num_tokens`, TensorRT-LLM; vLLM
-#: `max_num_batched_tokens`; empty = the engine's default).
-SETTING_COLUMNS = ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio", "max_num_tokens")
-_CONDITIONS = ("backend", "mode", "system", "model_contains", "isl", "osl", "tp_below")
+#: `max_num_batched_tokens`; empty = the engine's default); and the benchmark client's
+#: (`range_ratio`: request lengths drawn uniformly from [int(r x L), L]; empty = fixed lengths).
+SETTING_COLUMNS = ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio", "max_num_tokens",
+                   "range_ratio")
+_CONDITIONS = ("backend", "mode", "system", "model_contains", "source_contains", "isl", "osl",
+               "tp_below")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class Rule:
             return False
         if "model_contains" in m and m["model_contains"] not in text("model_path"):
             return False
+        if "source_contains" in m and not any(s in text("silicon_data_source")
+                                              for s in m["source_contains"]):
+            return False
         for key in ("isl", "osl"):
             if key in m and num(key) != float(m[key]):
                 return False
@@ -75,18 +83,26 @@ def rules() -> tuple[Rule, ...]:
         if bad or not r.get("id") or not r.get("source"):
             raise ValueError(f"recipes.yaml: rule {r.get('id')!r}: unknown or missing {bad}")
         match = {k: (v.lower() if isinstance(v, str) else v) for k, v in r["match"].items()}
-        if "system" in match:
-            match["system"] = [s.lower() for s in match["system"]]
+        for key in ("system", "source_contains"):  # lists: any of them
+            if key in match:
+                match[key] = [str(s).lower() for s in match[key]]
         out.append(Rule(str(r["id"]), str(r["source"]), match,
                         {k: float(v) for k, v in r["set"].items()}))
     return tuple(out)
 
 
 def fill(row: dict[str, str]) -> tuple[dict[str, str], str]:
-    """(columns to fill, rule id) for `row`: the first matching rule's settings for the
-    columns the row leaves empty; ({}, "") where no rule matches or the row gives them all."""
+    """(columns to fill, rule ids joined by '+') for `row`: every matching rule's settings for
+    the columns the row leaves empty (the first rule in the file that gives a column wins);
+    ({}, "") where no rule matches or the row gives them all."""
+    add: dict[str, str] = {}
+    ids: list[str] = []
     for rule in rules():
-        if rule.matches(row):
-            add = {k: f"{v:g}" for k, v in rule.set.items() if not (row.get(k) or "").strip()}
-            return (add, rule.id) if add else ({}, "")
-    return {}, ""
+        if not rule.matches(row):
+            continue
+        mine = {k: f"{v:g}" for k, v in rule.set.items()
+                if not (row.get(k) or "").strip() and k not in add}
+        if mine:
+            add.update(mine)
+            ids.append(rule.id)
+    return add, "+".join(ids)

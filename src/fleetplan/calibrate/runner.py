@@ -296,8 +296,11 @@ READINGS = {
                                  "(decode_num_workers unrecorded)",
     "tp_read_as_attention_dp": "TP cannot split the attention heads: read as that many "
                                "attention-DP ranks",
-    "recipe_settings": "unrecorded engine settings from benchmark recipe {recipe} "
-                       "(calibrate/data/recipes.yaml)",
+    "recipe_settings": "unrecorded engine or benchmark-client settings from benchmark "
+                       "recipe {recipe} (calibrate/data/recipes.yaml)",
+    "random_lengths": "request lengths drawn uniformly from [{isl_lo}, {isl}] / [{osl_lo}, "
+                      "{osl}] (range ratio {ratio:g}): predicted at the mean ISL / OSL "
+                      "{mean_isl} / {mean_osl}",
     "padding_slot": "TensorRT-LLM < 1.1 held a batch slot for its CUDA-graph padding request",
 }
 
@@ -317,6 +320,8 @@ def point_readings(prep: Prepared) -> list[list[str]]:
             keys.append("tp_read_as_attention_dp")
         if p.recipe:
             keys.append("recipe_settings")
+        if p.range_ratio < 1.0:
+            keys.append("random_lengths")
         if prep.inputs.slot_ranks[i] > 0:
             keys.append("padding_slot")
         out.append(keys)
@@ -325,7 +330,10 @@ def point_readings(prep: Prepared) -> list[list[str]]:
 
 def reading_notes(p: ServingPoint, keys: list[str]) -> str:
     """The readings `keys` of point `p` in words, "; "-separated."""
-    return "; ".join(READINGS[k].format(recipe=p.recipe) for k in keys)
+    fields = {"recipe": p.recipe, "isl": p.isl, "osl": p.osl, "ratio": p.range_ratio,
+              "isl_lo": int(p.isl * p.range_ratio), "osl_lo": int(p.osl * p.range_ratio),
+              "mean_isl": p.mean_isl, "mean_osl": p.mean_osl}
+    return "; ".join(READINGS[k].format(**fields) for k in keys)
 
 
 def readings(prep: Prepared) -> dict[str, int]:
@@ -333,13 +341,15 @@ def readings(prep: Prepared) -> dict[str, int]:
     disaggregated points without worker counts (`unrecorded_disagg_pools`: prefill pool sized
     to its load, decode workers holding at most their KV pools' sequences), points whose TP
     cannot split the attention heads (read as attention-DP ranks), points that took unrecorded
-    engine settings from a benchmark recipe (`recipes.yaml`)."""
+    engine or benchmark-client settings from a benchmark recipe (`recipes.yaml`), points whose
+    benchmark drew random request lengths (`random_lengths`)."""
     per = point_readings(prep)
     pools = sum(bool({"unrecorded_prefill_pool", "unrecorded_decode_workers"} & set(k))
                 for k in per)
     return {"unrecorded_disagg_pools": pools,
             "tp_read_as_attention_dp": sum("tp_read_as_attention_dp" in k for k in per),
-            "recipe_settings": sum("recipe_settings" in k for k in per)}
+            "recipe_settings": sum("recipe_settings" in k for k in per),
+            "random_lengths": sum("random_lengths" in k for k in per)}
 
 
 def error_table(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,

@@ -16,8 +16,10 @@ Each row is replayed as the closed-loop benchmark it records (docs/FIDELITY.md):
   As in the analytic path (`runner.predict_stored`) the stored disaggregated-mode log factors
   multiply the efficiencies and the stored disaggregated decode speed-up (unrecorded MTP
   speculative decoding) divides the decode workers' step times;
-- **load**: `ClosedLoop(N, ISL, OSL)` with N = `silicon_concurrency`; every client starts at
-  t = 0, so the first N requests are the start-up wave;
+- **load**: `ClosedLoop(N, ISL, OSL)` with N = `silicon_concurrency`, each request's lengths
+  drawn from [int(r x L), L] where the row's benchmark client drew them (`range_ratio` r, a
+  recipe setting; seeded); every client starts at t = 0, so the first N requests are the
+  start-up wave;
 - **request count and wave weight**: the stored fit gives the start-up wave a weight `w` per
   engine (the YAML's `benchmark.wave_weight`; the mean over engines where a row's engine has
   none, 0.15 without any). The simulation runs `ceil(N / w)` requests (N / w requests make the
@@ -196,14 +198,14 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     assert r.prefill is not None and r.decode is not None
     assert p.prefill is not None and p.decode is not None
     eng = r.engine.name
-    ctx = p.isl + p.osl // 2
+    ctx = p.mean_isl + p.mean_osl // 2
     per_decode = math.ceil(p.concurrency / p.decode.workers)
 
     def held(dep: Deployment) -> int:
         """Clients per decode worker: where the row does not record its decode workers, at
         most what one worker's KV pools hold (`closedloop`), else the recorded split."""
         return per_decode if p.decode_workers_recorded else kv_held(
-            dep, per_decode, held_context(dep, p.isl, p.osl))
+            dep, per_decode, held_context(dep, p.mean_isl, p.mean_osl))
 
     def t_step(dep: Deployment) -> float:
         b = held(dep)
@@ -224,7 +226,7 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     pdep = dp_if_unsplit(r.prefill).with_efficiency(eff)
     n_pre = p.prefill.workers
     if not p.prefill_workers_recorded and bench.pool_load > 0:
-        n_pre = sized_prefill_workers(p, RooflineStepModel(pdep).prefill_time_s(p.isl),
+        n_pre = sized_prefill_workers(p, RooflineStepModel(pdep).prefill_time_s(p.mean_isl),
                                       t_dec / speedup, bench.pool_load)
     pre = _replica(pdep, math.ceil(p.concurrency / n_pre), p.isl)
     dec = _replica(ddep, per_decode, p.isl, speedup)
@@ -238,7 +240,7 @@ def sized_prefill_workers(p: ServingPoint, t_prefill_s: float, tpot_s: float,
     N clients, each cycling through one prefill (`t_prefill_s`) and OSL decode steps
     (`tpot_s`), keeps N t_p / (t_p + OSL t_d) workers busy; at utilisation `load` that is
     this many workers (at least 1, at most one per client)."""
-    busy = p.concurrency * t_prefill_s / (t_prefill_s + p.osl * tpot_s)
+    busy = p.concurrency * t_prefill_s / (t_prefill_s + p.mean_osl * tpot_s)
     return max(1, min(p.concurrency, math.ceil(busy / load)))
 
 
@@ -254,11 +256,11 @@ def prefill_capacity_tokens_s(p: ServingPoint, r: Resolved,
         return None
     reps = fleet.replicas if isinstance(fleet, FleetConfig) else fleet.prefill
     rep = reps[0]
-    k = max(1, rep.max_num_batched_tokens // p.isl)
-    batch = StepBatch.prefill_chunk(p.isl, 0)
+    k = max(1, rep.max_num_batched_tokens // p.mean_isl)
+    batch = StepBatch.prefill_chunk(p.mean_isl, 0)
     for _ in range(k - 1):
-        batch = batch + StepBatch.prefill_chunk(p.isl, 0)
-    return len(reps) * k * p.isl / rep.step_model.step_time_s(batch)
+        batch = batch + StepBatch.prefill_chunk(p.mean_isl, 0)
+    return len(reps) * k * p.mean_isl / rep.step_model.step_time_s(batch)
 
 
 def _weighted(x: np.ndarray, wave: np.ndarray, w: float) -> float:
@@ -281,7 +283,7 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
         w = wave_weight_for(r.engine.name, bench)
         n = benchmark_requests(p.concurrency, w, max_requests)
         res = simulate(fleet, ClosedLoop(p.concurrency, p.isl, p.osl, requests=n,
-                                         think_s=think_s),
+                                         think_s=think_s, range_ratio=p.range_ratio),
                        sample_interval_s=_SAMPLE_S)
     except FleetplanError as e:
         return SimPrediction(None, None, time.perf_counter() - t0, 0, str(e))

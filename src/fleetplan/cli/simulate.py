@@ -34,7 +34,7 @@ Opt = typer.Option
 
 def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate: float | None,
           isl: int | None, osl: int | None, requests: int | None, burstiness: float,
-          think_s: float = 0.0) -> Load:
+          think_s: float = 0.0, range_ratio: float = 1.0) -> Load:
     chosen = [x for x in (workload, concurrency, rate) if x is not None]
     if len(chosen) != 1:
         raise UsageError("give exactly one of --workload, --concurrency or --rate",
@@ -46,9 +46,12 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
     if isl is None or osl is None:
         raise UsageError("--isl and --osl are needed with --concurrency or --rate", where="load")
     if concurrency is not None:
-        return ClosedLoop(concurrency, isl, osl, requests, think_s)
+        return ClosedLoop(concurrency, isl, osl, requests, think_s, range_ratio)
     if think_s:
         raise UsageError("--think applies to a closed loop (--concurrency)", where="--think")
+    if range_ratio != 1.0:
+        raise UsageError("--range-ratio applies to a closed loop (--concurrency)",
+                         where="--range-ratio")
     assert rate is not None
     return PoissonLoad(rate, requests or 1000, isl, osl, burstiness)
 
@@ -140,6 +143,9 @@ def simulate_cmd(
     think: Annotated[float, Opt("--think", help="closed loop: mean think time between a "
                                 "response and the client's next request, seconds "
                                 "(exponential, seeded)")] = 0.0,
+    range_ratio: Annotated[float, Opt("--range-ratio", help="closed loop: draw each request's "
+                                      "ISL and OSL from [int(r x L), L] as benchmark_serving "
+                                      "--random-range-ratio r does (1: fixed)")] = 1.0,
     slo_ttft: Annotated[float | None, Opt("--slo-ttft", help="TTFT target, seconds")] = None,
     slo_tpot: Annotated[float | None, Opt("--slo-tpot", help="TPOT target, seconds")] = None,
     slo_e2e: Annotated[float | None, Opt("--slo-e2e", help="E2E target, seconds")] = None,
@@ -188,7 +194,8 @@ def simulate_cmd(
                                   replicas=replicas, router=router, **limits)
     if batch_wait_iters or batch_wait_ratio:
         fleet = _with_batch_wait(fleet, batch_wait_iters, batch_wait_ratio)
-    load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness, think)
+    load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness, think,
+                 range_ratio)
     if out is not None and out.suffix.lower() not in (".parquet", ".duckdb", ".db"):
         raise UsageError(f"unknown output format '{out.suffix}'; use .parquet or .duckdb",
                          where="--out")

@@ -165,9 +165,16 @@ def validate(
         )
     if counts["recipe_settings"]:
         console.print(
-            f"Engine settings from benchmark recipes (calibrate/data/recipes.yaml): "
-            f"{counts['recipe_settings']} rows whose unrecorded settings (e.g. TensorRT-LLM batch "
-            "waiting) were taken from the public recipe that produced such runs."
+            f"Settings from benchmark recipes (calibrate/data/recipes.yaml): "
+            f"{counts['recipe_settings']} rows whose unrecorded engine or client settings (e.g. "
+            "TensorRT-LLM batch waiting, the client's random range ratio) were taken from the "
+            "public recipe that produced such runs."
+        )
+    if counts["random_lengths"]:
+        console.print(
+            f"Random request lengths: {counts['random_lengths']} rows whose benchmark drew each "
+            "request's ISL and OSL from [int(r x L), L] (range ratio r) are predicted at the "
+            "mean lengths."
         )
     rep = repeatability(pts)
     if rep.sets:

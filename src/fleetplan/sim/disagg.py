@@ -138,6 +138,7 @@ class DisaggLoop:
     def run_closed(self, load: ClosedLoop, rng: np.random.Generator) -> None:
         """Each of `concurrency` clients sends its next request when its last one finishes
         (plus its think time)."""
+        isls, osls = load.lengths(rng)
         pending = ClientQueue(min(load.concurrency, load.total), load.think_s, rng)
         sent = 0
         while sent < load.total:
@@ -148,6 +149,6 @@ class DisaggLoop:
                     raise RuntimeError("closed loop stalled")
                 self.drain(nxt, pending, inclusive=True)
             self.drain(pending[0], pending)
-            self.arrive(Request(sent, pending.popleft(), load.isl, load.osl))
+            self.arrive(Request(sent, pending.popleft(), int(isls[sent]), int(osls[sent])))
             sent += 1
         self.drain(INF, None)

@@ -217,6 +217,7 @@ def _loop_closed(fleet: FleetConfig, reps: list[Replica], load: ClosedLoop, rec:
     its think time)."""
     route = make_router(fleet.router).route
     heap: list[tuple[float, int, int]] = []
+    isls, osls = load.lengths(rng)
     pending = ClientQueue(min(load.concurrency, load.total), load.think_s, rng)
     sent = 0
     while sent < load.total:
@@ -226,7 +227,7 @@ def _loop_closed(fleet: FleetConfig, reps: list[Replica], load: ClosedLoop, rec:
             _drain(reps, heap, heap[0][0], rec, pending, inclusive=True)
         _drain(reps, heap, pending[0], rec, pending)
         ta = pending.popleft()
-        req = Request(sent, ta, load.isl, load.osl)
+        req = Request(sent, ta, int(isls[sent]), int(osls[sent]))
         sent += 1
         rec.arrive(req)
         _admit(req, reps, route, heap)

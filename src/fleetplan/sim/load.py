@@ -5,10 +5,11 @@
 - `PoissonLoad`: open loop with gamma inter-arrival gaps as `vllm bench serve` draws them
   (burstiness 1 = Poisson; gaps rescaled to the rate, ENGINES.md "vllm bench serve"), fixed or
   resampled lengths, optionally a shared prefix per group for prefix caching.
-- `ClosedLoop`: `concurrency` clients with fixed ISL/OSL; each sends its next request the moment
-  its last one finishes (`--max-concurrency` with rate inf: the first wave starts together), or
-  after an exponential think time of mean `think_s` (seeded), which also lets the clients drift
-  apart as real ones do (`ClientQueue`).
+- `ClosedLoop`: `concurrency` clients with fixed ISL/OSL, or lengths drawn per request from
+  [int(r x L), L] as vLLM-lineage benchmark clients do with `--random-range-ratio r` (seeded);
+  each sends its next request the moment its last one finishes (`--max-concurrency` with rate
+  inf: the first wave starts together), or after an exponential think time of mean `think_s`
+  (seeded), which also lets the clients drift apart as real ones do (`ClientQueue`).
 
 Prefix-cache keys: a trace gives one hash per `block_tokens` tokens (Mooncake: 512). The key of
 the KV block that ends at token `e` is derived from the chain of trace hashes up to the one
@@ -149,15 +150,18 @@ class PoissonLoad:
 
 @dataclass(frozen=True)
 class ClosedLoop:
-    """`concurrency` clients, fixed ISL/OSL, `requests` in all (default 4 x concurrency); each
-    client waits an exponential think time of mean `think_s` (0: none) between a response and
-    its next request."""
+    """`concurrency` clients, `requests` in all (default 4 x concurrency); each client waits an
+    exponential think time of mean `think_s` (0: none) between a response and its next request.
+    Lengths: fixed `isl` / `osl` (`range_ratio` 1), or each request's drawn uniformly from the
+    integers [int(r x isl), isl] and [int(r x osl), osl] (at least 1), the lengths a
+    vLLM-lineage `benchmark_serving.py --random-range-ratio r` sends (`lengths`)."""
 
     concurrency: int
     isl: int
     osl: int
     requests: int | None = None
     think_s: float = 0.0
+    range_ratio: float = 1.0
     total: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -170,10 +174,24 @@ class ClosedLoop:
         if not self.think_s >= 0.0 or self.think_s == float("inf"):
             raise UsageError(f"must be a finite number >= 0, got {self.think_s}",
                              where="--think")
+        if not 0.0 < self.range_ratio <= 1.0:
+            raise UsageError(f"must be in (0, 1] (1: fixed lengths), got {self.range_ratio}",
+                             where="--range-ratio")
         total = 4 * self.concurrency if self.requests is None else self.requests
         if total < 1:
             raise UsageError(f"must be >= 1, got {total}", where="--requests")
         object.__setattr__(self, "total", total)
+
+    def lengths(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(ISL, OSL) of every request in send order: fixed, or drawn from `rng` as the
+        class says (all drawn before the run, as the benchmark client samples its prompts)."""
+        n = self.total
+        if self.range_ratio >= 1.0:
+            return np.full(n, self.isl, dtype=np.int64), np.full(n, self.osl, dtype=np.int64)
+        lo_i = max(1, int(self.isl * self.range_ratio))
+        lo_o = max(1, int(self.osl * self.range_ratio))
+        return (rng.integers(lo_i, self.isl + 1, size=n),
+                rng.integers(lo_o, self.osl + 1, size=n))
 
 
 Load = TraceLoad | PoissonLoad | ClosedLoop
