@@ -9,6 +9,18 @@ from fleetplan.calibrate.closedloop import FIT_FIELDS, predict
 from fleetplan.perf import DEFAULT_EFFICIENCY
 
 
+def _write_points(path, head: list[str], rows) -> str:  # type: ignore[no-untyped-def]
+    """A points CSV of `rows` under the columns `head` at `path`; its path as a string."""
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, head)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    return str(path)
+
+
 def test_ttft_overhead_adds_to_ttft_only() -> None:
     _, _, pts = read_points(bundled_points_path())
     prep = prepare(pts[:200])
@@ -402,13 +414,7 @@ def test_recipe_fills_only_empty_setting_columns_and_bad_values_say_where(tmp_pa
                  and r["backend"] == "vllm")
 
     def write(*rs: dict[str, str]) -> str:
-        p = tmp_path / "pts.csv"
-        with open(p, "w", newline="") as fh:
-            w = csv.DictWriter(fh, head)
-            w.writeheader()
-            for r in rs:
-                w.writerow(r)
-        return str(p)
+        return _write_points(tmp_path / "pts.csv", head, rs)
 
     _, _, (filled, given, untouched) = read_points(write(
         row, {**row, "batch_wait_timeout_iters": "0", "max_num_tokens": "16384"}, other))
@@ -491,13 +497,7 @@ def test_random_range_ratio_rows_are_predicted_at_the_mean_lengths(tmp_path) -> 
     head = [*rows[0], "range_ratio"]
 
     def write(*rs: dict[str, str]) -> str:
-        p = tmp_path / "pts.csv"
-        with open(p, "w", newline="") as fh:
-            w = csv.DictWriter(fh, head)
-            w.writeheader()
-            for r in rs:
-                w.writerow(r)
-        return str(p)
+        return _write_points(tmp_path / "pts.csv", head, rs)
 
     _, _, (a, b, c) = read_points(write(imax, aic, {**imax, "range_ratio": "1"}))
     assert a.range_ratio == 0.8 and "inferencemax-random-range-ratio" in a.recipe
