@@ -12,7 +12,12 @@ at 2 QPS in 39-46 s and 1.3 GB peak RSS, 5k saturated requests in 8.9 s):
   (Vidur's setup with the closest catalog model);
 - vidur-5k-saturated: 5,000 Azure-conv requests all at t=0 on the same replica;
 - poisson-1m: one million requests, Azure-conv lengths resampled, Poisson at 21.5 req/s on 16
-  replicas of Llama-3.1-70B TP4 (target < 60 s and < 4 GB peak RSS).
+  replicas of Llama-3.1-70B TP4 (target < 60 s and < 4 GB peak RSS);
+- closed-fixed / closed-random: an InferenceMAX-style benchmark, 256 clients and 10 x 256
+  requests of ISL / OSL 1,024 / 1,024 on one Llama-3.1-70B TP4 H100 replica, with fixed lengths
+  and with lengths drawn as `--random-range-ratio 0.8` draws them (the calibration's simulator
+  predictor runs such loads; drawn lengths finish at different steps, so fewer decode steps are
+  skipped in closed form).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import time
 import numpy as np
 import polars as pl
 
-CASES = ("azure-conv-1h", "vidur-10k-2qps", "vidur-5k-saturated", "poisson-1m")
+CASES = ("azure-conv-1h", "vidur-10k-2qps", "vidur-5k-saturated", "poisson-1m", "closed-fixed",
+         "closed-random")
 
 
 def _azure() -> pl.DataFrame:
@@ -37,7 +43,7 @@ def _azure() -> pl.DataFrame:
 
 
 def run_case(name: str, quick: bool) -> dict[str, object]:
-    from fleetplan.sim import FleetConfig, PoissonLoad, TraceLoad, simulate
+    from fleetplan.sim import ClosedLoop, FleetConfig, PoissonLoad, TraceLoad, simulate
 
     table = _azure()
     if name == "azure-conv-1h":
@@ -53,6 +59,11 @@ def run_case(name: str, quick: bool) -> dict[str, object]:
                                sub["output_tokens"].to_list())
         else:
             load = TraceLoad(sub.with_columns(pl.lit(0.0).alias("arrival_s")))
+    elif name.startswith("closed"):
+        fleet = FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=4, replicas=1)
+        n = 10 * 256
+        load = ClosedLoop(256, 1024, 1024, requests=n,
+                          range_ratio=0.8 if name == "closed-random" else 1.0)
     else:
         n = 100_000 if quick else 1_000_000
         fleet = FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=4, replicas=16)
