@@ -502,7 +502,8 @@ def test_random_range_ratio_rows_are_predicted_at_the_mean_lengths(tmp_path) -> 
     _, _, (a, b, c) = read_points(write(imax, aic, {**imax, "range_ratio": "1"}))
     assert a.range_ratio == 0.8 and "inferencemax-random-range-ratio" in a.recipe
     assert (a.mean_isl, a.mean_osl) == (7372, mean_length(int(imax["osl"]), 0.8))
-    assert (b.range_ratio, b.mean_isl, b.recipe) == (1.0, b.isl, "")
+    assert (b.range_ratio, b.mean_isl) == (1.0, b.isl)
+    assert "inferencemax-random-range-ratio" not in b.recipe
     assert (c.range_ratio, c.mean_isl) == (1.0, c.isl)
     for bad in ("0", "1.2", "x"):
         with pytest.raises(InputFileError) as e:
@@ -512,3 +513,50 @@ def test_random_range_ratio_rows_are_predicted_at_the_mean_lengths(tmp_path) -> 
     xa, xf = (build_inputs([q], [resolve(q)]) for q in (a, fixed))
     for f in ("dec", "p1", "pw", "mix", "k", "osl", "isl", "running", "clients"):
         np.testing.assert_array_equal(getattr(xa, f), getattr(xf, f))
+
+
+def test_kv_memory_fraction_of_aiconfigurator_trtllm_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """aiconfigurator's generator writes TensorRT-LLM's `free_gpu_memory_fraction` 0.80 (its
+    templates' default) where trtllm-serve's own is 0.9: its TensorRT-LLM rows take 0.8 from
+    the recipe rule, its vLLM rows and other harnesses' rows nothing; the KV pool of the fraction
+    of free memory shrinks by 8/9. By hand, Qwen3-32B FP8 on one H100 (85,520,809,984 B), ISL
+    2,048 + OSL 512 reserved to completion, 64 layers x 8 KV heads x 128 x 2 x 1 B = 131,072 B
+    per token: free = 85,520,809,984 - 34,317,931,520 (weights) - 1,329,987,584 (activations)
+    - 3,000,000,000 = 46,872,890,880 B; / (2,560 x 131,072) = 139.7 sequences' worth; x 0.9
+    -> 125, x 0.8 -> 111. A row's own value wins and a bad one says where."""
+    import csv
+
+    import pytest
+
+    from fleetplan.calibrate.closedloop import held_context, kv_capacity
+    from fleetplan.calibrate.features import resolve
+    from fleetplan.errors import InputFileError
+
+    with open(bundled_points_path(), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    trt = next(r for r in rows if "aic-auto-gap-analysis" in r["silicon_data_source"]
+               and r["backend"] == "trtllm" and "Qwen3-32B" in r["model_path"]
+               and r["tp_size"] == "1" and r["isl"] == "2048" and r["osl"] == "512")
+    vllm = next(r for r in rows if "aic-auto-gap-analysis" in r["silicon_data_source"]
+                and r["backend"] == "vllm")
+    imax = next(r for r in rows if "wip=" in r["silicon_data_source"]
+                and r["backend"] == "trtllm")
+    head = [*rows[0], "kv_memory_fraction"]
+    path = _write_points(tmp_path / "pts.csv", head,
+                         [trt, vllm, imax, {**trt, "kv_memory_fraction": "0.9"}])
+    _, _, (a, b, c, d) = read_points(path)
+    assert (a.kv_memory_fraction, a.recipe) == (0.8, "aiconfigurator-trtllm-kv-fraction")
+    assert b.kv_memory_fraction == 0.0 and c.kv_memory_fraction == 0.0
+    assert d.kv_memory_fraction == 0.9 and d.recipe == ""
+    ra, rd = resolve(a), resolve(d)
+    assert ra.engine.gpu_memory_utilization.value == 0.8
+    assert "kv_memory_fraction" in ra.engine.gpu_memory_utilization.source
+    assert ra.agg is not None and rd.agg is not None
+    ctx = held_context(ra.agg, a.mean_isl, a.mean_osl)
+    assert ctx == 2560
+    assert (kv_capacity(rd.agg, ctx), kv_capacity(ra.agg, ctx)) == (125, 111)
+    for bad in ("0", "1.5"):
+        with pytest.raises(InputFileError) as e:
+            read_points(_write_points(tmp_path / "bad.csv", head,
+                                      [{**trt, "kv_memory_fraction": bad}]))
+        assert e.value.field == "kv_memory_fraction" and e.value.line == 2

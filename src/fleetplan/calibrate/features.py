@@ -25,6 +25,7 @@ from fleetplan.calibrate.points import Layout, ServingPoint
 from fleetplan.catalog import (
     GPU,
     Engine,
+    Fig,
     ModelSpec,
     Quant,
     get_engine,
@@ -173,6 +174,11 @@ def resolve(p: ServingPoint) -> Resolved:
     # system is an error naming the closest GPUs, never the part its prefix matches
     gpu = get_gpu(p.system, where="system")
     engine = get_engine(p.backend, where="backend")
+    if p.kv_memory_fraction:  # the run's own setting (a row column or its recipe)
+        engine = engine.model_copy(update={"gpu_memory_utilization": Fig(
+            value=p.kv_memory_fraction, as_of=engine.gpu_memory_utilization.as_of,
+            source=f"the row's kv_memory_fraction ({p.recipe or 'recorded'}); engine default "
+                   f"{engine.gpu_memory_utilization.value:g}")})
     quant = _lookup_quant(p.precision, gpu, engine)
     r = Resolved(model, gpu, quant, engine, None, None, None)
     if p.mode == "agg":

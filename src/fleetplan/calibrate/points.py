@@ -108,6 +108,9 @@ class ServingPoint:
     batch_wait_ratio: float = 0.0
     #: the engine's token budget per step (`max_num_tokens`); 0: the engine's default
     max_num_tokens: int = 0
+    #: the engine's KV memory fraction (`kv_memory_fraction`, the engine's own sense, see
+    #: `recipes.SETTING_COLUMNS`); 0: the engine's default
+    kv_memory_fraction: float = 0.0
     #: the benchmark client's random range ratio (`range_ratio`): each request's ISL and OSL
     #: drawn uniformly from the integers [int(r x L), L] with L the recorded `isl` / `osl`
     #: (vLLM-lineage `benchmark_serving.py --random-range-ratio r`); 1: fixed lengths
@@ -191,15 +194,16 @@ def _ratio(row: dict[str, str], key: str, where: tuple[str, int]) -> float:
     return v or 0.0
 
 
-def _range_ratio(row: dict[str, str], where: tuple[str, int]) -> float:
-    """`range_ratio`: empty = 1 (fixed lengths); else in (0, 1]."""
-    v = _number(row, "range_ratio", where)
+def _fraction(row: dict[str, str], key: str, where: tuple[str, int], empty: float,
+              meaning: str) -> float:
+    """A setting in (0, 1]; `empty` where the row leaves it empty (`meaning` says what that
+    is in the error)."""
+    v = _number(row, key, where)
     if v is None:
-        return 1.0
+        return empty
     if not 0.0 < v <= 1.0:
-        raise InputFileError(f"must be in (0, 1] (1: fixed lengths), got "
-                             f"{row['range_ratio'].strip()!r}", path=where[0], line=where[1],
-                             field="range_ratio")
+        raise InputFileError(f"must be in (0, 1] ({meaning}), got {row[key].strip()!r}",
+                             path=where[0], line=where[1], field=key)
     return v
 
 
@@ -325,7 +329,9 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         batch_wait_iters=_setting(row, "batch_wait_timeout_iters", where),
         batch_wait_ratio=_ratio(row, "batch_wait_max_tokens_ratio", where),
         max_num_tokens=_setting(row, "max_num_tokens", where),
-        range_ratio=_range_ratio(row, where),
+        kv_memory_fraction=_fraction(row, "kv_memory_fraction", where, 0.0,
+                                     "empty: the engine's default"),
+        range_ratio=_fraction(row, "range_ratio", where, 1.0, "1: fixed lengths"),
         recipe=recipe,
     )
 

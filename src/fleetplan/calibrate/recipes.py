@@ -22,10 +22,14 @@ __all__ = ["SETTING_COLUMNS", "Rule", "fill", "rules"]
 #: Optional columns of the calibration format that describe the engine's configuration:
 #: TensorRT-LLM batch waiting (`batch_wait_timeout_iters`, `batch_wait_max_tokens_ratio`,
 #: both 0 = off) and the engine's token budget per step (`max_num_tokens`, TensorRT-LLM; vLLM
-#: `max_num_batched_tokens`; empty = the engine's default); and the benchmark client's
-#: (`range_ratio`: request lengths drawn uniformly from [int(r x L), L]; empty = fixed lengths).
+#: `max_num_batched_tokens`; empty = the engine's default), the engine's KV memory fraction
+#: (`kv_memory_fraction`, in the engine's own sense: TensorRT-LLM
+#: `kv_cache_config.free_gpu_memory_fraction` of the memory weights leave free, vLLM
+#: `gpu_memory_utilization` and SGLang `mem_fraction_static` of the total; empty = the
+#: engine's default); and the benchmark client's (`range_ratio`: request lengths drawn
+#: uniformly from [int(r x L), L]; empty = fixed lengths).
 SETTING_COLUMNS = ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio", "max_num_tokens",
-                   "range_ratio")
+                   "kv_memory_fraction", "range_ratio")
 _CONDITIONS = ("backend", "mode", "system", "model_contains", "source_contains", "isl", "osl",
                "tp_below")
 
