@@ -156,3 +156,7 @@ def test_simulate_random_range_ratio(cli: Any, tmp_path: Path) -> None:
         assert r.code == 2 and "--range-ratio" in r.err
     r = cli(*ARGS[:-8], "--rate", "2", "--isl", "512", "--osl", "64", "--range-ratio", "0.8")
     assert r.code == 2 and "closed loop" in r.err
+    # a trace replay has its own lengths and send times: neither flag is silently dropped
+    for flag, value in (("--range-ratio", "0.8"), ("--think", "0.1")):
+        r = cli(*ARGS[:-8], "--workload", "azure-conv-2023", flag, value)
+        assert r.code == 2 and flag in r.err and "closed loop" in r.err

@@ -39,6 +39,11 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
     if len(chosen) != 1:
         raise UsageError("give exactly one of --workload, --concurrency or --rate",
                          where="load")
+    if concurrency is None and think_s:
+        raise UsageError("--think applies to a closed loop (--concurrency)", where="--think")
+    if concurrency is None and range_ratio != 1.0:
+        raise UsageError("--range-ratio applies to a closed loop (--concurrency)",
+                         where="--range-ratio")
     if workload is not None:
         from fleetplan.workload import load
 
@@ -47,11 +52,6 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
         raise UsageError("--isl and --osl are needed with --concurrency or --rate", where="load")
     if concurrency is not None:
         return ClosedLoop(concurrency, isl, osl, requests, think_s, range_ratio)
-    if think_s:
-        raise UsageError("--think applies to a closed loop (--concurrency)", where="--think")
-    if range_ratio != 1.0:
-        raise UsageError("--range-ratio applies to a closed loop (--concurrency)",
-                         where="--range-ratio")
     assert rate is not None
     return PoissonLoad(rate, requests or 1000, isl, osl, burstiness)
 
