@@ -264,8 +264,8 @@ def _shapes(p: ServingPoint, r: Resolved,
         pool, per_rank = p.prefill.workers, 1
     k = per_rank * pdep.attention_dp
     clients = seqs
-    cap = (running_capacity(ddep, held_context(ddep, p.mean_isl, p.mean_osl))
-           if p.mode == "agg" else None)
+    held = held_context(ddep, p.mean_isl, p.mean_osl)  # KV tokens per running sequence
+    cap = running_capacity(ddep, held) if p.mode == "agg" else None
     seqs = min(seqs, cap) if cap is not None else seqs
     one = StepBatch.prefill_chunk(p.mean_isl, 0)
     wave = one
@@ -277,7 +277,7 @@ def _shapes(p: ServingPoint, r: Resolved,
         # How many decode workers shared the clients is not recorded: each runs at most the
         # sequences its KV pools hold (more clients than that took more workers), in each
         # reading of the layout (the attention-DP one shards the KV, so it holds more).
-        seqs_d = kv_held(ddep, seqs, held_context(ddep, p.mean_isl, p.mean_osl))
+        seqs_d = kv_held(ddep, seqs, held)
         seqs_alt = (kv_held(alt, seqs, held_context(alt, p.mean_isl, p.mean_osl))
                     if alt is not None else seqs_d)
     dec = _decode_batch(ddep, seqs_d, p.mean_isl, p.mean_osl)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from fleetplan.calibrate import recipes
 from fleetplan.errors import InputFileError
+from fleetplan.sim.load import drawn_length_range
 
 __all__ = [
     "QUANT_MODES",
@@ -135,12 +136,11 @@ class ServingPoint:
 
 
 def mean_length(length: int, range_ratio: float) -> int:
-    """Mean of the integers [int(r x L), L] a benchmark client draws lengths from uniformly
-    (vLLM-lineage `sample_random_requests`: `np.random.randint(int(L * r), L + 1)`), rounded;
-    `length` itself where r >= 1 (fixed lengths)."""
-    if range_ratio >= 1.0:
-        return length
-    return max(1, round((int(length * range_ratio) + length) / 2))
+    """Mean of the integers a benchmark client draws lengths from uniformly
+    (`sim.load.drawn_length_range`: [int(r x L), L]), rounded; `length` itself where r >= 1
+    (fixed lengths)."""
+    lo, hi = drawn_length_range(length, range_ratio)
+    return round((lo + hi) / 2)
 
 
 def bundled_points_path() -> Path:

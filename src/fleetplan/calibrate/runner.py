@@ -40,6 +40,7 @@ from fleetplan.calibrate.fit import (
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.errors import FleetplanError
 from fleetplan.perf.calibration import calibration_entries, efficiency_for
+from fleetplan.sim.load import drawn_length_range
 
 __all__ = [
     "CALIBRATION_FILE",
@@ -331,7 +332,8 @@ def point_readings(prep: Prepared) -> list[list[str]]:
 def reading_notes(p: ServingPoint, keys: list[str]) -> str:
     """The readings `keys` of point `p` in words, "; "-separated."""
     fields = {"recipe": p.recipe, "isl": p.isl, "osl": p.osl, "ratio": p.range_ratio,
-              "isl_lo": int(p.isl * p.range_ratio), "osl_lo": int(p.osl * p.range_ratio),
+              "isl_lo": drawn_length_range(p.isl, p.range_ratio)[0],
+              "osl_lo": drawn_length_range(p.osl, p.range_ratio)[0],
               "mean_isl": p.mean_isl, "mean_osl": p.mean_osl}
     return "; ".join(READINGS[k].format(**fields) for k in keys)
 

@@ -30,7 +30,16 @@ import polars as pl
 from fleetplan.errors import UsageError
 
 __all__ = ["Arrivals", "ClientQueue", "ClosedLoop", "Load", "PoissonLoad", "TraceLoad",
-           "block_keys"]
+           "block_keys", "drawn_length_range"]
+
+
+def drawn_length_range(length: int, range_ratio: float) -> tuple[int, int]:
+    """The integers [lo, hi] a vLLM-lineage benchmark client draws a request's length from with
+    `--random-range-ratio r` (`sample_random_requests`: `np.random.randint(int(L * r), L + 1)`),
+    at least 1 token; (L, L) where r >= 1 (fixed lengths)."""
+    if range_ratio >= 1.0:
+        return length, length
+    return max(1, int(length * range_ratio)), length
 
 
 @dataclass(frozen=True)
@@ -188,10 +197,9 @@ class ClosedLoop:
         n = self.total
         if self.range_ratio >= 1.0:
             return np.full(n, self.isl, dtype=np.int64), np.full(n, self.osl, dtype=np.int64)
-        lo_i = max(1, int(self.isl * self.range_ratio))
-        lo_o = max(1, int(self.osl * self.range_ratio))
-        return (rng.integers(lo_i, self.isl + 1, size=n),
-                rng.integers(lo_o, self.osl + 1, size=n))
+        (lo_i, hi_i), (lo_o, hi_o) = (drawn_length_range(x, self.range_ratio)
+                                      for x in (self.isl, self.osl))
+        return rng.integers(lo_i, hi_i + 1, size=n), rng.integers(lo_o, hi_o + 1, size=n)
 
 
 Load = TraceLoad | PoissonLoad | ClosedLoop
