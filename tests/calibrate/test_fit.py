@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fleetplan.calibrate import Prepared, bundled_points_path, prepare, read_points
+from fleetplan.calibrate.closedloop import FIT_FIELDS
 from fleetplan.calibrate.fit import FitResult, fit
 from fleetplan.calibrate.runner import borrow_engine_params
 
@@ -70,3 +71,29 @@ def test_unfitted_engine_parameters_come_from_the_other_class_fit() -> None:
     alone = res({"trtllm": 0.01, "vllm": 0.03}, {})
     borrow_engine_params({"dense": alone})
     assert alone.cohort_frac_of(["sglang"])[0] == pytest.approx(0.02)
+
+
+def test_engine_release_is_a_level_of_its_own(dense_subset: Prepared) -> None:
+    """The version level: one label per engine release as recorded ("trtllm/" where the row
+    recorded none), fitted like the other levels; its factor multiplies every field of a point
+    of that release, and a point whose release is not given (None) or was never fitted gets
+    none."""
+    lv = dense_subset.levels
+    assert lv.engine_version is not None
+    assert lv.version == [f"{e}/{v}" for e, v in zip(lv.engine, lv.engine_version, strict=True)]
+    res = _fit(dense_subset, {"sglang", "trtllm", "vllm"})
+    table = res.offsets["version"]
+    assert set(table) == set(lv.version)
+    label = next(lab for lab in sorted(table) if np.any(table[lab] != 0.0))
+    engine, version = label.split("/", 1)
+    from fleetplan.calibrate.fit import Levels
+
+    def arrays(ver: list[str] | None) -> dict[str, np.ndarray]:
+        return res.efficiency_arrays(Levels(["h100-sxm"], [engine], ["fp8"], [False],
+                                            ["llama-3.1-70b"], ver))
+
+    with_ver, without = arrays([version]), arrays(None)
+    for j, f in enumerate(FIT_FIELDS):
+        assert with_ver[f][0] == pytest.approx(without[f][0] * np.exp(table[label][j]), rel=1e-12)
+    unknown = arrays(["no-such-release"])
+    assert all(unknown[f][0] == without[f][0] for f in FIT_FIELDS)

@@ -82,7 +82,8 @@ def test_uncapped_prediction_is_the_plain_mean(subset: list[ServingPoint]) -> No
     # The prediction adds the calibrated request overhead before the first token to the
     # simulated mean (aggregated: no disaggregated hand-off).
     r = resolve(p)
-    over = efficiency_for(*r.key, model_class_of(r.model), r.model.name).request_overhead_s
+    over = efficiency_for(*r.key, model_class_of(r.model), r.model.name,
+                          engine_version=p.backend_version).request_overhead_s
     assert over > 0.0
     assert math.isclose(pr.ttft_s - over, res.mean_ttft_s, rel_tol=0.05)
     assert math.isclose(pr.tpot_s, res.mean_tpot_s, rel_tol=0.05)

@@ -160,3 +160,27 @@ def test_fitted_and_composed_efficiencies_state_the_held_out_error() -> None:
     # the measured-step fits (another file) state none
     steps = efficiency_for("h100-sxm", "transformers", "bf16", "dense")
     assert "gpu_steps.yaml" in steps.provenance and "expected error" not in steps.provenance
+
+
+def test_engine_version_factor_multiplies_the_group_fit_and_is_capped() -> None:
+    """The version level of the fit: with the engine release a row recorded, the stored log
+    factor of that release multiplies the group's parameters (fractions capped) and the
+    provenance names it; a release the fit never saw, or none given (a plan), leaves them."""
+    import math
+
+    from fleetplan.perf.calibration import calibration_factors
+    from fleetplan.perf.efficiency import FRACTION_CAPS
+
+    table = calibration_factors()["moe"]["version"]
+    assert "sglang/0.5.9" in table and "trtllm/" in table  # a release; the unrecorded ones
+    group = ("b200", "sglang", "fp8", "moe", "deepseek-r1")
+    base = efficiency_for(*group)
+    assert efficiency_for(*group, engine_version="0.0.0-never-seen") == base
+    e = efficiency_for(*group, engine_version="0.5.9")
+    assert "factor of engine version sglang 0.5.9" in e.provenance
+    for k, log in table["sglang/0.5.9"].items():
+        want = min(float(getattr(base, k)) * math.exp(log), FRACTION_CAPS.get(k, math.inf))
+        assert float(getattr(e, k)) == pytest.approx(want, rel=1e-12), k
+    assert e != base
+    unrecorded = efficiency_for("b200", "trtllm", "fp4", "moe", engine_version="")
+    assert "trtllm rows of unrecorded version" in unrecorded.provenance

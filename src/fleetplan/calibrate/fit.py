@@ -3,7 +3,8 @@
 Each fitted `Efficiency` field of a point with calibration group g = (gpu, engine, precision) is
 
   value = default x exp(global + gpu[g.gpu] + engine[g.engine] + precision[g.precision] + group[g]
-                       + mode[engine x agg/disagg] + gpu_engine[g.gpu x g.engine] + model[m])
+                       + mode[engine x agg/disagg] + gpu_engine[g.gpu x g.engine] + model[m]
+                       + version[engine x recorded engine version])
 
 The offsets are fitted by `scipy.optimize.least_squares` on the relative error
 pred / measured - 1 of TTFT and on log(pred / measured) of TPOT (soft-L1 loss with a small
@@ -14,7 +15,10 @@ with the others. A group held out of the fit uses every level that other groups 
 GPU, engine, precision and, when another model shares its (gpu, engine, precision), that
 group's residual, and the model level its other groups taught: what a model's points share on
 every system, e.g. gpt-oss-120b's small experts and attention sinks, which the roofline does not
-model and which would otherwise be learnt as a property of the GPU or engine it ran on).
+model and which would otherwise be learnt as a property of the GPU or engine it ran on), and
+the version level its engine release's other groups taught (one release's kernels and scheduler
+across the models and GPUs it served, e.g. SGLang 0.5.9 on DeepSeek-R1, Qwen3.5 and GLM-5;
+rows that did not record the version share their engine's "unrecorded" label).
 
 Why the relative error for TTFT: the reported metric is MAPE = mean |pred / measured - 1|,
 which is unbounded above and at most 1 below, so a fit of the log error (whose optimum is the
@@ -41,10 +45,10 @@ from fleetplan.perf.efficiency import FRACTION_CAPS
 __all__ = ["FitResult", "Levels", "cv_folds", "fit", "mape"]
 
 F = len(FIT_FIELDS)
-LEVELS = ("gpu", "engine", "precision", "group", "mode", "gpu_engine", "model")
+LEVELS = ("gpu", "engine", "precision", "group", "mode", "gpu_engine", "model", "version")
 #: Ridge weight per level (residual units per unit log offset).
 REG = {"global": 0.05, "gpu": 0.3, "engine": 0.3, "precision": 0.3, "group": 0.6, "mode": 0.3,
-       "gpu_engine": 0.3, "model": 0.3}
+       "gpu_engine": 0.3, "model": 0.3, "version": 0.3}
 #: Ridge scale of the model level (both classes; `reg_scale` scales the other levels), chosen by
 #: the group-held-out cross-validation (docs/FIDELITY.md).
 MODEL_REG_SCALE = 30.0
@@ -80,6 +84,17 @@ class Levels:
     disagg: list[bool]
     #: model (catalog name) per point; None: the model level contributes nothing
     model: list[str] | None = None
+    #: engine version per point as recorded ("" where unrecorded); None: the version level
+    #: contributes nothing
+    engine_version: list[str] | None = None
+
+    @property
+    def version(self) -> list[str]:
+        """Engine x version ("sglang/0.5.9"; "trtllm/" where the version was not recorded):
+        what one release's kernels and scheduler make of every model and GPU it serves."""
+        if self.engine_version is None:
+            return [""] * len(self.gpu)
+        return [f"{e}/{v}" for e, v in zip(self.engine, self.engine_version, strict=True)]
 
     @property
     def group(self) -> list[str]:

@@ -95,9 +95,10 @@ class Prepared:
     def subset(self, mask: np.ndarray) -> tuple[LoopInputs, Levels]:
         sub = self.inputs.take(mask)
         mod = self.levels.model or [""] * len(self.levels.gpu)
+        ver = self.levels.engine_version or [""] * len(self.levels.gpu)
         lv = Levels(*(list(np.array(v, dtype=object)[mask]) for v in
                       (self.levels.gpu, self.levels.engine, self.levels.precision,
-                       self.levels.disagg, mod)))
+                       self.levels.disagg, mod, ver)))
         return sub, lv
 
 
@@ -118,7 +119,7 @@ def prepare(points: list[ServingPoint]) -> Prepared:
     inputs = build_inputs(sup, resolved)
     levels = Levels([r.gpu.name for r in resolved], [r.engine.name for r in resolved],
                     [r.quant.name for r in resolved], [p.mode == "disagg" for p in sup],
-                    [r.model.name for r in resolved])
+                    [r.model.name for r in resolved], [p.backend_version for p in sup])
     return Prepared(points, reasons, np.array(ok, dtype=int), resolved, inputs, levels)
 
 
@@ -264,8 +265,9 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
 def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(TTFT, TPOT, provenance) of every supported point from the stored calibration."""
     cls = prep.model_class()
-    effs = [efficiency_for(*r.key, c, r.model)
-            for r, c in zip(prep.resolved, cls, strict=True)]
+    sup = [prep.points[i] for i in prep.ok]
+    effs = [efficiency_for(*r.key, c, r.model, engine_version=p.backend_version)
+            for r, c, p in zip(prep.resolved, cls, sup, strict=True)]
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
     n = len(effs)
     w, sp, ov, q, coh = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n), np.ones(n)
@@ -429,7 +431,8 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
         "method": "one fit per model class (dense, MoE): scipy.optimize.least_squares on "
                   "log(pred/measured) of mean TPOT and, per class, the log or relative error of "
                   f"mean TTFT (loss, soft-L1 scale: {TTFT_LOSS}), hierarchical log offsets "
-                  "(global, GPU, engine, precision, group, engine x mode, GPU x engine, model) "
+                  "(global, GPU, engine, precision, group, engine x mode, GPU x engine, model, "
+                  "engine x version) "
                   "with ridge toward the defaults "
                   f"(level scale {REG_SCALE}, model level {MODEL_REG_SCALE}); see docs/FIDELITY.md",
         "rows_used": int(sel_m.sum()),

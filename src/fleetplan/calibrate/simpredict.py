@@ -149,9 +149,11 @@ def _mode_efficiency(eff: Efficiency, logs: dict[str, float]) -> Efficiency:
 
 
 def row_efficiency(p: ServingPoint, r: Resolved, bench: BenchmarkParams) -> Efficiency:
-    """The calibrated efficiency a row is simulated with: its group's (with its model's factor),
-    times the stored disaggregated-mode factors for a disaggregated row."""
-    eff = efficiency_for(*r.key, model_class_of(r.model), r.model)
+    """The calibrated efficiency a row is simulated with: its group's (with its model's and its
+    engine version's factors), times the stored disaggregated-mode factors for a disaggregated
+    row."""
+    eff = efficiency_for(*r.key, model_class_of(r.model), r.model,
+                         engine_version=p.backend_version)
     if p.mode == "disagg":
         eff = _mode_efficiency(eff, bench.modes.get(r.engine.name, {}))
     return eff

@@ -4,7 +4,8 @@ Each file holds fits for (GPU, engine, precision) groups of one model class (`de
 dense and mixture-of-experts models are fitted apart, their step costs differ in kind): the
 fitted `Efficiency` fields, the fit's date, the rows used and the residual error, plus the
 hierarchical log factors the groups were composed from (`factors_log`: class-wide, per GPU, per
-engine, per precision, per engine x serving mode, per GPU x engine, per model). `efficiency_for`
+engine, per precision, per engine x serving mode, per GPU x engine, per model, per engine
+release). `efficiency_for`
 returns, in this order: the fitted parameters of the group; for a group without a fit whose GPU
 and engine were both fitted in that class (with other precisions or partners), the parameters
 composed from those factors, as group-held-out cross-validation predicts a held-out group; else
@@ -132,19 +133,24 @@ def _composed(gpu: str, engine: str, precision: str, model_class: str) -> Effici
 
 
 def efficiency_for(gpu: str, engine: str, precision: str,
-                   model_class: str = "dense", model: str | ModelSpec | None = None) -> Efficiency:
+                   model_class: str = "dense", model: str | ModelSpec | None = None,
+                   engine_version: str | None = None) -> Efficiency:
     """Fitted efficiency for the group and model class, else defaults; `provenance` says
     which. With `model` (catalog name, or the spec itself: a model built from a config.json is
     in no catalog), a fitted or composed result also carries that model's factor, or that of a
-    fitted model of the same architecture, where the fit has one (`_with_model`)."""
+    fitted model of the same architecture, where the fit has one (`_with_model`). With
+    `engine_version` (as a points file records it; "" for a row that recorded none), it also
+    carries the fitted factor of that engine release where the fit has one (`_with_version`);
+    None (a plan for an engine release the user does not name) leaves it out."""
     if model_class not in MODEL_CLASSES:
         raise ValueError(f"model_class must be one of {MODEL_CLASSES}, got {model_class!r}")
     e = calibration_entries().get((gpu, engine, precision, model_class))
     if e is None:
         composed = _composed(gpu, engine, precision, model_class)
         if composed is not None:
-            return _with_held_out(_with_model(composed, model_class, model),
-                                  calibration_factors()[model_class]["file"], model_class)
+            eff = _with_version(_with_model(composed, model_class, model), model_class, engine,
+                                engine_version)
+            return _with_held_out(eff, calibration_factors()[model_class]["file"], model_class)
         return Efficiency(
             provenance=f"defaults (no calibration fit for {gpu}/{engine}/{precision}, "
             f"{model_class} models)"
@@ -165,7 +171,27 @@ def efficiency_for(gpu: str, engine: str, precision: str,
             f"{model_class} models, {rows} rows, in-sample MAPE {err}{caveat}"
         ),
     ), model_class, model if same_fit else None)
+    if same_fit:
+        eff = _with_version(eff, model_class, engine, engine_version)
     return _with_held_out(eff, e["file"], model_class)
+
+
+def _with_version(eff: Efficiency, model_class: str, engine: str, version: str | None
+                  ) -> Efficiency:
+    """`eff` times the fitted factor of the engine release `version` of `engine` (the
+    hierarchy's version level: what that release's points share across models and GPUs; ""
+    names the rows that recorded no version), capped as the step time caps it; `eff` unchanged
+    where `version` is None or the fit has no factor for it."""
+    if version is None:
+        return eff
+    table = calibration_factors().get(model_class, {}).get("version", {})
+    factor = table.get(f"{engine}/{version}")
+    if factor is None:
+        return eff
+    what = (f"engine version {engine} {version}" if version
+            else f"{engine} rows of unrecorded version")
+    return Efficiency(**_scaled(eff, [factor]),
+                      provenance=f"{eff.provenance}; x the fitted factor of {what}")
 
 
 def _with_held_out(eff: Efficiency, file: str, model_class: str) -> Efficiency:
