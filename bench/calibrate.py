@@ -62,14 +62,15 @@ def main() -> None:
     _print("in-sample by model", error_table(prep, a, b, ("model",)))
     ct, co = cross_validate(prep, FOLDS, max_nfev=args.max_nfev)
     cv = error_table(prep, ct, co, ("class",))
-    _print(f"{FOLDS}-fold CV, (model, system, backend, precision) groups held out", cv)
+    _print(f"{FOLDS}-fold CV, (model, system, backend, precision) groups held out "
+           "(checkpoints of one network as one model)", cv)
     _print("CV by model", error_table(prep, ct, co, ("model",)))
     for c, res in fits.items():
         print(f"\n{c}: wave_weights={res.wave_weights} queue_factor={res.queue_factor:.3f} "
               f"disagg_speedups={res.disagg_speedups} "
               f"disagg_ttft_overheads={res.disagg_ttft_overheads} cohort_fracs={res.cohort_fracs}")
     print(f"({time.perf_counter() - t0:.0f} s)")
-    fold = cv_folds([p.group for p in prep.sup], FOLDS)
+    fold = cv_folds(prep.cv_groups(), FOLDS)
     keep = np.isin(fold, TEST_FOLDS)
     sub = error_table(prep, np.where(keep, ct, np.nan), np.where(keep, co, np.nan), ("class",))
     if not args.write:

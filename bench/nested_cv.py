@@ -41,7 +41,7 @@ def main() -> None:
     _, _, points = read_points(bundled_points_path())
     prep = prepare(points)
     m, t, o = prep.measured()
-    groups = [p.group for p in prep.sup]
+    groups = prep.cv_groups()
     outer = cv_folds(groups, 5)
     cls = np.array(prep.model_class())
     for c in args.classes.split(","):

@@ -4,7 +4,8 @@
   of the analytic closed-loop model.
 - `calibrate(prepared)`: fit on every supported point with measurements.
 - `cross_validate(prepared, k)`: k folds holding out whole (model, system, backend, precision)
-  groups; every point is predicted by a fit that never saw its group.
+  groups, checkpoints of one network read as one model (`Prepared.cv_groups`); every point is
+  predicted by a fit that never saw its group.
 - `predict_stored(prepared)`: predictions from the stored calibration YAML (`efficiency_for`
   per group, with its fallback to defaults) - what `fleetplan validate` prints.
 - `write_calibration(...)`: the YAML `fleetplan.perf.calibration` loads.
@@ -39,7 +40,7 @@ from fleetplan.calibrate.fit import (
 )
 from fleetplan.calibrate.points import ServingPoint
 from fleetplan.errors import FleetplanError
-from fleetplan.perf.calibration import calibration_entries, efficiency_for
+from fleetplan.perf.calibration import calibration_entries, efficiency_for, same_architecture
 from fleetplan.sim.load import drawn_length_range
 
 __all__ = [
@@ -88,6 +89,20 @@ class Prepared:
         o = np.array([p.tpot_s or np.nan for p in self.sup], dtype=float)
         m = np.isfinite(t) & np.isfinite(o)
         return m, t, o
+
+    def cv_groups(self) -> list[tuple[str, str, str, str]]:
+        """The unit the cross-validation holds out, per supported point: (model, system,
+        backend, precision) with checkpoints of one network read as one model (the
+        lexicographically first `model` of the points whose catalog models share the
+        architecture, `same_architecture`). The data records some runs under two checkpoint
+        names (InferenceMAX's DeepSeek-R1 runs also appear as DeepSeek-V3, the same
+        measurements): held out apart, one copy would teach the fit the other's answer."""
+        specs = {p.model: r.model for p, r in zip(self.sup, self.resolved, strict=True)}
+        # same_architecture is an equivalence (equal network fields): each name maps to the
+        # first name of its class, whatever the order of the points
+        names = {n: min(o for o, spec in specs.items() if same_architecture(spec, specs[n]))
+                 for n in specs}
+        return [(names[p.model], p.system, p.backend, p.precision) for p in self.sup]
 
     def model_class(self) -> list[str]:
         return [MOE if model_is_moe(r.model) else DENSE for r in self.resolved]
@@ -200,7 +215,7 @@ def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
     unmeasured or of another class): per fold and model class, a fit on the other folds'
     points of that class."""
     m, t, o = prep.measured()
-    fold = cv_folds([p.group for p in prep.sup], k)
+    fold = cv_folds(prep.cv_groups(), k)
     cls = np.array(prep.model_class())
     pt = np.full(len(prep.sup), np.nan)
     po = np.full(len(prep.sup), np.nan)
@@ -439,7 +454,8 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
         "in_sample_mape": {"ttft_pct": round(mape(a[sel_m], t[sel_m]), 2),
                            "tpot_pct": round(mape(b[sel_m], o[sel_m]), 2)},
         **({"held_out_mape": {"method": "cross-validation, whole (model, system, backend, "
-                                        "precision) groups held out",
+                                        "precision) groups held out, checkpoints of one "
+                                        "network as one model",
                               "folds": folds, **held_out}} if held_out else {}),
         "fits": entries,
         "factors_log": factors,
