@@ -79,7 +79,10 @@ def test_agg_layout_spreads_clients_beyond_the_engine_batch() -> None:
     assert agg_layout(dp, 256, 64) == dp  # batch per rank x ranks = concurrency
 
 
-def test_aggregated_replicated_kv_layout_read_as_attention_dp_at_high_concurrency() -> None:
+def test_aggregated_tp_that_cannot_split_the_heads_read_as_attention_dp() -> None:
+    """DeepSeek-R1 recorded as TP 72 (128 heads do not split 72 ways) is an attention-DP engine;
+    a TP 8 layout whose replicated KV cannot hold its clients runs as recorded (the clients
+    beyond its KV slots wait: fewer running than clients)."""
     from fleetplan.calibrate.closedloop import agg_deployment
     from fleetplan.calibrate.features import resolve
 
@@ -88,16 +91,29 @@ def test_aggregated_replicated_kv_layout_read_as_attention_dp_at_high_concurrenc
                and p.concurrency >= 4096 and "DeepSeek-R1" in p.model)
     dep = resolve(big).agg
     assert dep is not None
-    chosen = agg_deployment(big, dep)
-    assert (chosen.tp, chosen.attention_dp) == (1, 72)  # 4,096 clients: TP72 KV cannot fit
+    chosen = agg_deployment(dep)
+    assert (chosen.tp, chosen.attention_dp) == (1, 72)  # 128 heads do not split 72 ways
+    prep = prepare([p for p in pts if p.mode == "agg" and p.agg is not None and p.agg.tp == 8
+                    and p.agg.attention_dp == 1 and p.concurrency >= 512
+                    and p.model == "deepseek-ai/DeepSeek-R1" and p.backend == "sglang"])
+    assert len(prep.sup) > 0
+    for i, (p, r) in enumerate(zip(prep.sup, prep.resolved, strict=True)):
+        assert r.agg is not None and agg_deployment(r.agg) is r.agg
+        # 1,024 / 1,024 fits all 512 (measured TTFT 3.1 s); the 9,216-token runs do not:
+        # clients wait for a KV slot (measured 119 s and 159 s)
+        if p.isl + p.osl > 2048:
+            assert prep.inputs.running[i] < prep.inputs.clients[i]
+            assert p.ttft_s is not None and p.ttft_s > 100.0
+        else:
+            assert prep.inputs.running[i] == prep.inputs.clients[i]
     small = next(p for p in pts if p.mode == "agg" and p.agg is not None and p.agg.tp == 8
                  and p.agg.attention_dp == 1 and p.concurrency <= 8 and "Kimi" in p.model)
     sdep = resolve(small).agg
-    assert sdep is not None and agg_deployment(small, sdep) is sdep  # KV fits as recorded
+    assert sdep is not None and agg_deployment(sdep) is sdep  # KV fits as recorded
     dense = next(p for p in pts if p.mode == "agg" and "Llama-3.1-70B" in p.model
                  and p.agg is not None and p.agg.tp > 1)
     ddep = resolve(dense).agg
-    assert ddep is not None and agg_deployment(dense, ddep) is ddep  # GQA: no other reading
+    assert ddep is not None and agg_deployment(ddep) is ddep  # GQA: no other reading
 
 
 def test_cohort_fraction_scales_the_steady_state_cohort_only() -> None:
@@ -340,7 +356,7 @@ def test_tp_that_cannot_split_the_heads_is_read_as_attention_dp() -> None:
 
     for p, r in zip(prep.sup, prep.resolved, strict=True):
         assert r.agg is not None
-        assert agg_deployment(p, r.agg).attention_dp == r.agg.tp
+        assert agg_deployment(r.agg).attention_dp == r.agg.tp
 
 
 def test_batch_wait_iterations_by_hand() -> None:
@@ -454,15 +470,15 @@ def test_engines_that_reserve_to_completion_hold_isl_plus_osl_per_running_sequen
     # the running batch of the bundled TensorRT-LLM aggregated rows is bounded the same way
     _, _, pts = read_points(bundled_points_path())
     prep = prepare(pts)
-    from fleetplan.calibrate.closedloop import agg_deployment, running_capacity
+    from fleetplan.calibrate.closedloop import agg_deployment
 
     seen = 0
     for i, p in enumerate(prep.sup):
         r = prep.resolved[i]
         if p.mode != "agg" or r.agg is None or r.engine.name != "trtllm":
             continue
-        dep = agg_deployment(p, r.agg)
-        cap = running_capacity(dep, p.mean_isl + p.mean_osl)
+        dep = agg_deployment(r.agg)
+        cap = kv_capacity(dep, p.mean_isl + p.mean_osl)
         if cap is not None and cap < prep.inputs.clients[i]:
             assert prep.inputs.running[i] == cap
             seen += 1

@@ -12,8 +12,8 @@ full prefill batch of `k` prompts (`t_pw`, the engine's token budget):
 running batch (KV capacity)
   B          = min(C, sequences the KV pool holds at the context each running request holds:
                ISL + OSL where the engine reserves to completion, else ISL + OSL/2,
-               `held_context`)  (`C` clients per decode instance; aggregated points only, see
-               `running_capacity`)
+               `held_context`; a TP layout that replicates the KV holds it on every rank)
+               (`C` clients per decode instance; aggregated points only, `kv_capacity`)
   the C - B others wait for a slot: slot_wait = (C/B - 1) (TTFT_ss + OSL TPOT)  (Little's law)
 aggregated
   x          = t_mix - t_d                        (what one prompt adds to the step it joins)
@@ -70,7 +70,7 @@ from fleetplan.sim.scheduler import RESERVING
 
 __all__ = ["FIT_FIELDS", "LoopInputs", "batch_wait", "batch_wait_iterations", "build_inputs",
            "dp_if_unsplit", "heads_unsplit", "held_context",
-           "kv_capacity", "kv_held", "predict", "running_capacity", "step_time"]
+           "kv_capacity", "kv_held", "predict", "step_time"]
 
 #: Efficiency fields the calibration fits (in this order in every parameter array).
 FIT_FIELDS = (
@@ -137,19 +137,6 @@ def held_context(dep: Deployment, isl: int, osl: int) -> int:
     from admission on; the others (vLLM, SGLang) allocate as tokens are made, so the running
     batch holds the mean context ISL + OSL/2."""
     return isl + osl if dep.engine.name in RESERVING else isl + osl // 2
-
-
-def running_capacity(dep: Deployment, context_tokens: int) -> int | None:
-    """Sequences of mean context `context_tokens` one instance holds in its KV pool at once
-    (each attention-DP rank has its own pool), at least 1; None where the limit is unknown:
-    the memory model leaves no pool (the layout as read cannot serve), or TP replicates the KV
-    on every rank (MLA, or TP above the KV heads), where the benchmark layouts leave attention
-    data parallelism, which would give each rank its own sequences, unrecorded. The engine's
-    `max_num_seqs` is not applied: benchmark configs set the batch limit to the concurrency."""
-    a = dep.model.attention
-    if dep.tp > 1 and (a.kind == "mla" or a.num_kv_heads < dep.tp):
-        return None
-    return kv_capacity(dep, context_tokens)
 
 
 def kv_capacity(dep: Deployment, context_tokens: int) -> int | None:
@@ -221,28 +208,21 @@ def dp_if_unsplit(dep: Deployment) -> Deployment:
     return alt if alt is not None else dep
 
 
-def agg_deployment(p: ServingPoint, dep: Deployment) -> Deployment:
+def agg_deployment(dep: Deployment) -> Deployment:
     """The reading of an aggregated row's layout that serves it: its attention-DP reading
-    (`attention_dp_variant`) where the recorded TP layout replicates the KV and its pool cannot
-    hold the row's clients at the context each running request holds (`held_context`) while
-    the DP reading's pools can hold more (e.g. DeepSeek-R1 on GB200 recorded as TP 12-72 with
-    thousands of clients); else the recorded layout. Aggregated rows record attention DP where
-    they used it, so the rule only rewrites layouts that cannot have run as recorded: those, and
-    TP sizes that cannot split the attention heads (`heads_unsplit`, e.g. DeepSeek-R1 on GB200
-    "TP 36")."""
+    (`attention_dp_variant`) where the recorded TP cannot split the attention heads
+    (`heads_unsplit`, e.g. DeepSeek-R1 on GB200 recorded as "TP 36" or "TP 72"); else the
+    recorded layout. A recorded TP layout whose replicated KV cannot hold every client runs as
+    recorded: its KV pools bound the running batch (`kv_capacity`) and the clients beyond wait
+    for a slot (`predict`'s slot wait), as the measured TTFTs of DeepSeek-R1 FP8 on B200 SGLang
+    TP 8 at 512 clients show (119 s at 8,192 / 1,024, 159 s at 1,024 / 8,192); aggregated rows
+    record attention DP where they used it. (Until the session of 2026-11-29 such rows, 11 of
+    the bundled ones, were read as attention DP wherever that held more clients, and a recorded
+    TP layout that replicates the KV had no capacity bound at all; docs/FIDELITY.md.)"""
     alt = attention_dp_variant(dep)
-    if alt is None:
-        return dep
-    if heads_unsplit(dep):
+    if alt is not None and heads_unsplit(dep):
         return alt
-    ctx = held_context(dep, p.mean_isl, p.mean_osl)
-    pool = memory_budget(dep).kv_pool_bytes
-    per_seq = kv_bytes_for_sequence_per_gpu(dep, ctx)
-    if pool > 0 and per_seq > 0 and _clients(p) * per_seq <= pool:
-        return dep
-    alt_cap = running_capacity(alt, ctx)
-    held = int(pool // per_seq) if pool > 0 and per_seq > 0 else 0
-    return alt if alt_cap is not None and alt_cap > held else dep
+    return dep
 
 
 def _shapes(p: ServingPoint, r: Resolved,
@@ -265,7 +245,9 @@ def _shapes(p: ServingPoint, r: Resolved,
     k = per_rank * pdep.attention_dp
     clients = seqs
     held = held_context(ddep, p.mean_isl, p.mean_osl)  # KV tokens per running sequence
-    cap = running_capacity(ddep, held) if p.mode == "agg" else None
+    # aggregated rows run the layout they record (`agg_deployment`): its KV pools bound the
+    # running batch, the clients beyond wait for a slot
+    cap = kv_capacity(ddep, held) if p.mode == "agg" else None
     seqs = min(seqs, cap) if cap is not None else seqs
     one = StepBatch.prefill_chunk(p.mean_isl, 0)
     wave = one
@@ -316,7 +298,7 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
     ranks: list[float] = []
     waits: list[tuple[float, float]] = []
     for p, r in zip(points, resolved, strict=True):
-        adep = agg_deployment(p, r.agg) if r.agg is not None else None
+        adep = agg_deployment(r.agg) if r.agg is not None else None
         waits.append(batch_wait(p, r, adep))
         d, a, b, mx, k, pool, c, bs, da = _shapes(p, r, adep)
         limit = batch_limit(p, adep) if adep is not None else None

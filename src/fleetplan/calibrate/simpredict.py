@@ -190,7 +190,7 @@ def sim_fleet(p: ServingPoint, r: Resolved,
         assert r.agg is not None
         n_rep = p.agg.workers if p.agg is not None else 1  # identical instances (points.py)
         per = math.ceil(p.concurrency / n_rep)
-        dep = agg_deployment(p, r.agg).with_efficiency(eff)
+        dep = agg_deployment(r.agg).with_efficiency(eff)
         rep = _replica(dep, per, p.isl, max_num_tokens=p.max_num_tokens)
         iters, tokens = batch_wait(p, r, dep)
         if iters:  # TensorRT-LLM batch waiting, as the analytic path (`closedloop.batch_wait`)
