@@ -354,7 +354,7 @@ def test_tp_that_cannot_split_the_heads_is_read_as_attention_dp() -> None:
     prep = prepare(rows)
     from fleetplan.calibrate.closedloop import agg_deployment
 
-    for p, r in zip(prep.sup, prep.resolved, strict=True):
+    for r in prep.resolved:
         assert r.agg is not None
         assert agg_deployment(r.agg).attention_dp == r.agg.tp
 
