@@ -22,6 +22,7 @@ from fleetplan.calibrate import (
     calibrate,
     cross_validate,
     cv_folds,
+    error_contributions,
     error_table,
     predict_fits,
     prepare,
@@ -51,6 +52,8 @@ def main() -> None:
         "--write", action="store_true", help="rewrite the calibration YAML and the CV baseline"
     )
     ap.add_argument("--max-nfev", type=int, default=60)
+    ap.add_argument("--groups", type=int, default=0, metavar="K",
+                    help="also print the K held-out groups carrying most of each class's error")
     args = ap.parse_args()
     t0 = time.perf_counter()
     _, _, pts = read_points(bundled_points_path())
@@ -65,6 +68,16 @@ def main() -> None:
     _print(f"{FOLDS}-fold CV, (model, system, backend, precision) groups held out "
            "(checkpoints of one network as one model)", cv)
     _print("CV by model", error_table(prep, ct, co, ("model",)))
+    if args.groups:
+        contrib = error_contributions(prep, ct, co)
+        for c in ("dense", "moe"):
+            print(f"\nheld-out {c} error by group (points of the class MAPE carried, TTFT / TPOT)")
+            for r in [r for r in contrib if r["class"] == c][: args.groups]:
+                name = " / ".join(str(r[k]) for k in ("model", "system", "backend", "precision",
+                                                      "mode"))
+                print(f"  {name:66s} n={r['rows']!s:>4}  {r['ttft_points']:5.2f} / "
+                      f"{r['tpot_points']:5.2f}  (MAPE {r['ttft_mape']:5.1f} / "
+                      f"{r['tpot_mape']:5.1f})")
     for c, res in fits.items():
         print(f"\n{c}: wave_weights={res.wave_weights} queue_factor={res.queue_factor:.3f} "
               f"disagg_speedups={res.disagg_speedups} "

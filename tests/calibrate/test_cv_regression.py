@@ -48,3 +48,23 @@ def test_a_measurement_recorded_twice_is_held_out_once(full_cv: Any) -> None:
     merged = {(p.model, g[0]) for g, p in zip(prep.cv_groups(), prep.sup, strict=True)
               if g != p.group}
     assert ("deepseek-ai/DeepSeek-V3", "deepseek-ai/DeepSeek-R1") in merged
+
+
+def test_error_contributions_add_up_to_each_class_mape(full_cv: Any) -> None:
+    """The points of a class's MAPE that its groups carry add up to the class MAPE; a group's
+    points are its rows x its MAPE / the class's rows (hand check on the largest)."""
+    from fleetplan.calibrate import error_contributions
+
+    prep, ct, co = full_cv
+    contrib = error_contributions(prep, ct, co)
+    table = {r["class"]: r for r in error_table(prep, ct, co, ("class",))}
+    for cls in ("dense", "moe"):
+        mine = [r for r in contrib if r["class"] == cls]
+        assert sum(int(r["rows"]) for r in mine) == table[cls]["rows"]
+        for metric in ("ttft", "tpot"):
+            got = sum(float(r[f"{metric}_points"]) for r in mine)
+            assert abs(got - float(table[cls][f"{metric}_mape"])) < 1e-9, (cls, metric)
+        top = mine[0]
+        assert float(top["ttft_points"]) == max(float(r["ttft_points"]) for r in mine)
+        want = int(top["rows"]) * float(top["ttft_mape"]) / int(table[cls]["rows"])
+        assert abs(float(top["ttft_points"]) - want) < 1e-12

@@ -53,6 +53,7 @@ __all__ = [
     "borrow_engine_params",
     "calibrate",
     "cross_validate",
+    "error_contributions",
     "error_table",
     "point_readings",
     "predict_fits",
@@ -394,6 +395,28 @@ def error_table(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,
     row = dict.fromkeys(by, "all")
     row.update(rows=int(m.sum()), ttft_mape=mape(ttft[m], t[m]), tpot_mape=mape(tpot[m], o[m]))
     out.append(row)
+    return out
+
+
+def error_contributions(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,
+                        by: tuple[str, ...] = ("model", "system", "backend", "precision",
+                                               "mode")) -> list[dict[str, object]]:
+    """Where a class's error sits: per group of `by` within each model class, its rows, MAPE
+    and the points of its class's MAPE it carries (rows x group MAPE / class rows; the points
+    of a class's groups add up to the class MAPE), largest TTFT share first."""
+    rows = error_table(prep, ttft, tpot, ("class", *by))
+    total = {str(r["class"]): int(r["rows"])  # type: ignore[call-overload]
+             for r in error_table(prep, ttft, tpot, ("class",)) if r["class"] != "all"}
+    out: list[dict[str, object]] = []
+    for r in rows:
+        c = str(r["class"])
+        if c not in total:
+            continue
+        n = int(r["rows"])  # type: ignore[call-overload]
+        out.append({**r,
+                    "ttft_points": n * float(r["ttft_mape"]) / total[c],  # type: ignore[arg-type]
+                    "tpot_points": n * float(r["tpot_mape"]) / total[c]})  # type: ignore[arg-type]
+    out.sort(key=lambda r: -float(r["ttft_points"]))  # type: ignore[arg-type]
     return out
 
 
