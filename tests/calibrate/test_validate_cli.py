@@ -239,5 +239,6 @@ def test_validate_says_which_rows_it_read_through_unrecorded_fields(
     # all three are InferenceMAX runs: the client's range ratio from the recipe, every row
     assert "Settings from benchmark recipes" in out and "3 rows whose unrecorded" in out
     assert "Random request lengths: 3 rows" in out
+    assert "ISL and OSL from [int(r x L), L] (range ratio r)" in " ".join(out.split())
     assert "lengths drawn uniformly from [819, 1024] / [819, 1024] (range ratio 0.8): " \
         "predicted at the mean ISL / OSL 922 / 922" in prov[2]

@@ -174,3 +174,17 @@ def test_plan_multi_node_tensor_parallelism(cli: Any) -> None:
     h100, total = comm("h100-sxm")
     assert h100 / total > 0.25
     assert h100 > 3 * comm("gb200")[0]
+
+
+@pytest.mark.parametrize("name", ["no[/such].csv", "x[bold]y.csv"])
+def test_error_text_with_brackets_is_printed_verbatim(tmp_path: Path, name: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A user's file name (or a value) with square brackets is text, not console markup: the
+    error names it as given and exits 2 (a closing tag like '[/such]' used to raise a markup
+    error with a traceback; '[bold]' vanished from the message)."""
+    from fleetplan.cli import main
+
+    path = tmp_path / name
+    assert main(["validate", "--points", str(path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "error:" in err and name in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 # Command modules register on `app` when imported (one import per command group).
 from fleetplan.cli import catalog as _catalog  # noqa: F401
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except FleetplanError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         return e.exit_code
     except SystemExit as e:  # typer/click exits (--help, usage errors already printed)
         return int(e.code or 0)

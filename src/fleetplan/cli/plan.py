@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fleetplan.catalog import get_engine, get_gpu, get_model, get_quant, load_catalog
@@ -176,7 +177,7 @@ def _render_check(s7: dict[str, Any]) -> None:
         f"${s7['final_usd_per_hour']:,.0f}/hour"
     )
     for note in s7["notes"]:
-        console.print(f"   [yellow]{note}[/]")
+        console.print(f"   [yellow]{escape(note)}[/]")
 
 
 _LEFT = {"gpu", "prec", "feasible / reason", "bottleneck"}

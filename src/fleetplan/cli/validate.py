@@ -174,7 +174,8 @@ def validate(
         console.print(
             f"Random request lengths: {counts['random_lengths']} rows whose benchmark drew each "
             "request's ISL and OSL from [int(r x L), L] (range ratio r) are predicted at the "
-            "mean lengths."
+            "mean lengths.",
+            markup=False,  # the brackets are text, not console markup
         )
     rep = repeatability(pts)
     if rep.sets:

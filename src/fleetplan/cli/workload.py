@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -64,9 +65,10 @@ def _load(path: str, fmt: str | None, mapping: str | None, on_error: str) -> Wor
         warnings.simplefilter("always")
         w = load(path, format=fmt, mapping=parse_mapping(mapping), on_error=on_error)
     for warn in caught:
-        err_console.print(f"[yellow]warning:[/] {warn.message}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(str(warn.message))}", highlight=False)
     if w.skipped:
-        err_console.print(f"[yellow]warning:[/] {w.skipped.describe(path)}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(w.skipped.describe(path))}",
+                          highlight=False)
     return w
 
 
