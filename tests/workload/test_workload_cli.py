@@ -116,3 +116,17 @@ def test_regular_arrivals_print_a_zero_cv(tmp_path: Path,
     assert main(["workload", "characterize", str(trace)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "inter-arrival CV" in x)
     assert line.split("│")[2].strip() == "0"
+
+
+def test_tenant_names_with_brackets_print_verbatim(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Tenant names come from the user's trace: square brackets in them are text, not console
+    markup ('team[/a]' used to raise a markup error, '[bold]' vanished)."""
+    src = (FIXTURES / "mapped.csv").read_text().replace(",a\n", ",team[/a]\n").replace(
+        ",b\n", ",x[bold]y\n")
+    trace = tmp_path / "brackets.csv"
+    trace.write_text(src)
+    assert main(["workload", "characterize", str(trace), "--map",
+                 "timestamp=ts,input_tokens=prompt,output_tokens=completion,tenant=team"]) == 0
+    out = capsys.readouterr().out
+    assert "team[/a]" in out and "x[bold]y" in out

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fleetplan.calibrate.steps import (
@@ -74,18 +75,20 @@ def calibrate_steps(
         table.add_column(col, justify="left" if col in ("gpu", "model", "phase") else "right")
     for r in step_error_table(points, {"d": defaults, "f": fitted, "h": held, "g": held_gpu},
                               by=("gpu", "model", "num_layers", "phase")):
-        table.add_row(str(r["gpu"]), str(r["model"]), str(r["num_layers"]), str(r["phase"]),
+        table.add_row(escape(str(r["gpu"])), escape(str(r["model"])), str(r["num_layers"]),
+                      str(r["phase"]),
                       str(r["rows"]), *(f"{r[k]:.1f}" for k in "dfhg"))
     console.print(table)
     for (gpu, engine, precision), f in fits.items():
         params = ", ".join(f"{k} {getattr(f.efficiency, k):.4g}{unit}" for k, unit in _SHOWN)
-        console.print(f"{gpu}/{engine}/{precision} ({f.rows} rows): {params}")
+        console.print(escape(f"{gpu}/{engine}/{precision} ({f.rows} rows): {params}"))
         grp = [p for p in points if p.group == (gpu, engine, precision)]
         n_pre = sum(1 for p in grp if p.batch.prefill_tokens > 0)
         n_dec = len(grp) - n_pre
         if n_pre < MIN_PHASE_ROWS or n_dec < MIN_PHASE_ROWS:
             console.print(
-                f"[yellow]warning:[/] the {gpu}/{engine}/{precision} fit rests on {n_pre} "
+                f"[yellow]warning:[/] the {escape(f'{gpu}/{engine}/{precision}')} fit rests on "
+                f"{n_pre} "
                 f"prefill and {n_dec} decode steps (fewer than {MIN_PHASE_ROWS} of one phase): "
                 "fields those steps cannot tell apart trade off against each other; measure "
                 "both phases over batch sizes and contexts (bench/gpu_measure.py's grid)",

@@ -26,6 +26,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -138,7 +139,7 @@ def validate(
     for col in (*keys, "rows", "TTFT", "TPOT"):
         table.add_column(col, justify="right" if col in ("rows", "TTFT", "TPOT") else "left")
     for r in error_table(prep, ttft, tpot, keys):
-        table.add_row(*(str(r[k]) for k in keys), str(r["rows"]), _pct(r["ttft_mape"]),
+        table.add_row(*(escape(str(r[k])) for k in keys), str(r["rows"]), _pct(r["ttft_mape"]),
                       _pct(r["tpot_mape"]))
     console.print(table)
     if not any(q.ttft_s is not None and q.tpot_s is not None for q in pts):

@@ -120,7 +120,7 @@ def _print_tables(c: Characterization) -> None:
         if rows:
             g = Table(key, "requests", "share", "input mean", "output mean")
             for r in rows[:15]:
-                g.add_row(str(r[key]), _num(r["requests"]), f"{r['share']:.1%}",
+                g.add_row(escape(str(r[key])), _num(r["requests"]), f"{r['share']:.1%}",
                           _num(r["input_tokens_mean"]), _num(r["output_tokens_mean"]))
             console.print(g)
 
