@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetplan.calibrate import Layout, ServingPoint
-from fleetplan.calibrate.repeats import best_constant, config_key, repeatability
+from fleetplan.calibrate.repeats import (
+    best_constant,
+    config_key,
+    repeatability,
+    same_run_other_name,
+)
 
 
 def _pt(line: int, ttft: float | None, tpot: float | None, **kw: object) -> ServingPoint:
@@ -64,3 +69,21 @@ def test_bundled_points_have_repeats_with_a_floor() -> None:
     dis = repeatability([p for p in pts if p.mode == "disagg"])
     agg = repeatability([p for p in pts if p.mode == "agg"])
     assert dis.mean_of_others_ttft_pct > 5 * agg.mean_of_others_ttft_pct
+
+
+def test_same_run_under_another_model_name() -> None:
+    """One measured run exported under two checkpoint names is one run; different measurements,
+    another system or an unmeasured row are not."""
+    pts = [
+        _pt(2, 0.2, 0.010, model="deepseek-ai/DeepSeek-R1"),
+        _pt(3, 0.2, 0.010, model="deepseek-ai/DeepSeek-V3"),  # the same run again
+        _pt(4, 0.2, 0.010, model="deepseek-ai/DeepSeek-R1"),  # and again under the first name
+        _pt(5, 0.3, 0.010, model="deepseek-ai/DeepSeek-V3"),  # another measurement
+        _pt(6, 0.2, 0.010, model="a", system="b200_sxm"),  # another system
+        _pt(7, 0.2, 0.010, model="b", system="b200_sxm"),  # ... shared by two names
+        _pt(8, None, 0.010, model="c"),  # not measured
+    ]
+    runs, rows, names = same_run_other_name(pts)
+    assert (runs, rows) == (2, 5)
+    assert names == [("a", "b"), ("deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3")]
+    assert same_run_other_name(pts[:1] + pts[3:4]) == (0, 0, [])

@@ -242,3 +242,30 @@ def test_validate_says_which_rows_it_read_through_unrecorded_fields(
     assert "ISL and OSL from [int(r x L), L] (range ratio r)" in " ".join(out.split())
     assert "lengths drawn uniformly from [819, 1024] / [819, 1024] (range ratio 0.8): " \
         "predicted at the mean ISL / OSL 922 / 922" in prov[2]
+
+
+def test_validate_names_a_run_recorded_under_two_model_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bundled file exports some DeepSeek-R1 runs a second time as DeepSeek-V3 (same
+    lengths, concurrency and measurements): validate says so for any points file."""
+    rows = list(csv.DictReader(bundled_points_path().read_text().splitlines()))
+    seen: dict[tuple[str, ...], dict[str, str]] = {}
+    pair = None
+    for r in rows:
+        key = (r["system"], r["backend"], r["isl"], r["osl"], r["batch_size"],
+               r["silicon_ttft_ms"], r["silicon_tpot_ms"])
+        if key in seen and seen[key]["model_path"] != r["model_path"]:
+            pair = [seen[key], r]
+            break
+        seen.setdefault(key, r)
+    assert pair is not None
+    src = tmp_path / "twins.csv"
+    with src.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(pair)
+    assert main(["validate", "--points", str(src)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Same run, other name: 1 measured runs appear under more than one model name (2 rows;" \
+        in out
+    assert " = ".join(sorted(r["model_path"] for r in pair)) in out

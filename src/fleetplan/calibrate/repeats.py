@@ -26,7 +26,7 @@ import numpy as np
 
 from fleetplan.calibrate.points import ServingPoint
 
-__all__ = ["Repeatability", "best_constant", "config_key", "repeatability"]
+__all__ = ["Repeatability", "best_constant", "config_key", "repeatability", "same_run_other_name"]
 
 
 def config_key(p: ServingPoint) -> ServingPoint:
@@ -112,3 +112,25 @@ def repeatability(points: Sequence[ServingPoint]) -> Repeatability:
         mean_of_others_ttft_pct=100.0 * float(np.mean(mt)) if mt else 0.0,
         mean_of_others_tpot_pct=100.0 * float(np.mean(mo)) if mo else 0.0,
     )
+
+
+def same_run_other_name(points: Sequence[ServingPoint]) -> tuple[int, int, list[tuple[str, ...]]]:
+    """Measured runs a file records under more than one model name: rows with the same ISL,
+    OSL, concurrency, system, backend, precision and mode whose measured TTFT and TPOT are
+    identical (to the nanosecond) but whose `model` differs, e.g. InferenceMAX's DeepSeek-R1 runs
+    also exported as DeepSeek-V3. They are one measurement, not two: a cross-validation that
+    holds out by model name would see one copy while predicting the other. Returns (runs, rows
+    in them, the model-name sets, sorted by how often they occur)."""
+    runs: dict[tuple[object, ...], list[ServingPoint]] = defaultdict(list)
+    for p in points:
+        if p.ttft_s is None or p.tpot_s is None:
+            continue
+        key = (p.system, p.backend, p.precision, p.mode, p.isl, p.osl, p.concurrency,
+               round(p.ttft_s, 9), round(p.tpot_s, 9))
+        runs[key].append(p)
+    shared = [ps for ps in runs.values() if len({q.model for q in ps}) > 1]
+    names: dict[tuple[str, ...], int] = defaultdict(int)
+    for ps in shared:
+        names[tuple(sorted({q.model for q in ps}))] += 1
+    return (len(shared), sum(len(ps) for ps in shared),
+            sorted(names, key=lambda k: (-names[k], k)))

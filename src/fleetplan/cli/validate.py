@@ -39,7 +39,7 @@ from rich.table import Table
 
 from fleetplan.calibrate import error_table, predict_stored, prepare, read_points
 from fleetplan.calibrate.points import bundled_points_path
-from fleetplan.calibrate.repeats import repeatability
+from fleetplan.calibrate.repeats import repeatability, same_run_other_name
 from fleetplan.calibrate.runner import point_readings, reading_notes, readings
 from fleetplan.calibrate.simpredict import predict_points
 from fleetplan.cli._app import app, console, err_console
@@ -177,6 +177,15 @@ def validate(
             "request's ISL and OSL from [int(r x L), L] (range ratio r) are predicted at the "
             "mean lengths.",
             markup=False,  # the brackets are text, not console markup
+        )
+    runs, rows, names = same_run_other_name(pts)
+    if runs:
+        console.print(
+            f"Same run, other name: {runs} measured runs appear under more than one model name "
+            f"({rows} rows; {'; '.join(' = '.join(n) for n in names[:3])}): one measurement "
+            "each, so the calibration's cross-validation holds checkpoints of one network out "
+            "together (docs/FIDELITY.md).",
+            markup=False,
         )
     rep = repeatability(pts)
     if rep.sets:
