@@ -8,10 +8,10 @@ The aiconfigurator package (Apache-2.0; `pip install aiconfigurator==0.12.0` in 
 environment) ships `aiconfigurator_core/systems/silicon_sample.csv`, a later dump of the same
 measurement database: 5,221 rows, the 3,366 bundled ones among them. Its other 1,855 rows were
 not used to fit, nor to choose any modelling option. Some of them re-export a bundled run under
-another id (the same ISL, OSL, concurrency and measured TTFT and TPOT; 530 of the 1,855, most of
-them DeepSeek-R1 / V3 copies): they are not new measurements and are left out (counted;
-`--keep-reexports` keeps them). Prints MAPE (%) of TTFT / TPOT by class
-and serving mode, by (model, system, backend, precision, mode) with `--groups`, and how many rows
+another id (the same `repeats.run_key`: system, backend, precision, mode, ISL, OSL, concurrency,
+measured TTFT and TPOT; 530 of the 1,855, most of them DeepSeek-R1 / V3 copies): they are not
+new measurements and are left out (counted; `--keep-reexports` keeps them). Prints MAPE (%) of
+TTFT / TPOT by class and serving mode, by (model, system, backend, precision, mode) with `--groups`, and how many rows
 were predicted from a fitted group, from composed levels, or not at all. See docs/FIDELITY.md.
 """
 
@@ -25,17 +25,11 @@ import numpy as np
 
 from fleetplan.calibrate import bundled_points_path, predict_stored, prepare, read_points
 from fleetplan.calibrate.features import model_is_moe
-from fleetplan.calibrate.points import ServingPoint
+from fleetplan.calibrate.repeats import run_key
 
 
 def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
     return float(np.mean(np.abs(pred / meas - 1.0)) * 100.0)
-
-
-def _run(p: ServingPoint) -> tuple[int, int, int, float, float]:
-    """What identifies a measured run across exports: lengths, concurrency and the measured
-    times (microsecond-rounded)."""
-    return (p.isl, p.osl, p.concurrency, round(p.ttft_s or 0.0, 9), round(p.tpot_s or 0.0, 9))
 
 
 def main() -> None:
@@ -48,12 +42,12 @@ def main() -> None:
     t0 = time.perf_counter()
     bundled = read_points(bundled_points_path())[2]
     known = {p.id for p in bundled}
-    runs = {_run(p) for p in bundled}
+    runs = {run_key(p) for p in bundled}
     points = [p for p in read_points(args.points)[2] if p.id not in known]
     n = len(points)
-    again = [p for p in points if _run(p) in runs]
+    again = [p for p in points if run_key(p) in runs]
     if not args.keep_reexports:
-        points = [p for p in points if _run(p) not in runs]
+        points = [p for p in points if run_key(p) not in runs]
     print(f"{n} rows not in the bundled file by id; {len(again)} of them repeat a bundled run's "
           f"measurement ({'kept' if args.keep_reexports else 'left out'})")
     prep = prepare(points)

@@ -26,7 +26,8 @@ import numpy as np
 
 from fleetplan.calibrate.points import ServingPoint
 
-__all__ = ["Repeatability", "best_constant", "config_key", "repeatability", "same_run_other_name"]
+__all__ = ["Repeatability", "best_constant", "config_key", "repeatability", "run_key",
+           "same_run_other_name"]
 
 
 def config_key(p: ServingPoint) -> ServingPoint:
@@ -114,10 +115,16 @@ def repeatability(points: Sequence[ServingPoint]) -> Repeatability:
     )
 
 
+def run_key(p: ServingPoint) -> tuple[object, ...]:
+    """What identifies one measured run across names and exports: system, backend, precision,
+    mode, ISL, OSL, concurrency and the measured TTFT and TPOT (to the nanosecond)."""
+    return (p.system, p.backend, p.precision, p.mode, p.isl, p.osl, p.concurrency,
+            round(p.ttft_s or 0.0, 9), round(p.tpot_s or 0.0, 9))
+
+
 def same_run_other_name(points: Sequence[ServingPoint]) -> tuple[int, int, list[tuple[str, ...]]]:
-    """Measured runs a file records under more than one model name: rows with the same ISL,
-    OSL, concurrency, system, backend, precision and mode whose measured TTFT and TPOT are
-    identical (to the nanosecond) but whose `model` differs, e.g. InferenceMAX's DeepSeek-R1 runs
+    """Measured runs a file records under more than one model name: rows with the same
+    `run_key` but another `model`, e.g. InferenceMAX's DeepSeek-R1 runs
     also exported as DeepSeek-V3. They are one measurement, not two: a cross-validation that
     holds out by model name would see one copy while predicting the other. Returns (runs, rows
     in them, the model-name sets, sorted by how often they occur)."""
@@ -125,9 +132,7 @@ def same_run_other_name(points: Sequence[ServingPoint]) -> tuple[int, int, list[
     for p in points:
         if p.ttft_s is None or p.tpot_s is None:
             continue
-        key = (p.system, p.backend, p.precision, p.mode, p.isl, p.osl, p.concurrency,
-               round(p.ttft_s, 9), round(p.tpot_s, 9))
-        runs[key].append(p)
+        runs[run_key(p)].append(p)
     shared = [ps for ps in runs.values() if len({q.model for q in ps}) > 1]
     names: dict[tuple[str, ...], int] = defaultdict(int)
     for ps in shared:

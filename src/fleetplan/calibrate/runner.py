@@ -281,9 +281,8 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
 def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(TTFT, TPOT, provenance) of every supported point from the stored calibration."""
     cls = prep.model_class()
-    sup = [prep.points[i] for i in prep.ok]
     effs = [efficiency_for(*r.key, c, r.model, engine_version=p.backend_version)
-            for r, c, p in zip(prep.resolved, cls, sup, strict=True)]
+            for r, c, p in zip(prep.resolved, cls, prep.sup, strict=True)]
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
     n = len(effs)
     w, sp, ov, q, coh = np.zeros(n), np.ones(n), np.zeros(n), np.ones(n), np.ones(n)
