@@ -11,8 +11,9 @@ not used to fit, nor to choose any modelling option. Some of them re-export a bu
 another id (the same `repeats.run_key`: system, backend, precision, mode, ISL, OSL, concurrency,
 measured TTFT and TPOT; 530 of the 1,855, most of them DeepSeek-R1 / V3 copies): they are not
 new measurements and are left out (counted; `--keep-reexports` keeps them). Prints MAPE (%) of
-TTFT / TPOT by class and serving mode, by (model, system, backend, precision, mode) with `--groups`, and how many rows
-were predicted from a fitted group, from composed levels, or not at all. See docs/FIDELITY.md.
+TTFT / TPOT by class and serving mode, by (model, system, backend, precision, mode) with
+`--groups`, and how many rows were predicted from a fitted group, from composed levels, or not
+at all. See docs/FIDELITY.md.
 """
 
 from __future__ import annotations
