@@ -25,6 +25,14 @@ def _head(tmp_path: Path, n: int, edit: dict[str, str] | None = None,
     return out
 
 
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
 def test_validate_writes_predictions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = _head(tmp_path, 20)
     out = tmp_path / "pred.csv"
@@ -184,6 +192,21 @@ def test_unknown_system_is_a_reason_not_a_lookalike(tmp_path: Path) -> None:
     assert last["pred_ttft_ms"] == "" and "unknown gpu 'a100_pcie'" in last["reason"]
 
 
+@pytest.mark.parametrize("given", ["-4", "0", "x7", ""])
+def test_bad_concurrency_is_an_error_not_the_batch_size(
+        tmp_path: Path, given: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`silicon_concurrency=` that is not a whole number >= 1 names the line and field; it
+    is not silently replaced by `batch_size` (the regex used to skip '-4' and read 128)."""
+    src = _head(tmp_path, 3)
+    rows = list(csv.DictReader(src.read_text().splitlines()))
+    rows[1]["silicon_data_source"] = f"my-run; silicon_concurrency={given}; x=1"
+    _write_rows(src, rows)
+    assert main(["validate", "--points", str(src)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "line 3, field 'silicon_data_source'" in err
+    assert f"got {given!r}" in err
+
+
 def test_points_without_measurements_are_predicted_only(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Rows to be predicted (no measurement columns): every row gets its predictions, and the
@@ -259,11 +282,7 @@ def test_validate_names_a_run_recorded_under_two_model_names(
             break
         seen.setdefault(key, r)
     assert pair is not None
-    src = tmp_path / "twins.csv"
-    with src.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(pair)
+    src = _write_rows(tmp_path / "twins.csv", pair)
     assert main(["validate", "--points", str(src)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Same run, other name: 1 measured runs appear under more than one model name (2 rows;" \

@@ -57,7 +57,7 @@ REQUIRED_COLUMNS = (
     "osl",
     "tp_size",
 )
-_CONC = re.compile(r"silicon_concurrency=(\d+)")
+_CONC = re.compile(r"silicon_concurrency=([^;,\s]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +270,13 @@ def _precision(row: dict[str, str]) -> str:
 def _concurrency(row: dict[str, str], where: tuple[str, int]) -> int:
     m = _CONC.search(row.get("silicon_data_source") or "")
     if m:
-        return int(m.group(1))
+        text = m.group(1)
+        if not text.isdigit() or int(text) < 1:
+            raise InputFileError(
+                f"silicon_concurrency must be a whole number of clients >= 1, got {text!r}",
+                path=where[0], line=where[1], field="silicon_data_source",
+            )
+        return int(text)
     if (row.get("batch_size") or "").strip():
         return _int(row, "batch_size", where)
     if (row.get("decode_batch_size") or "").strip():  # disaggregated: per-worker batch x workers
