@@ -123,3 +123,101 @@ def test_otel_bad_token_count_names_span(tmp_path: Path) -> None:
         load(_write(tmp_path, doc, "o.json"))
     assert e.value.field == "gen_ai.usage.input_tokens"
     assert "span 1" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "line", "words"),
+    [  # an infinite time, a mistyped year, a 1970 epoch beside 2023 rows
+        ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+         "5,ChatGPT,472,18,490,x\ninf,ChatGPT,10,10,20,x\n", "b.csv", 3, "an infinite timestamp"),
+        (HEADER + GOOD + "2203-11-16 18:15:47.1,100,20\n", "t.csv", 4,
+         r"span 65,743 days after the first request \(line 2\), more than the 366"),
+        (HEADER + "1970-01-01 00:00:00,1,1\n" + GOOD, "t.csv", None,
+         r"after the first request \(line 2\)"),
+    ],
+)
+def test_timestamps_that_would_exhaust_memory_are_errors(
+        tmp_path: Path, text: str, name: str, line: int | None, words: str) -> None:
+    """The rate statistics keep a counter per second of the span: an infinite or mistyped time
+    used to raise a traceback or ask for tens of GiB; now it names the line."""
+    path = _write(tmp_path, text, name)
+    for streaming in (False, True):
+        with pytest.raises(InputFileError, match=words) as e:
+            load(path, streaming=streaming)
+        assert e.value.line == line or line is None
+
+
+def test_blank_lines_are_ignored_with_a_warning_naming_them(tmp_path: Path) -> None:
+    """A blank line (or bare separators) holds nothing: ignored and named, not an error; the
+    line numbers of later bad rows stay right."""
+    text = HEADER + GOOD + "\n" + ",,\n" + "2023-11-16 18:15:49.0,-4,1\n" + LATER + "\n"
+    for streaming in (False, True):
+        with pytest.warns(UserWarning, match=r"ignored 3 blank line\(s\).*\(lines 4, 5, 9\)"):
+            w = load(_write(tmp_path, text), on_error="skip", streaming=streaming)
+        assert w.requests == 4 and w.skipped.first_lines == (6,)
+        assert any("blank" in n for n in w.warnings)
+    with pytest.raises(InputFileError, match="every line is blank"):
+        load(_write(tmp_path, HEADER + "\n\n"))
+
+
+def test_jsonl_lines_counted_across_blank_lines_bom_and_bad_json(tmp_path: Path) -> None:
+    good = '{"timestamp": 0, "input_length": 5, "output_length": 1}\n'
+    bad = '{"timestamp": 9, "input_length": -4, "output_length": 1}\n'
+    with pytest.raises(InputFileError) as e:
+        load(_write(tmp_path, good + "\n\n" + bad, "m.jsonl"))
+    assert (e.value.line, e.value.field) == (4, "input_length")
+    w = load(_write(tmp_path, "\ufeff" + good + good.replace('"timestamp": 0', '"timestamp": 7'),
+                    "bom.jsonl"))
+    assert w.requests == 2
+    with pytest.raises(InputFileError, match="line 2: invalid JSON") as e:
+        load(_write(tmp_path, good + good[:-2] + "\n", "cut.jsonl"))
+    with pytest.raises(InputFileError, match="line 3: expected a JSON object"):
+        load(_write(tmp_path, good + good + "[1, 2]\n", "arr.jsonl"))
+
+
+def test_csv_lines_counted_across_quoted_newlines_and_ragged_rows(tmp_path: Path) -> None:
+    text = HEADER + GOOD + '"2023-11-16 18:15:48.0","1\n2",4\n' + "2023-11-16 18:15:49.0,-1,1\n"
+    w = load(_write(tmp_path, text), on_error="skip")
+    assert w.skipped.first_lines == (4, 6)  # the quoted field spans lines 4-5
+    with pytest.raises(InputFileError) as e:
+        load(_write(tmp_path, HEADER + GOOD + "2023-11-16 18:15:48.0,1,2,99\n"))
+    assert e.value.line == 4 and "4 fields where the header has 3" in str(e.value)
+    with pytest.raises(InputFileError) as e:
+        load(_write(tmp_path, HEADER + GOOD + "2023-11-16 18:15:48.0,99999999999999999999,2\n"))
+    assert (e.value.line, e.value.field) == (4, "ContextTokens")
+
+
+def test_mapping_values_checked(tmp_path: Path) -> None:
+    """A block size below 1 and hash ids that are not integer lists are errors; date-time
+    strings are read as times without timestamp_unit (the documented default)."""
+    text = ('{"t": 0, "i": 100, "o": 10, "h": [0, 1]}\n'
+            '{"t": 1, "i": 100, "o": 20, "h": [0, 1]}\n')
+    path = _write(tmp_path, text, "j.jsonl")
+    base = {"timestamp": "t", "input_tokens": "i", "output_tokens": "o", "hash_ids": "h"}
+    for bad in ("0", "-16"):
+        with pytest.raises(UsageError, match="block_tokens must be >= 1"):
+            load(path, mapping={**base, "block_tokens": bad})
+    csv_path = _write(tmp_path, "ts,i,o,team\n2024-01-01 00:00:00,10,1,a\n"
+                      "2024-01-01T00:00:02Z,20,2,b\n", "d.csv")
+    cols = {"timestamp": "ts", "input_tokens": "i", "output_tokens": "o"}
+    with pytest.raises(InputFileError, match="hash_ids must hold a list of integer") as e:
+        load(csv_path, mapping={**cols, "hash_ids": "team", "block_tokens": "16"})
+    assert e.value.field == "team"
+    one = _write(tmp_path, "ts,i,o\n2024-01-01 00:00:00,10,1\n2024-01-01 00:00:02,20,2\n",
+                 "e.csv")
+    w = load(one, mapping=cols)
+    assert w.table["arrival_s"].to_list() == [0.0, 2.0] and w.start_epoch_s == 1704067200.0
+
+
+def test_gzipped_parquet_is_refused_with_the_fix(tmp_path: Path) -> None:
+    import gzip
+
+    import polars as pl
+
+    pq = tmp_path / "t.parquet"
+    pl.DataFrame({"arrival_s": [0.0, 1.0], "input_tokens": [1, 2],
+                  "output_tokens": [3, 4]}).write_parquet(pq)
+    gz = tmp_path / "t.parquet.gz"
+    gz.write_bytes(gzip.compress(pq.read_bytes()))
+    with pytest.raises(InputFileError, match="gunzip it first"):
+        load(str(gz))

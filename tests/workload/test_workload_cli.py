@@ -130,3 +130,42 @@ def test_tenant_names_with_brackets_print_verbatim(tmp_path: Path,
                  "timestamp=ts,input_tokens=prompt,output_tokens=completion,tenant=team"]) == 0
     out = capsys.readouterr().out
     assert "team[/a]" in out and "x[bold]y" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--rate-scale", "nan"], "--rate-scale: must be a finite number > 0, got nan"),
+        (["--rate-scale", "inf"], "--rate-scale: must be a finite number > 0, got inf"),
+        (["--time-stretch", "0"], "--time-stretch: must be a finite number > 0"),
+        (["--duration", "1e12"], "--duration: 5.53 requests/s for 1e+12 s"),
+    ],
+)
+def test_synth_bad_numbers_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  extra: list[str], needle: str) -> None:
+    """NaN/inf scales raised a traceback; a huge duration tried to allocate terabytes."""
+    out = tmp_path / "s.csv"
+    assert main(["workload", "synth", "--from", "azure-conv-2023", "--out", str(out),
+                 *extra]) == 2
+    assert needle in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
+
+
+def test_map_key_given_twice_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["workload", "characterize", str(FIXTURES / "mapped.csv"), "--map",
+                 "timestamp=ts,timestamp=prompt,input_tokens=prompt,output_tokens=completion"]
+                ) == 2
+    assert "--map: 'timestamp' is mapped twice" in capsys.readouterr().err
+
+
+def test_even_arrivals_have_a_burst_factor_of_at_least_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """3 requests 1 s apart: mean 1.5/s over the 2 s span; the 1 s bins each hold 1, which
+    read as a burst factor of 0.667 before the peak was held to at least the mean."""
+    f = tmp_path / "even.csv"
+    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,1,1\n"
+                 "2023-11-16 18:15:47,1,1\n2023-11-16 18:15:48,1,1\n")
+    assert main(["workload", "characterize", str(f), "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["rate_mean_per_s"] == 1.5
+    assert c["burst_factor"]["1s"] == 1.0 and c["rate_peak_per_s"]["1s"] == 1.5

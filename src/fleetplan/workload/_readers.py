@@ -8,9 +8,10 @@ frame has `ts` (timestamp in any form), `input_tokens`, `output_tokens` and opti
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from fleetplan.workload._detect import is_gzip, plain_suffix
 __all__ = ["MAPPING_KEYS", "RawTrace", "read_raw"]
 
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake's KV block: 512 tokens per hash id
+#: CSV files up to this size name the exact line of a bad row even where quoted fields span
+#: lines (one extra read of the file in the error path); larger ones count one line per row.
+EXACT_LINES_MAX_BYTES = 64 * 2**20
 
 MAPPING_KEYS: tuple[str, ...] = (
     "timestamp", "input_tokens", "output_tokens", "tenant", "model", "workflow_id", "hash_ids",
@@ -47,6 +51,9 @@ class RawTrace:
     ts_unit: str
     block_tokens: int | None = None
     record_noun: str = "line"
+    #: file line (1-based) of row `i` where rows and lines do not correspond one to one (JSONL
+    #: with blank lines); None: `line_offset` + i
+    line_of: Callable[[int], int] | None = None
 
 
 def _scan_csv(path: Path, *, as_text: bool) -> pl.LazyFrame:
@@ -77,9 +84,11 @@ def _check_columns(path: Path, names: list[str], fields: dict[str, str], line: i
             )
 
 
-def _select(frame: pl.LazyFrame, fields: dict[str, str]) -> pl.LazyFrame:
+def _select(frame: pl.LazyFrame, fields: dict[str, str], keep_line: bool = False) -> pl.LazyFrame:
     exprs = [pl.col(fields["timestamp"]).alias("ts")]
     exprs += [pl.col(src).alias(canon) for canon, src in fields.items() if canon != "timestamp"]
+    if keep_line:
+        exprs.append(pl.col("_line"))
     return frame.select(exprs)
 
 
@@ -101,6 +110,13 @@ def _csv_like(
     elif container == "jsonl":
         frame = _ndjson_text(path) if as_text else _scan_ndjson(path)
         offset = 1
+        if not as_text:
+            try:
+                frame.collect_schema()
+            except pl.exceptions.PolarsError:
+                # a line the fast reader cannot parse (invalid JSON, not an object, a BOM):
+                # the line-by-line reader names it, or reads the file
+                frame = _ndjson_text(path)
     else:
         frame = _scan_csv(path, as_text=as_text)
         offset = 2
@@ -113,7 +129,45 @@ def _csv_like(
     all_fields = {**fields, **_present(names, optional)}
     _check_columns(path, names, all_fields, 1 if offset == 2 else None)
     noun = "line" if offset is not None else "row"
-    return RawTrace(_select(frame, all_fields), all_fields, offset, ts_unit, block_tokens, noun)
+    line_of: Callable[[int], int] | None = None
+    if container == "jsonl":
+        line_of = _LineOf(path, jsonl=True)
+    elif container == "csv" and path.stat().st_size <= EXACT_LINES_MAX_BYTES:
+        line_of = _LineOf(path, jsonl=False)
+    keep_line = "_line" in names
+    return RawTrace(_select(frame, all_fields, keep_line), all_fields, offset, ts_unit,
+                    block_tokens, noun, line_of)
+
+
+class _LineOf:
+    """File line (1-based) of the `row`-th (0-based) record: in JSONL blank lines hold no
+    record; in CSV a quoted field may span lines. Read on demand (error paths only: a few
+    rows, one pass of the file each)."""
+
+    def __init__(self, path: Path, *, jsonl: bool) -> None:
+        self.path, self.jsonl = path, jsonl
+
+    def _starts(self) -> Iterator[int]:
+        opener: Callable[..., object] = gzip.open if is_gzip(self.path) else open
+        with opener(self.path, "rt", encoding="utf-8-sig",  # type: ignore[attr-defined]
+                    newline=None if self.jsonl else "") as f:
+            if self.jsonl:
+                yield from (n for n, line in enumerate(f, start=1) if line.strip())
+                return
+            reader = csv.reader(f)
+            next(reader, None)  # the header
+            start = reader.line_num + 1
+            for _ in reader:
+                yield start
+                start = reader.line_num + 1
+
+    def __call__(self, row: int) -> int:
+        last = 1
+        for i, start in enumerate(self._starts()):
+            last = start
+            if i == row:
+                break
+        return last
 
 
 def _is_parquet(path: Path) -> bool:
@@ -129,19 +183,24 @@ def _scan_ndjson(path: Path) -> pl.LazyFrame:
 
 
 def _ndjson_text(path: Path) -> pl.LazyFrame:
-    """JSONL read line by line with scalars as text: the slow path that finds a bad line."""
+    """JSONL read line by line with scalars as text: the slow path that finds a bad line (and
+    reads what the fast reader cannot: a byte-order mark); `_line` is each record's line."""
     opener: Callable[..., object] = gzip.open if is_gzip(path) else open
     rows: list[dict[str, object]] = []
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[attr-defined]
+    with opener(path, "rt", encoding="utf-8-sig") as f:  # type: ignore[attr-defined]
         for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise InputFileError(f"invalid JSON: {e.msg}", path=str(path), line=n) from e
             if not isinstance(rec, dict):
                 raise InputFileError("expected a JSON object", path=str(path), line=n)
-            rows.append({k: v if isinstance(v, list) or v is None else str(v)
-                         for k, v in rec.items()})
+            rows.append({**{k: v if isinstance(v, list) or v is None else str(v)
+                            for k, v in rec.items()}, "_line": n})
+    if not rows:
+        raise InputFileError("the file is empty: no requests", path=str(path), line=1)
     return pl.from_dicts(rows, infer_schema_length=None).lazy()
 
 
@@ -210,6 +269,8 @@ def read_mapped(path: Path, mapping: dict[str, str], as_text: bool) -> RawTrace:
             block = int(mapping["block_tokens"])
         except ValueError as e:
             raise UsageError("block_tokens must be an integer", where="--map") from e
+        if block < 1:
+            raise UsageError(f"block_tokens must be >= 1, got {block}", where="--map")
     fields = {k: v for k, v in mapping.items() if k in MAPPING_KEYS}
     required = {k: fields[k] for k in ("timestamp", "input_tokens", "output_tokens") if k in fields}
     optional = {k: v for k, v in fields.items() if k not in required}
@@ -229,7 +290,10 @@ def _names_of(path: Path) -> list[str]:
     if _is_parquet(path):
         return pl.scan_parquet(path).collect_schema().names()
     if plain_suffix(path) in (".jsonl", ".json", ".ndjson"):
-        return _scan_ndjson(path).collect_schema().names()
+        try:
+            return _scan_ndjson(path).collect_schema().names()
+        except pl.exceptions.PolarsError:
+            return _ndjson_text(path).collect_schema().names()
     return pl.scan_csv(path, infer_schema=False).collect_schema().names()
 
 

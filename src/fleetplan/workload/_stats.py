@@ -124,9 +124,10 @@ class RateStats:
 def arrival_rates(arrival_s: pl.Series, span_s: float) -> RateStats:
     """Rates over fixed bins [k*b, (k+1)*b) from the first request.
 
-    peak = max over bins of count / b; the last, partial bin is divided by the full width b
-    (so it can only understate). When the span is shorter than b there is no full bin and the
-    peak is the mean over the span (burst factor 1). Mean = requests / span.
+    peak = max over bins of count / b, and at least the mean; the last, partial bin is divided
+    by the full width b (so it can only understate). When the span is shorter than b there is
+    no full bin and the peak is the mean over the span (burst factor 1). Mean = requests /
+    span.
     """
     return rates_from_counts(seconds_bincount(arrival_s), arrival_s.len(), span_s)
 
@@ -152,7 +153,10 @@ def rates_from_counts(counts_1s: np.ndarray, n: int, span_s: float) -> RateStats
         elif span_s < width:
             peaks[key], bursts[key] = mean, 1.0
         else:
-            peak = float(counts.max()) / width
+            # Fixed bins can split an even trace so that no bin reaches the mean, which counts
+            # the requests at both ends of the span (3 requests 1 s apart: mean 1.5/s, every
+            # 1 s bin 1/s); some window of that width holds at least the mean, so the peak does.
+            peak = max(float(counts.max()) / width, mean)
             peaks[key], bursts[key] = peak, peak / mean
     return RateStats(mean, peaks, bursts, counts_1s, per_bin["1min"])
 

@@ -25,6 +25,7 @@ in-memory path sorts them and warns).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,13 @@ from fleetplan.workload._readers import RawTrace
 from fleetplan.workload._stats import BINCOUNT_MAX, Counts, seconds_bincount
 from fleetplan.workload._validate import (
     MAX_LISTED,
+    MAX_SPAN_S,
     arrival_expr,
     bad_outcome,
     bad_row_expr,
+    blank_note,
     parse,
+    span_error,
     start_epoch,
 )
 
@@ -55,6 +59,14 @@ CHUNK_ROWS = 1_000_000  # rows per streamed batch
 GROUP_COLUMNS: tuple[str, ...] = ("tenant", "model")
 _IN_MEMORY_ONLY = frozenset({"hash_ids", "workflow_id", "_line"})
 _MERGE_EVERY = 32  # re-aggregate per-group partial sums after this many batches
+
+
+class SpanError(Exception):
+    """A batch reaches beyond `MAX_SPAN_S` from the first request (at `index` in the batch)."""
+
+    def __init__(self, span_s: float, index: int) -> None:
+        super().__init__(span_s, index)
+        self.span_s, self.index = span_s, index
 
 
 class UnsortedError(Exception):
@@ -123,6 +135,7 @@ class _Accumulator:
         self.ts_dtype = ts_dtype
         self.n = 0
         self.first: float | int | None = None
+        self.first_row = 0  # row (0-based, in the file's records) of the first request
         self.last_ts: float | int | None = None
         self.last_arrival = 0.0
         self.counts_1s = np.zeros(0, dtype=np.int64)
@@ -138,7 +151,11 @@ class _Accumulator:
             raise UnsortedError
         if self.first is None:
             self.first = ts[0]
+            self.first_row = int(b["_row"][0]) if "_row" in b.columns else 0
         arrival = b.select(arrival_expr(self.ts_dtype, self.first).alias("a"))["a"]
+        if float(arrival[-1]) > MAX_SPAN_S:  # sorted: the last is the furthest
+            raise SpanError(float(arrival[-1]), int(arrival.search_sorted(MAX_SPAN_S,
+                                                                          side="right")))
         self.counts_1s = _add_padded(self.counts_1s, seconds_bincount(arrival))
         arr = arrival.to_numpy()
         gaps = np.diff(arr) if self.n == 0 else np.diff(arr, prepend=self.last_arrival)
@@ -251,12 +268,18 @@ def scan_workload(raw: RawTrace, path: Path, fmt: str, on_error: str, source: st
     ts_dtype = schema["ts"]
     groups = tuple(c for c in GROUP_COLUMNS if c in schema)
     query = frame.with_row_index("_row").with_columns(
-        bad_row_expr(ts_dtype == pl.Float64).alias("_bad"))
+        (bad_row_expr(ts_dtype == pl.Float64) & ~pl.col("_blank")).alias("_bad"))
     acc = _Accumulator(ts_dtype, groups)
-    rows = n_bad = 0
+    rows = n_bad = n_blank = 0
+    blank_rows: list[int] = []
     bad_rows: dict[int, dict[str, object]] = {}
-    for chunk in query.collect_batches(chunk_size=CHUNK_ROWS):
-        rows += chunk.height
+    for batch in query.collect_batches(chunk_size=CHUNK_ROWS):
+        rows += batch.height
+        blank = batch["_blank"]
+        if blank.any():  # blank lines: ignored, counted, named in a warning
+            n_blank += int(blank.sum())
+            blank_rows += batch.filter(blank)["_row"].head(MAX_LISTED - len(blank_rows)).to_list()
+        chunk = batch.filter(~blank) if blank.any() else batch
         bad = chunk["_bad"]
         batch_bad = int(bad.sum())
         good = chunk
@@ -266,13 +289,23 @@ def scan_workload(raw: RawTrace, path: Path, fmt: str, on_error: str, source: st
                 bad_rows[int(r["_row"])] = {k: v for k, v in r.items() if k[0] != "_"}
             good = chunk.filter(~bad)
         if good.height and not (n_bad and on_error == "raise"):
-            acc.add(good.drop("_row", "_bad"))
+            try:
+                acc.add(good.drop("_bad", "_blank"))
+            except SpanError as e:
+                raise span_error(raw, path, e.span_s, (acc.first_row, None),
+                                 (int(good["_row"][e.index]), None)) from None
     if rows == 0:
         raise InputFileError("the file has no requests", path=str(path), line=raw.line_offset)
     skipped = bad_outcome(raw, path, on_error, n_bad, bad_rows) if n_bad else SkipReport()
     if acc.n == 0:
+        if not skipped:
+            raise InputFileError("the file has no requests: every line is blank",
+                                 path=str(path))
         raise InputFileError(f"every row is bad: {skipped.describe(str(path))}", path=str(path))
     assert acc.first is not None
     start = start_epoch(ts_dtype, acc.first, absolute)
-    return StreamedWorkload(None, source, fmt, None, start, skipped, (),
+    notes = (blank_note(path, raw, blank_rows, n_blank),) if n_blank else ()
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=3)
+    return StreamedWorkload(None, source, fmt, None, start, skipped, notes,
                             summary=acc.summary(), reload=reload)

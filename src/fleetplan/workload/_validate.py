@@ -7,6 +7,7 @@ again, to say which field was wrong and why, at which file line.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from pathlib import Path
@@ -18,8 +19,9 @@ from fleetplan.workload._model import SkipReport, Workload
 from fleetplan.workload._readers import RawTrace
 
 __all__ = [
-    "arrival_expr", "bad_outcome", "bad_row_expr", "diagnose", "parse", "start_epoch",
-    "to_workload",
+    "MAX_SPAN_S", "arrival_expr", "bad_outcome", "bad_row_expr", "blank_note", "diagnose",
+    "parse",
+    "span_error", "start_epoch", "to_workload",
 ]
 
 _NS_PER_UNIT = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
@@ -27,6 +29,9 @@ _TZ = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 _NUMERIC = re.compile(r"^\s*[+-]?\d+(\.\d*)?([eE][+-]?\d+)?\s*$")
 _EPOCH_MIN_S = 1e8  # numeric times above this (1973) are read as Unix epoch seconds
 MAX_LISTED = 5  # bad rows named in an error / skip report
+#: Longest span of arrival times read (the rate statistics keep one counter per second: a
+#: mistyped year would otherwise ask for gigabytes).
+MAX_SPAN_S = 366 * 86400.0
 
 
 def _token_expr(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -56,7 +61,7 @@ def _ts_expr(raw: RawTrace, dtype: pl.DataType) -> tuple[pl.Expr, bool]:
     if dtype == pl.String:
         sample = _first_value(raw.frame)
         text = str(sample) if sample is not None else ""
-        if unit != "datetime" or _NUMERIC.match(text):
+        if unit not in ("datetime", "auto") or _NUMERIC.match(text):
             factor = _NS_PER_UNIT.get(unit, 1e9)
             return col.str.strip_chars().cast(pl.Float64, strict=False) * (factor / 1e9), False
         if _TZ.search(text.strip()):
@@ -85,10 +90,36 @@ def parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
         if name in schema:
             exprs.append(pl.col(name).cast(pl.String))
     if "hash_ids" in schema:
+        kind = schema["hash_ids"]
+        inner = kind.inner if isinstance(kind, pl.List) else None
+        if inner is None or not (inner.is_integer() or inner == pl.Null):
+            raise InputFileError(
+                f"hash_ids must hold a list of integer block hashes per request; the column "
+                f"is {kind}", path=str(path), field=raw.fields.get("hash_ids", "hash_ids"))
         exprs.append(pl.col("hash_ids").cast(pl.List(pl.Int64)))
     if "_line" in schema:
         exprs.append(pl.col("_line"))
+    exprs.append(blank_expr().alias("_blank"))
     return raw.frame.select(exprs), absolute
+
+
+def _empty(name: str) -> pl.Expr:
+    col = pl.col(name)
+    return col.is_null() | (col.cast(pl.String).str.strip_chars() == "")
+
+
+def blank_expr() -> pl.Expr:
+    """True for a raw row without a timestamp or either token count (a blank line, or a line
+    of bare separators): it holds nothing to lose, so it is ignored and counted, not an error."""
+    return _empty("ts") & _empty("input_tokens") & _empty("output_tokens")
+
+
+def blank_note(path: Path, raw: RawTrace, rows: list[int], count: int) -> str:
+    """The warning for `count` ignored blank rows (`rows`: the first few, 0-based)."""
+    where = ", ".join(str(_location(raw, r, None)[0] or f"row {r + 1}") for r in rows)
+    more = ", ..." if count > len(rows) else ""
+    return f"{path}: ignored {count} blank line(s) without a timestamp or token counts " \
+        f"(lines {where}{more})"
 
 
 def bad_row_expr(ts_is_float: bool) -> pl.Expr:
@@ -99,17 +130,20 @@ def bad_row_expr(ts_is_float: bool) -> pl.Expr:
         | (pl.col("output_tokens") < 0)
     )
     if ts_is_float:
-        mask = mask | pl.col("ts").is_nan() | (pl.col("ts") < 0)
+        mask = mask | pl.col("ts").is_nan() | pl.col("ts").is_infinite() | (pl.col("ts") < 0)
     return mask
 
 
 def _bad_mask(df: pl.DataFrame) -> pl.Series:
-    return df.select(bad_row_expr(df["ts"].dtype == pl.Float64).alias("bad"))["bad"]
+    return df.select((bad_row_expr(df["ts"].dtype == pl.Float64) & ~pl.col("_blank"))
+                     .alias("bad"))["bad"]
 
 
 def _location(raw: RawTrace, row: int, line_col: int | None) -> tuple[int | None, str]:
     if line_col is not None:
         return (line_col, "") if raw.record_noun == "line" else (None, f"span {line_col}: ")
+    if raw.line_of is not None:
+        return raw.line_of(row), ""
     if raw.line_offset is not None:
         return row + raw.line_offset, ""
     return None, f"{raw.record_noun} {row + 1}: "
@@ -130,7 +164,9 @@ def _reason(raw_row: dict[str, object], parsed: dict[str, object], raw: RawTrace
             return name, f"{what}: {value!r}"
         if isinstance(got, int | float) and got < 0:
             return name, f"a negative {'time' if canon == 'timestamp' else 'token count'}: {got}"
-    return raw.fields.get("timestamp", "timestamp"), "not a number (NaN) timestamp"
+    ts = parsed.get("ts")
+    what = "an infinite" if isinstance(ts, float) and math.isinf(ts) else "a not-a-number (NaN)"
+    return raw.fields.get("timestamp", "timestamp"), f"{what} timestamp"
 
 
 def diagnose(raw: RawTrace, parsed_rows: dict[int, dict[str, object]]) -> list[
@@ -164,15 +200,20 @@ def bad_outcome(raw: RawTrace, path: Path, on_error: str, n_bad: int,
 
 
 def _handle_bad(raw: RawTrace, df: pl.DataFrame, path: Path, on_error: str) -> tuple[
-        pl.DataFrame, SkipReport]:
+        pl.DataFrame, SkipReport, tuple[str, ...]]:
+    """(the good rows, the skip report, a note on ignored blank rows if any)."""
+    blank = df["_blank"]
+    n_blank = int(blank.sum())
+    notes = (blank_note(path, raw, blank.arg_true().head(MAX_LISTED).to_list(), n_blank),
+             ) if n_blank else ()
     mask = _bad_mask(df)
     n_bad = int(mask.sum())
-    if n_bad == 0:
-        return df, SkipReport()
-    bad_rows = mask.arg_true().head(MAX_LISTED).to_list()
-    report = bad_outcome(raw, path, on_error, n_bad,
-                         {row: df.row(row, named=True) for row in bad_rows})
-    return df.filter(~mask), report
+    report = SkipReport()
+    if n_bad:
+        bad_rows = mask.arg_true().head(MAX_LISTED).to_list()
+        report = bad_outcome(raw, path, on_error, n_bad,
+                             {row: df.row(row, named=True) for row in bad_rows})
+    return df.filter(~mask & ~blank).drop("_blank"), report, notes
 
 
 def arrival_expr(ts_dtype: pl.DataType, first: float | int) -> pl.Expr:
@@ -187,6 +228,37 @@ def start_epoch(ts_dtype: pl.DataType, first: float | int, absolute: bool) -> fl
     if ts_dtype == pl.Int64:
         return first / 1e9
     return float(first) if absolute or first > _EPOCH_MIN_S else None
+
+
+def _days(span_s: float) -> str:
+    days = span_s / 86400
+    return f"{days:,.0f}" if days < 1e9 else f"{days:.3g}"
+
+
+def span_error(raw: RawTrace, path: Path, span_s: float, first: tuple[int, int | None],
+               last: tuple[int, int | None]) -> InputFileError:
+    """The error for a trace whose requests span more than `MAX_SPAN_S`: `first` and `last`
+    are the (0-based row, `_line` or None) of the earliest request and of one beyond the
+    limit; the error is placed on the latter."""
+    line_a, _ = _location(raw, *first)
+    line, prefix = _location(raw, *last)
+    since = f" after the first request (line {line_a})" if line_a is not None else ""
+    return InputFileError(
+        f"{prefix}the requests span {_days(span_s)} days{since}, more than the "
+        f"{MAX_SPAN_S / 86400:.0f} fleetplan reads; check the timestamps (a mistyped year or "
+        "unit?)", path=str(path), line=line, field=raw.fields.get("timestamp", "timestamp"))
+
+
+def _check_span(raw: RawTrace, df: pl.DataFrame, path: Path) -> None:
+    ts = df["ts"]
+    lo, hi = ts.min(), ts.max()
+    assert isinstance(lo, int | float) and isinstance(hi, int | float)
+    span = (hi - lo) / (1e9 if ts.dtype == pl.Int64 else 1.0)
+    if span <= MAX_SPAN_S:
+        return
+    rows = (int(ts.arg_min() or 0), int(ts.arg_max() or 0))
+    lines = [int(df["_line"][r]) if "_line" in df.columns else None for r in rows]
+    raise span_error(raw, path, span, (rows[0], lines[0]), (rows[1], lines[1]))
 
 
 def _finish(df: pl.DataFrame, absolute: bool, path: Path) -> tuple[pl.DataFrame, float | None,
@@ -214,11 +286,17 @@ def to_workload(raw: RawTrace, path: Path, fmt: str, on_error: str, source: str)
     if df.height == 0:
         raise InputFileError("the file has no requests", path=str(path),
                              line=raw.line_offset)
-    df, skipped = _handle_bad(raw, df, path, on_error)
+    df, skipped, blank_notes = _handle_bad(raw, df, path, on_error)
     if df.height == 0:
+        if not skipped:
+            raise InputFileError("the file has no requests: every line is blank",
+                                 path=str(path))
         raise InputFileError(f"every row is bad: {skipped.describe(str(path))}", path=str(path))
     if "hash_ids" in df.columns and raw.block_tokens is None:
         raise UsageError("hash_ids need a block size (block_tokens)", where="--map")
+    _check_span(raw, df, path)
     table, start, notes = _finish(df, absolute, path)
+    for note in blank_notes:
+        warnings.warn(note, UserWarning, stacklevel=3)
     block = raw.block_tokens if "hash_ids" in table.columns else None
-    return Workload(table, source, fmt, block, start, skipped, notes)
+    return Workload(table, source, fmt, block, start, skipped, blank_notes + notes)

@@ -28,6 +28,9 @@ LENGTHS: tuple[str, ...] = ("empirical", "lognormal")
 MMPP_HIGH_FRACTION = 0.2  # share of time in the high state
 MMPP_HIGH_DWELL_S = 60.0  # mean time in the high state
 Z90 = 1.2815515655446004  # standard normal 90th percentile
+#: Most requests one synthetic workload may hold (~2.4 GB as a table; a guard against typos
+#: such as --duration 1e12, which would otherwise exhaust memory).
+MAX_REQUESTS = 100_000_000
 
 
 def _renewal(rng: np.random.Generator, duration_s: float, rate: float, cv: float) -> np.ndarray:
@@ -73,8 +76,10 @@ def arrival_times(
     if arrivals not in ARRIVALS:
         raise UsageError(f"unknown arrival process '{arrivals}'; use {ARRIVALS}",
                          where="--arrivals")
-    if rate_per_s <= 0 or duration_s <= 0:
-        raise UsageError("rate and duration must be > 0", where="--duration")
+    if not (math.isfinite(rate_per_s) and rate_per_s > 0):
+        raise UsageError(f"must be a finite number > 0, got {rate_per_s}", where="rate")
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        raise UsageError(f"must be a finite number > 0, got {duration_s}", where="--duration")
     if arrivals == "mmpp":
         return _mmpp(rng, duration_s, rate_per_s, burst)
     if cv <= 0:
@@ -128,8 +133,10 @@ def generate(
     if lengths == "empirical" and not isinstance(source, Workload):
         raise UsageError("empirical lengths need the trace, not only its characterization",
                          where="--lengths")
-    if rate_scale <= 0 or time_stretch <= 0:
-        raise UsageError("rate scale and time stretch must be > 0", where="--rate-scale")
+    for flag, v in (("--rate-scale", rate_scale), ("--time-stretch", time_stretch),
+                    ("--duration", duration_s), ("--cv", cv), ("--burst", burst)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UsageError(f"must be a finite number > 0, got {v}", where=flag)
     if c.rate_mean_per_s is None:
         raise UsageError("the source trace spans no time; it has no rate", where="--from")
     rng = np.random.default_rng(seed)
@@ -137,6 +144,12 @@ def generate(
     duration = duration_s if duration_s is not None else c.span_s * time_stretch
     cv_used = cv if cv is not None else (c.interarrival_cv or 1.0)
     burst_used = burst if burst is not None else min(c.burst_factor.get("1min") or 1.0, 4.9)
+    expected = rate * duration
+    if expected > MAX_REQUESTS:
+        raise UsageError(
+            f"{rate:.4g} requests/s for {duration:.4g} s is ~{expected:.3g} requests; at most "
+            f"{MAX_REQUESTS:,} (a shorter --duration or a smaller --rate-scale)",
+            where="--duration" if duration_s is not None else "--rate-scale")
     times = arrival_times(rng, duration, rate, arrivals=arrivals, cv=cv_used, burst=burst_used)
     n = len(times)
     if isinstance(source, Workload) and lengths == "empirical":
