@@ -101,6 +101,21 @@ def test_catalog_list_all(cli: Any) -> None:
         (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--kv-precision", "int4-awq"],
          "--kv-precision: must be one of bf16, fp8"),
         (["catalog", "show", "nosuchthing"], "closest"),
+        (["plan", "--gpus", " , ", "--rate", "1", "--isl", "10", "--osl", "10"],
+         "--gpus: no GPU given"),
+        (["plan", "--precision", ",", "--rate", "1", "--isl", "10", "--osl", "10"],
+         "--precision: no precision given"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
+          "100", "--osl", "10", "--requests", "0"], "--requests: must be >= 1, got 0"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "nan", "--isl",
+          "100", "--osl", "10"], "--rate: must be a finite number > 0"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
+          "0", "--osl", "10"], "--isl: must be >= 1 token"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
+          "10", "--osl", "10", "--slo-ttft", "-1"], "--slo-ttft: a target must be"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
+          "10", "--osl", "10", "--max-num-batched-tokens", "0"],
+         "--max-num-batched-tokens: must be >= 1"),
     ],
 )
 def test_bad_input_exit_2(cli: Any, args: list[str], needle: str) -> None:
@@ -188,3 +203,35 @@ def test_error_text_with_brackets_is_printed_verbatim(tmp_path: Path, name: str,
     assert main(["validate", "--points", str(path)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "error:" in err and name in err
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
+          "100", "--osl", "10", "--requests", "8", "--out"], "--out"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
+          "100", "--osl", "10", "--requests", "8", "--prometheus"], "--prometheus"),
+        (["validate", "--out"], "--out"),
+        (["calibrate-steps", "--out"], "--out"),
+        (["workload", "synth", "--from", "azure-conv-2023", "--out"], "--out"),
+        (["workload", "characterize", "azure-conv-2023", "--html"], "--html"),
+    ],
+)
+def test_unwritable_output_paths_fail_before_the_work(cli: Any, tmp_path: Path,
+                                                      args: list[str], flag: str) -> None:
+    """A directory, or a file in a directory that does not exist, is a usage error naming the
+    flag (exit 2), raised before the command runs; before, some crashed with a traceback after
+    a whole simulation."""
+    for target, words in ((tmp_path, "is a directory"),
+                          (tmp_path / "no" / "x.csv", "no directory")):
+        r = cli(*args, str(target))
+        assert r.code == 2, r.err
+        assert f"{flag}: " in r.err and words in r.err and "Traceback" not in r.err
+
+
+def test_output_file_types_are_checked(cli: Any, tmp_path: Path) -> None:
+    r = cli("workload", "synth", "--from", "azure-conv-2023", "--out", str(tmp_path / "s.txt"))
+    assert r.code == 2 and "unknown file type '.txt'; use .csv, .parquet" in r.err
+    r = cli("calibrate-steps", "--yaml", str(tmp_path / "fits.json"))
+    assert r.code == 2 and "--yaml" in r.err and ".yaml, .yml" in r.err

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 import pytest
 
 from fleetplan.errors import InfeasibleError, UsageError
-from fleetplan.sim import ClosedLoop, FleetConfig, PoissonLoad, TraceLoad, simulate
+from fleetplan.sim import SLO, ClosedLoop, FleetConfig, PoissonLoad, TraceLoad, simulate
 from fleetplan.sim import fleet as fleet_mod
 from tests.sim.toy import toy_replica
 
@@ -57,14 +59,28 @@ def test_bad_flags(no_sim: None) -> None:
         ClosedLoop(concurrency=0, isl=10, osl=10)
     fleet = FleetConfig.homogeneous(toy_replica(), 1)
     table = pl.DataFrame({"arrival_s": [0.0], "input_tokens": [5], "output_tokens": [5]})
-    with pytest.raises(UsageError, match="--rate-scale: must be > 0"):
-        simulate(fleet, TraceLoad(table, rate_scale=0))
+    for scale in (0.0, math.nan, math.inf):
+        with pytest.raises(UsageError, match="--rate-scale: must be a finite number > 0"):
+            simulate(fleet, TraceLoad(table, rate_scale=scale))
     with pytest.raises(UsageError, match="no 'output_tokens' column"):
         simulate(fleet, TraceLoad(table.drop("output_tokens")))
-    with pytest.raises(UsageError, match="rate: must be > 0"):
-        simulate(fleet, PoissonLoad(0.0, 10, 5, 5))
+    for rate in (0.0, math.nan, math.inf):
+        with pytest.raises(UsageError, match="--rate: must be a finite number > 0"):
+            simulate(fleet, PoissonLoad(rate, 10, 5, 5))
+    with pytest.raises(UsageError, match="--burstiness: must be a finite number > 0"):
+        simulate(fleet, PoissonLoad(1.0, 10, 5, 5, burstiness=math.nan))
     with pytest.raises(UsageError, match="--isl: needs at least one length"):
         simulate(fleet, PoissonLoad(1.0, 10, np.zeros(0, dtype=int).tolist(), 5))
+    with pytest.raises(UsageError, match="--isl: must be >= 1 token, got -100"):
+        simulate(fleet, PoissonLoad(1.0, 10, -100, 5))
+    with pytest.raises(UsageError, match="--osl: every length must be >= 1 token, got 0"):
+        simulate(fleet, PoissonLoad(1.0, 10, 5, [3, 0]))
+    with pytest.raises(UsageError, match="--slo-ttft: a target must be a finite number"):
+        SLO(ttft_s=-1.0)
+    with pytest.raises(UsageError, match="--slo-e2e: a target must be a finite number"):
+        SLO(e2e_s=math.nan)
+    with pytest.raises(UsageError, match="--max-num-batched-tokens: must be >= 1, got 0"):
+        FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=4, max_num_batched_tokens=0)
 
 
 def test_trace_requests_beyond_context_are_rejected_and_counted() -> None:

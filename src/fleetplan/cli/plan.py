@@ -102,8 +102,14 @@ def plan(
         demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin)
     m = get_model(model, where="--model")
     gpu_names = list(load_catalog().gpus) if gpus.strip().lower() == "all" else _split(gpus)
+    if not gpu_names:
+        raise UsageError("no GPU given; name one or more (e.g. h100-sxm,b200) or 'all'",
+                         where="--gpus")
     gpu_list = [get_gpu(g, where="--gpus") for g in gpu_names]
     eng = get_engine(engine, where="--engine")
+    if precisions is not None and not _split(precisions):
+        raise UsageError("no precision given; name one or more (e.g. fp8,bf16) or leave the "
+                         "flag out", where="--precision")
     quants = [get_quant(q, where="--precision") for q in _split(precisions)] if precisions else None
     kvq = get_quant(kv_precision, where="--kv-precision") if kv_precision else None
     if burst is not None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fleetplan.cli._app import app, console
+from fleetplan.cli._app import app, check_writable, console
 from fleetplan.errors import UsageError
 from fleetplan.sim import (
     SLO,
@@ -53,7 +53,7 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
     if concurrency is not None:
         return ClosedLoop(concurrency, isl, osl, requests, think_s, range_ratio)
     assert rate is not None
-    return PoissonLoad(rate, requests or 1000, isl, osl, burstiness)
+    return PoissonLoad(rate, 1000 if requests is None else requests, isl, osl, burstiness)
 
 
 def _pool(spec: str, flag: str) -> tuple[int, int]:
@@ -162,6 +162,8 @@ def simulate_cmd(
     prometheus: Annotated[Path | None, Opt("--prometheus", help="write vLLM /metrics text")] = None,
 ) -> None:
     """Simulate a fleet serving a trace, a synthetic load or a closed-loop benchmark."""
+    check_writable(out, "--out", (".parquet", ".duckdb", ".db"))
+    check_writable(prometheus, "--prometheus")
     limits: dict[str, Any] = {
         "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
         "block_size": block_size, "prefix_caching": prefix_caching,
@@ -196,9 +198,6 @@ def simulate_cmd(
         fleet = _with_batch_wait(fleet, batch_wait_iters, batch_wait_ratio)
     load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness, think,
                  range_ratio)
-    if out is not None and out.suffix.lower() not in (".parquet", ".duckdb", ".db"):
-        raise UsageError(f"unknown output format '{out.suffix}'; use .parquet or .duckdb",
-                         where="--out")
     res = simulate(fleet, load, seed=seed)
     has_slo = any(x is not None for x in (slo_ttft, slo_tpot, slo_e2e))
     summary = res.summary(SLO(slo_ttft, slo_tpot, slo_e2e) if has_slo else None)

@@ -31,7 +31,7 @@ from fleetplan.calibrate.steps import (
     step_error_table,
     write_step_calibration,
 )
-from fleetplan.cli._app import app, console
+from fleetplan.cli._app import app, check_writable, console
 from fleetplan.errors import InputFileError
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY
 
@@ -61,6 +61,8 @@ def calibrate_steps(
     ] = None,
 ) -> None:
     """Fit step-time efficiencies to measured steps; print the error before and after."""
+    check_writable(yaml_out, "--yaml", (".yaml", ".yml"))
+    check_writable(out, "--out")
     paths = steps or bundled_steps_paths()
     points = [p for path in paths for p in read_steps(path)]
     names = ", ".join(p.name for p in paths)

@@ -42,7 +42,7 @@ from fleetplan.calibrate.points import bundled_points_path
 from fleetplan.calibrate.repeats import repeatability, same_run_other_name
 from fleetplan.calibrate.runner import point_readings, reading_notes, readings
 from fleetplan.calibrate.simpredict import predict_points
-from fleetplan.cli._app import app, console, err_console
+from fleetplan.cli._app import app, check_writable, console, err_console
 from fleetplan.errors import UsageError
 
 __all__ = ["GROUP_KEYS", "validate"]
@@ -75,6 +75,7 @@ def validate(
     ] = "model,system,backend",
 ) -> None:
     """Predict measured points with the calibrated model; print MAPE by group and overall."""
+    check_writable(out, "--out")
     if predictor not in ("analytic", "sim"):
         raise UsageError(f"must be 'analytic' or 'sim', got {predictor!r}", where="--predictor")
     keys = tuple(k.strip() for k in by.split(",") if k.strip())

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetplan.cli._app import app, console, err_console
+from fleetplan.cli._app import app, check_writable, console, err_console
 from fleetplan.errors import UsageError
 from fleetplan.workload import Characterization, Workload, characterize, load
 from fleetplan.workload.report_html import render_html
@@ -41,6 +41,8 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
         key, sep, value = part.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise UsageError(f"expected name=column, got '{part}'", where="--map")
+        if key.strip() in out:
+            raise UsageError(f"'{key.strip()}' is mapped twice", where="--map")
         out[key.strip()] = value.strip()
     return out
 
@@ -138,6 +140,7 @@ def characterize_cmd(
     on_error: OnErrorOpt = "raise",
 ) -> None:
     """Measure a trace: rates, burstiness, token percentiles, tails, prefix reuse."""
+    check_writable(html_out, "--html", (".html", ".htm"))
     with _progress() as step:
         w = step(f"reading {trace}", lambda: _load(trace, fmt, mapping, on_error))
         c = step("characterizing", lambda: characterize(w, cache_blocks=cache_blocks))
@@ -177,6 +180,7 @@ def synth_cmd(
     on_error: OnErrorOpt = "raise",
 ) -> None:
     """Generate a seeded synthetic workload shaped like a trace."""
+    check_writable(out, "--out", (".csv", ".parquet"))
     with _progress() as step:
         w = step(f"reading {source}", lambda: _load(source, fmt, mapping, on_error))
         s = step("generating", lambda: generate(

@@ -108,6 +108,10 @@ class ReplicaConfig:
         step_model: StepTimeModel | None = None,
     ) -> ReplicaConfig:
         eng = dep.engine
+        for flag, given in (("--block-size", block_size), ("--max-num-seqs", max_num_seqs),
+                            ("--max-num-batched-tokens", max_num_batched_tokens)):
+            if given is not None and given < 1:
+                raise UsageError(f"must be >= 1, got {given}", where=flag)
         bs = int(block_size if block_size is not None else eng.kv_block_tokens.value)
         mbt = int(
             max_num_batched_tokens
@@ -117,8 +121,6 @@ class ReplicaConfig:
         mns = int(max_num_seqs if max_num_seqs is not None else eng.max_num_seqs.value)
         if max_num_seqs is None:  # vLLM: max_num_seqs = min(default, max_num_batched_tokens)
             mns = min(mns, mbt)
-        if bs < 1 or mbt < 1 or mns < 1:
-            cls(step_model or RooflineStepModel(dep), 1, bs, mns, mbt)  # raises the precise error
         budget = memory_budget(dep, mbt)
         name = f"{dep.model.name} on {dep.tp * dep.pp}x {dep.gpu.name} TP{dep.tp} PP{dep.pp}"
         if not budget.fits or budget.kv_capacity_tokens < bs:

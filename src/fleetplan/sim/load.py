@@ -20,6 +20,7 @@ as vLLM's parent-chained block hashes do.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,8 +86,9 @@ class TraceLoad:
 
     def arrivals(self, rng: np.random.Generator) -> Arrivals:
         del rng  # a replay is deterministic
-        if self.rate_scale <= 0:
-            raise UsageError(f"must be > 0, got {self.rate_scale}", where="--rate-scale")
+        if not (math.isfinite(self.rate_scale) and self.rate_scale > 0):
+            raise UsageError(f"must be a finite number > 0, got {self.rate_scale}",
+                             where="--rate-scale")
         if self.too_long not in ("reject", "error"):
             raise UsageError(f"must be 'reject' or 'error', got {self.too_long!r}",
                              where="too_long")
@@ -111,10 +113,14 @@ class TraceLoad:
 
 def _lengths(spec: int | Sequence[int], n: int, rng: np.random.Generator, name: str) -> np.ndarray:
     if isinstance(spec, int | np.integer):
+        if spec < 1:
+            raise UsageError(f"must be >= 1 token, got {spec}", where=name)
         return np.full(n, int(spec), dtype=np.int64)
     pool = np.asarray(spec, dtype=np.int64)
     if pool.size == 0:
         raise UsageError("needs at least one length", where=name)
+    if int(pool.min()) < 1:
+        raise UsageError(f"every length must be >= 1 token, got {int(pool.min())}", where=name)
     return rng.choice(pool, size=n)
 
 
@@ -136,12 +142,11 @@ class PoissonLoad:
     prefix_block_tokens: int = 16
 
     def arrivals(self, rng: np.random.Generator) -> Arrivals:
-        if self.rate_per_s <= 0:
-            raise UsageError(f"must be > 0, got {self.rate_per_s}", where="rate")
+        for flag, v in (("--rate", self.rate_per_s), ("--burstiness", self.burstiness)):
+            if not (math.isfinite(v) and v > 0):
+                raise UsageError(f"must be a finite number > 0, got {v}", where=flag)
         if self.requests < 1:
             raise UsageError(f"must be >= 1, got {self.requests}", where="--requests")
-        if self.burstiness <= 0:
-            raise UsageError(f"must be > 0, got {self.burstiness}", where="burstiness")
         n = self.requests
         theta = 1.0 / (self.rate_per_s * self.burstiness)
         gaps = rng.gamma(self.burstiness, theta, size=n)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from fleetplan.errors import UsageError
 from fleetplan.sim.request import Request
 
 if TYPE_CHECKING:
@@ -69,6 +70,13 @@ class SLO:
     ttft_s: float | None = None
     tpot_s: float | None = None
     e2e_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for flag, v in (("--slo-ttft", self.ttft_s), ("--slo-tpot", self.tpot_s),
+                        ("--slo-e2e", self.e2e_s)):
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise UsageError(f"a target must be a finite number of seconds > 0, got {v}",
+                                 where=flag)
 
 
 def percentiles(x: np.ndarray) -> dict[str, float]:
