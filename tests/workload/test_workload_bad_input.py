@@ -221,3 +221,57 @@ def test_gzipped_parquet_is_refused_with_the_fix(tmp_path: Path) -> None:
     gz.write_bytes(gzip.compress(pq.read_bytes()))
     with pytest.raises(InputFileError, match="gunzip it first"):
         load(str(gz))
+
+
+def _otel(spans: str) -> str:
+    return '{"resourceSpans": [{"scopeSpans": [{"spans": [' + spans + ']}]}]}'
+
+
+def _span(i: int, attrs: str, t: str | None = None, span_id: str | None = None) -> str:
+    return (f'{{"traceId": "t", "spanId": "{span_id or f"s{i}"}", "startTimeUnixNano": '
+            f'"{t or 1_700_000_000_000_000_000 + i * 10**9}", "attributes": [{attrs}]}}')
+
+
+_TOKENS = ('{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "10"}}, '
+           '{"key": "gen_ai.usage.output_tokens", "value": {"intValue": "3"}}')
+
+
+@pytest.mark.parametrize(
+    ("doc", "words"),
+    [
+        ('{"resourceSpans": {"a": 1}}', "'resourceSpans' must be a list"),
+        (_otel('"x"'), "each of 'spans' must be an object"),
+        (_otel(_span(0, _TOKENS) + ', 5'), "each of 'spans' must be an object, got 5"),
+        (_otel(_span(0, '{"key": "gen_ai.usage.input_tokens", "value": 5}')),
+         "span 1: an attribute value must be an OTLP AnyValue object"),
+        (_otel(_span(0, _TOKENS).replace('"attributes": [', '"attributes": {"a": [')
+               .replace(']}', ']}}', 1)), "'attributes' must be a list"),
+    ],
+)
+def test_otel_objects_of_the_wrong_type_name_the_span(tmp_path: Path, doc: str,
+                                                      words: str) -> None:
+    """These raised AttributeError / TypeError tracebacks, or dropped the span silently."""
+    with pytest.raises(InputFileError, match=words):
+        load(_write(tmp_path, doc, "o.json"))
+
+
+def test_otel_call_reporting_only_output_tokens_is_a_bad_row_not_dropped(tmp_path: Path) -> None:
+    out_only = '{"key": "gen_ai.usage.output_tokens", "value": {"intValue": "3"}}'
+    path = _write(tmp_path, _otel(_span(0, _TOKENS) + ", " + _span(1, out_only)), "o.json")
+    with pytest.raises(InputFileError, match="span 2: missing value for input_tokens"):
+        load(path)
+    assert load(path, on_error="skip").skipped.count == 1
+
+
+def test_otel_duplicate_spans_counted_once_and_whole_doubles_read(tmp_path: Path) -> None:
+    double = _TOKENS.replace('{"intValue": "10"}', '{"doubleValue": 10.0}')
+    spans = ", ".join([_span(0, _TOKENS), _span(1, double), _span(0, _TOKENS)])
+    with pytest.warns(UserWarning, match=r"ignored 1 span\(s\).*span 3 repeats span 1"):
+        w = load(_write(tmp_path, _otel(spans), "o.json"))
+    assert w.requests == 2 and w.table["input_tokens"].to_list() == [10, 10]
+
+
+def test_otel_times_in_seconds_are_a_unit_mistake(tmp_path: Path) -> None:
+    spans = ", ".join(_span(i, _TOKENS, t=str(1_700_000_000 + i)) for i in range(3))
+    with pytest.raises(InputFileError, match="look like seconds or milliseconds"):
+        load(_write(tmp_path, _otel(spans), "o.json"))
