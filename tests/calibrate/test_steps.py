@@ -146,6 +146,16 @@ def _write(tmp_path: Path, edit: Any) -> Path:
                                  "decode_seqs", "0")], 2, "prefill_tokens"),
         (lambda ls: [ls[0], _set(ls[0], ls[1], "batch_size", "1.5")], 2, "batch_size"),
         (lambda ls: [ls[0], ls[1].replace(",bf16,", ",fp4,")], 2, "precision"),
+        # after two blank lines the bad row is on file line 5, not the third record's 4
+        (lambda ls: [ls[0], ls[1], "", "", _set(ls[0], ls[2], "step_ms", "abc")], 5, "step_ms"),
+        (lambda ls: [ls[0], _set(ls[0], ls[1], "num_layers", "1e400")], 2, "num_layers"),
+        (lambda ls: [ls[0], _set(ls[0], ls[1], "num_layers", "inf")], 2, "num_layers"),
+        (lambda ls: [ls[0], _set(ls[0], ls[1], "phase", "mixed")], 2, "phase"),
+        (lambda ls: [ls[0], _set(ls[0], ls[1], "phase", "")], 2, "phase"),
+        (lambda ls: [ls[0], _set(ls[0], ls[1], "prefill_seqs", "0")], 2, "prefill_seqs"),
+        (lambda ls: [ls[0], _set(ls[0], ls[1], "prefill_attn_pairs", "1e300")], 2,
+         "prefill_attn_pairs"),
+        (lambda ls: [ls[0], ls[1] + ",EXTRA"], 2, None),
     ],
 )
 def test_bad_rows_name_file_line_field(tmp_path: Path, edit: Any, line: int,
@@ -154,6 +164,13 @@ def test_bad_rows_name_file_line_field(tmp_path: Path, edit: Any, line: int,
     with pytest.raises(InputFileError) as ei:
         read_steps(p)
     assert ei.value.path == str(p) and ei.value.line == line and ei.value.field == field
+
+
+def test_quoted_header_and_blank_lines_read(tmp_path: Path) -> None:
+    """A header whose names are quoted is CSV like any other; blank lines hold no rows."""
+    p = _write(tmp_path, lambda ls: [",".join(f'"{c}"' for c in ls[0].split(",")), "", *ls[1:],
+                                     ""])
+    assert len(read_steps(p)) == 3
 
 
 def _set(header: str, row: str, col: str, value: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -68,6 +69,7 @@ _INT_COLS = ("num_layers", "batch_size", "context_tokens", "prefill_tokens", "pr
              "prefill_kv_read_tokens", "decode_seqs", "decode_ctx_tokens")
 _FLOAT_COLS = ("prefill_attn_pairs", "step_ms")
 REQUIRED_COLUMNS = ("gpu", "engine", "model", "precision", "phase", *_INT_COLS, *_FLOAT_COLS)
+PHASES = ("prefill", "decode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +113,22 @@ def read_steps(path: Path) -> list[StepPoint]:
         raise InputFileError(f"cannot read: {e.strerror or e}", path=p) from e
     except UnicodeDecodeError as e:
         raise InputFileError(f"not UTF-8 text (byte {e.start})", path=p) from None
-    rows = list(csv.DictReader(text.splitlines()))
-    header = text.splitlines()[0].split(",") if text.strip() else []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in next(reader, [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputFileError(f"missing column(s) {', '.join(missing)}", path=p, line=1)
-    if not rows:
-        raise InputFileError("no rows after the header", path=p, line=1)
     out = []
-    for i, r in enumerate(rows, start=2):
-        out.append(_point(r, p, i))
+    line = reader.line_num + 1  # the file line where the next record starts
+    for rec in reader:
+        if any(f.strip() for f in rec):  # blank lines hold nothing
+            if len(rec) != len(header):
+                raise InputFileError(f"{len(rec)} fields where the header has {len(header)}",
+                                     path=p, line=line)
+            out.append(_point(dict(zip(header, rec, strict=True)), p, line))
+        line = reader.line_num + 1
+    if not out:
+        raise InputFileError("no rows after the header", path=p, line=1)
     return out
 
 
@@ -130,8 +138,9 @@ def _point(r: dict[str, str], p: str, line: int) -> StepPoint:
         v = (r.get(c) or "").strip()
         try:
             n = int(float(v))
-        except ValueError:
-            raise InputFileError(f"not a number: {v!r}", path=p, line=line, field=c) from None
+        except (ValueError, OverflowError):  # 'abc', 'nan'; 'inf', '1e400'
+            raise InputFileError(f"not a whole number: {v!r}", path=p, line=line,
+                                 field=c) from None
         if n < 0 or float(v) != n:
             raise InputFileError(f"must be a whole number >= 0, got {v!r}", path=p, line=line,
                                  field=c)
@@ -153,6 +162,22 @@ def _point(r: dict[str, str], p: str, line: int) -> StepPoint:
     if vals["prefill_tokens"] + vals["decode_seqs"] == 0:
         raise InputFileError("the step has no tokens (prefill_tokens and decode_seqs are 0)",
                              path=p, line=line, field="prefill_tokens")
+    if (vals["prefill_tokens"] > 0) != (vals["prefill_seqs"] > 0):
+        raise InputFileError(
+            f"prefill_tokens {vals['prefill_tokens']} with prefill_seqs "
+            f"{vals['prefill_seqs']}: both are 0 or both are >= 1", path=p, line=line,
+            field="prefill_seqs")
+    # causal attention of n tokens over a cached context: at most n (context + n) pairs
+    pairs_max = vals["prefill_tokens"] * (vals["prefill_kv_read_tokens"]
+                                          + vals["prefill_tokens"] + 1)
+    if vals["prefill_attn_pairs"] > pairs_max:
+        raise InputFileError(
+            f"{vals['prefill_attn_pairs']:g} query-key pairs for {vals['prefill_tokens']} prompt "
+            f"tokens; at most {pairs_max:,}", path=p, line=line, field="prefill_attn_pairs")
+    phase = (r.get("phase") or "").strip()
+    if phase not in PHASES:
+        raise InputFileError(f"must be one of {', '.join(PHASES)}, got {phase!r}", path=p,
+                             line=line, field="phase")
     names = {}
     for c, get in (("gpu", get_gpu), ("engine", get_engine), ("model", get_model),
                    ("precision", get_quant)):
@@ -181,7 +206,7 @@ def _point(r: dict[str, str], p: str, line: int) -> StepPoint:
                                      f"torch {meta[2]}" if meta[2] else "",
                                      f"transformers {meta[3]}" if meta[3] else "") if x)
     return StepPoint(line, names["gpu"], names["engine"], names["model"], vals["num_layers"],
-                     names["precision"], (r.get("phase") or "").strip(), vals["batch_size"],
+                     names["precision"], phase, vals["batch_size"],
                      vals["context_tokens"], batch, vals["step_ms"] / 1e3, measured)
 
 
