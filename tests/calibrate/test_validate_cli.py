@@ -288,3 +288,46 @@ def test_validate_names_a_run_recorded_under_two_model_names(
     assert "Same run, other name: 1 measured runs appear under more than one model name (2 rows;" \
         in out
     assert " = ".join(sorted(r["model_path"] for r in pair)) in out
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [({"tp_size": "-4"}, "tp_size"), ({"tp_size": "0"}, "tp_size"), ({"pp_size": "-2"}, "pp_size"),
+     ({"attention_dp_size": "-3"}, "attention_dp_size"), ({"moe_ep_size": "-8"}, "moe_ep_size"),
+     ({"batch_size": "-4"}, "batch_size")],
+)
+def test_negative_layout_fields_are_errors(tmp_path: Path, edit: dict[str, str], field: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Negative layout values (and a zero TP) were read as 1 and predicted without a word; 0 in
+    attention DP, MoE TP and EP stays the source's "not used" (the bundled file writes it)."""
+    assert main(["validate", "--points", str(_head(tmp_path, 3, edit=edit))]) == 2
+    assert f"line 4, field '{field}'" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [({"isl": "200000", "osl": "200000"}, "ISL + OSL = 400,000 tokens, beyond"),
+     ({"osl": "1"}, "OSL 1: the benchmark's TPOT"),
+     ({"tp_size": "1", "pp_size": "100"}, "pp_size 100 exceeds")],
+)
+def test_rows_that_cannot_run_get_a_reason(tmp_path: Path, edit: dict[str, str],
+                                           words: str) -> None:
+    """A request beyond the model's context was predicted at 24,000 s, one output token at a
+    400 ms TPOT; reasons name the file's fields, not the planner's flags."""
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(_head(tmp_path, 3, edit=edit)), "--out",
+                 str(out)]) == 0
+    last = list(csv.DictReader(out.read_text().splitlines()))[-1]
+    assert last["pred_ttft_ms"] == "" and words in last["reason"]
+
+
+def test_simulator_refuses_rows_beyond_its_client_cap() -> None:
+    """1e9 clients made the simulator predictor grow past 24 GB; now a reason."""
+    from dataclasses import replace
+
+    from fleetplan.calibrate import read_points
+    from fleetplan.calibrate.simpredict import MAX_SIM_CLIENTS, predict_point
+
+    p = read_points(bundled_points_path())[2][0]
+    pred = predict_point(replace(p, concurrency=MAX_SIM_CLIENTS + 1))
+    assert pred.ttft_s is None and "at most 100,000" in (pred.reason or "")

@@ -116,6 +116,18 @@ def test_catalog_list_all(cli: Any) -> None:
         (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
           "10", "--osl", "10", "--max-num-batched-tokens", "0"],
          "--max-num-batched-tokens: must be >= 1"),
+        (["plan", "--rate", "10", "--isl", "1000", "--osl", "200", "--burst", "nan"],
+         "--burst: must be a finite number >= 1"),
+        (["plan", "--rate", "10", "--isl", "1000", "--osl", "200", "--top", "0"],
+         "--top: must be >= 1"),
+        (["plan", "--rate", "10", "--isl", "1000", "--osl", "200", "--burst-bin", "abc"],
+         "--burst-bin: unknown bin 'abc'"),
+        (["plan", "--rate", "10", "--isl", "1000", "--osl", "200", "--mc-runs", "1000000000"],
+         "--mc-runs: must be in [1, 1000]"),
+        (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--slo", "ttft_p95=1000us"],
+         "DURATION in s or ms"),
+        (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--slo", "ttft_p95=1" + "9" * 40
+          + "s"], "at most 365 days"),
     ],
 )
 def test_bad_input_exit_2(cli: Any, args: list[str], needle: str) -> None:
@@ -235,3 +247,50 @@ def test_output_file_types_are_checked(cli: Any, tmp_path: Path) -> None:
     assert r.code == 2 and "unknown file type '.txt'; use .csv, .parquet" in r.err
     r = cli("calibrate-steps", "--yaml", str(tmp_path / "fits.json"))
     assert r.code == 2 and "--yaml" in r.err and ".yaml, .yml" in r.err
+
+
+def _trace(tmp_path: Path, rows: str) -> str:
+    f = tmp_path / "t.csv"
+    f.write_text("arrival_s,input_tokens,output_tokens\n" + rows)
+    return str(f)
+
+
+def test_plan_traces_without_a_rate_or_tokens_are_usage_errors(cli: Any, tmp_path: Path) -> None:
+    """A one-request trace raised a TypeError, a trace of empty outputs a ZeroDivisionError;
+    a flag that supplies the missing figure makes them plannable."""
+    one = _trace(tmp_path, "0,100,20\n")
+    r = cli("plan", "--workload", one, "--no-check")
+    assert r.code == 2 and "no arrival rate to plan for; give --rate" in " ".join(r.err.split())
+    assert cli("plan", "--workload", one, "--rate", "3", "--no-check", "--json").code == 0
+    empty = _trace(tmp_path, "0,100,0\n1,100,0\n2,100,0\n")
+    r = cli("plan", "--workload", empty, "--no-check")
+    assert r.code == 2
+    assert "0 output tokens: nothing to size for; give --osl" in " ".join(r.err.split())
+    assert cli("plan", "--workload", empty, "--osl", "100", "--no-check", "--json").code == 0
+
+
+def test_plan_trace_shorter_than_the_burst_bin_uses_the_default_burst(cli: Any,
+                                                                       tmp_path: Path) -> None:
+    """19 s of trace holds no 1-minute bin: its burst factor is not measured (was x1.00)."""
+    r = cli("plan", "--workload", _trace(tmp_path, "0,100,20\n1,100,20\n19,100,30\n"),
+            "--no-check", "--json")
+    assert r.code == 0, r.err
+    steps = {w["name"]: w for w in r.json()["worksheet"]}
+    assert steps["burst"]["burst_factor"] == 3.0
+    assert "no burst factor measured" in steps["workload"]["source"]
+
+
+def test_plan_request_beyond_the_context_is_named(cli: Any, tmp_path: Path) -> None:
+    r = cli("plan", "--workload", _trace(tmp_path, "0,100,20\n1,200000,20\n70,100,30\n"),
+            "--no-check")
+    assert r.code == 2
+    assert "longest request has 200,000 input tokens, beyond llama-3.1-70b's context" in \
+        " ".join(r.err.split())
+
+
+def test_plan_tp_sizes_given_twice_are_tried_once(cli: Any) -> None:
+    r = cli("plan", "--rate", "10", "--isl", "1000", "--osl", "200", "--tp", "2,2",
+            "--gpus", "h100-sxm", "--precision", "fp8", "--no-check", "--json")
+    assert r.code == 0, r.err
+    keys = [(c["gpu"], c["tp"], c["precision"]) for c in r.json()["candidates"]]
+    assert len(keys) == len(set(keys)) == 1

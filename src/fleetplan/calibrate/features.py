@@ -147,13 +147,20 @@ def scale_up_reading(lay: Layout, domain_gpus: int) -> Layout:
     return lay
 
 
+_FLAG_FIELDS = (("--tp ", "tp_size "), ("--pp ", "pp_size "), ("--ep ", "moe_ep_size "),
+                ("--attention-dp ", "attention_dp_size "))
+
+
 def _dep(r: Resolved, lay: Layout) -> Deployment:
     lay = scale_up_reading(lay, r.gpu.interconnect.domain_gpus)
     dep = Deployment(r.model, r.gpu, r.quant, r.engine, tp=lay.tp, pp=lay.pp, ep=lay.ep,
                      attention_dp=lay.attention_dp)
     probs = serving_problems(dep)
-    if probs:
-        raise FleetplanError("; ".join(probs))
+    if probs:  # named by the points file's fields, not the planner's flags
+        text = "; ".join(probs)
+        for flag, col in _FLAG_FIELDS:
+            text = text.replace(flag, col)
+        raise FleetplanError(text)
     # A layout whose weights exceed the GPU's whole memory cannot have run as recorded (the
     # source writes 0 or nothing for layout fields it did not record, read as 1).
     w = memory_budget(dep).weights_bytes
@@ -170,6 +177,13 @@ def _dep(r: Resolved, lay: Layout) -> Deployment:
 def resolve(p: ServingPoint) -> Resolved:
     """Catalog entries and deployments of a point; `FleetplanError` says why it is unsupported."""
     model = get_model(p.model, where="model_path")
+    if p.isl + p.osl > model.max_context_tokens:
+        raise FleetplanError(
+            f"a request needs ISL + OSL = {p.isl + p.osl:,} tokens, beyond {model.name}'s "
+            f"context of {model.max_context_tokens:,}")
+    if p.osl < 2:
+        raise FleetplanError("OSL 1: the benchmark's TPOT, (E2E - TTFT) / (OSL - 1), is "
+                             "undefined with one output token")
     # the catalog's GPU aliases name the benchmark's systems (h100_sxm, gb200, ...); an unknown
     # system is an error naming the closest GPUs, never the part its prefix matches
     gpu = get_gpu(p.system, where="system")

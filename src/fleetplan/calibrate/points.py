@@ -215,17 +215,22 @@ def _setting(row: dict[str, str], key: str, where: tuple[str, int]) -> int:
 
 
 def _layout(row: dict[str, str], prefix: str, where: tuple[str, int]) -> Layout:
-    def get(name: str, default: int) -> int:
-        v = _int(row, prefix + name, where, default)
-        return v if v >= 1 else default  # the source writes 0 or "" for "not used"
+    def get(name: str, unused_zero: bool = False) -> int:
+        """The field, 1 where empty; 0 reads as 1 only where the source writes it for "not
+        used" (attention DP, MoE TP and EP); a negative value, or 0 elsewhere, is an error."""
+        v = _int(row, prefix + name, where, 1)
+        if v < 0 or (v == 0 and not unused_zero):
+            raise InputFileError(f"must be >= 1 (or empty), got {v}", path=where[0],
+                                 line=where[1], field=prefix + name)
+        return max(v, 1)
 
     return Layout(
-        tp=get("tp_size", 1),
-        pp=get("pp_size", 1),
-        attention_dp=get("attention_dp_size", 1),
-        ep=get("moe_ep_size", 1),
-        workers=get("num_workers", 1),
-        moe_tp=get("moe_tp_size", 1),
+        tp=get("tp_size"),
+        pp=get("pp_size"),
+        attention_dp=get("attention_dp_size", unused_zero=True),
+        ep=get("moe_ep_size", unused_zero=True),
+        workers=get("num_workers"),
+        moe_tp=get("moe_tp_size", unused_zero=True),
     )
 
 
@@ -303,6 +308,9 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
             raise InputFileError(f"must be >= 1, got {v}", path=where[0], line=where[1], field=name)
     if mode == "agg":
         bs = _int(row, "batch_size", where, 0) if (row.get("batch_size") or "").strip() else 0
+        if bs < 0:
+            raise InputFileError(f"must be >= 0 (0 or empty: unknown), got {bs}",
+                                 path=where[0], line=where[1], field="batch_size")
         agg, pre, dec = agg_layout(_layout(row, "", where), conc, bs), None, None
     else:
         agg, pre, dec = None, _layout(row, "prefill_", where), _layout(row, "decode_", where)

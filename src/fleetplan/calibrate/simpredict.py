@@ -95,6 +95,10 @@ MAX_REQUESTS = 4000
 #: Time-series spacing: the predictions use none of the series, so sample almost never.
 _SAMPLE_S = 1e9
 
+#: Most clients one row is simulated with (the bundled rows run up to 16,130): the simulator
+#: holds every in-flight request, so a typo such as 1e9 clients would exhaust memory.
+MAX_SIM_CLIENTS = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class SimPrediction:
@@ -278,6 +282,10 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
                   resolved: Resolved | None = None, think_s: float = 0.0) -> SimPrediction:
     """Mean TTFT/TPOT of a row simulated as its benchmark ran (module docstring)."""
     t0 = time.perf_counter()
+    if p.concurrency > MAX_SIM_CLIENTS:  # each client is a simulated request at a time
+        return SimPrediction(None, None, 0.0, 0, (
+            f"{p.concurrency:,} clients: the simulator runs at most {MAX_SIM_CLIENTS:,} per row "
+            "(memory); the analytic predictor covers it"))
     try:
         r = resolved or resolve(p)
         bench = bench or stored_benchmark_params(model_class_of(r.model))
@@ -295,8 +303,6 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
             + row_efficiency(p, r, bench).request_overhead_s
             + bench.disagg_overhead(r.engine.name, p.mode == "disagg"))
     tpot = _weighted(df["tpot_s"].to_numpy(), wave, w)
-    if p.osl <= 1:
-        tpot = 0.0
     if not (math.isfinite(ttft) and math.isfinite(tpot)):
         return SimPrediction(None, None, time.perf_counter() - t0, n,
                              "the simulation finished no request")

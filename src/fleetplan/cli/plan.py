@@ -14,8 +14,14 @@ from fleetplan.cli._app import app, console, err_console
 from fleetplan.errors import UsageError
 from fleetplan.plan import PlanFactors, make_plan, pareto, parse_slo, resolve_demand
 from fleetplan.plan.worksheet import Plan
+from fleetplan.workload import RATE_BINS_S
 
 DEFAULT_GPUS = "h100-sxm,h200-sxm,b200,a100-sxm-80gb,l40s,mi300x"
+
+
+#: Upper bounds of the simulation check (a guard against typos: 1e9 runs would not end).
+MAX_MC_RUNS = 1000
+MAX_SIM_REQUESTS = 1_000_000
 
 
 def _split(text: str) -> list[str]:
@@ -31,7 +37,7 @@ def _tps(text: str) -> tuple[int, ...]:
         ) from None
     if not out or any(t < 1 for t in out):
         raise UsageError(f"each TP size must be >= 1, got '{text}'", where="--tp")
-    return out
+    return tuple(dict.fromkeys(out))  # a size given twice is tried once
 
 
 @app.command()
@@ -98,6 +104,16 @@ def plan(
 ) -> None:
     """Size and price a fleet for a model, a workload and SLO targets."""
     targets = parse_slo(slo)
+    if top < 1:
+        raise UsageError(f"must be >= 1, got {top}", where="--top")
+    if not 1 <= mc_runs <= MAX_MC_RUNS:
+        raise UsageError(f"must be in [1, {MAX_MC_RUNS}], got {mc_runs}", where="--mc-runs")
+    if not 10 <= sim_requests <= MAX_SIM_REQUESTS:
+        raise UsageError(f"must be in [10, {MAX_SIM_REQUESTS:,}], got {sim_requests}",
+                         where="--sim-requests")
+    if burst_bin not in RATE_BINS_S:
+        raise UsageError(f"unknown bin '{burst_bin}'; expected one of {', '.join(RATE_BINS_S)}",
+                         where="--burst-bin")
     with err_console.status(f"reading workload {workload} ..." if workload else "planning ..."):
         demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin)
     m = get_model(model, where="--model")
@@ -123,14 +139,10 @@ def plan(
         )
     else:
         factors = PlanFactors(efficiency_tax, 3.0, headroom)
-    if mc_runs < 1:
-        raise UsageError(f"must be >= 1, got {mc_runs}", where="--mc-runs")
     if max_quality_cost is not None and not 0 <= max_quality_cost < 1:
         raise UsageError(
             f"must be a fraction in [0, 1), got {max_quality_cost:g}", where="--max-quality-cost"
         )
-    if sim_requests < 10:
-        raise UsageError(f"must be >= 10, got {sim_requests}", where="--sim-requests")
     with err_console.status("searching and simulating ..."):
         result = make_plan(
             m,

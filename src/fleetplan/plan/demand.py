@@ -34,6 +34,8 @@ class TokenStats:
         return cls(n, n, n, n, n, n)
 
     def scaled_to_mean(self, mean: float) -> TokenStats:
+        if not self.mean > 0:  # nothing to scale (a trace of empty outputs): fixed lengths
+            return TokenStats(mean, mean, mean, mean, mean, mean)
         k = mean / self.mean
         return TokenStats(
             mean, self.p50 * k, self.p90 * k, self.p95 * k, self.p99 * k, self.max * k
@@ -82,7 +84,9 @@ def demand_from_flags(rate: float, isl: int, osl: int) -> Demand:
     )
 
 
-def _from_trace(name: str, burst_bin: str) -> Demand:
+def _from_trace(name: str, burst_bin: str, given: frozenset[str] = frozenset()) -> Demand:
+    """The demand of a trace file; `given`: the flags (--rate, --isl, --osl) that will replace
+    the trace's own figure, so a trace without that figure is not an error."""
     from fleetplan import workload as wl
 
     w = wl.load(name)
@@ -98,12 +102,24 @@ def _from_trace(name: str, burst_bin: str) -> Demand:
         raise UsageError(
             f"unknown bin '{burst_bin}'; expected one of {', '.join(bursts)}", where="--burst-bin"
         )
+    if d["rate_mean_per_s"] is None and "--rate" not in given:
+        raise UsageError(
+            f"the trace's {d['requests']:,} request(s) arrive at one instant: it has no arrival "
+            "rate to plan for; give --rate (requests per second)", where=f"--workload {name}")
+    for key, flag in (("input_tokens", "--isl"), ("output_tokens", "--osl")):
+        if not d[key]["mean"] > 0 and flag not in given:
+            raise UsageError(f"every request of the trace has 0 {key.replace('_', ' ')}: "
+                             f"nothing to size for; give {flag}", where=f"--workload {name}")
+    source = f"trace '{name}': {d['requests']:,} requests over {d['span_s']:.0f} s"
+    measured = d["span_s"] >= wl.RATE_BINS_S[burst_bin]
+    if not measured:
+        source += f" (shorter than one {burst_bin} bin: no burst factor measured)"
     return Demand(
-        rate_per_s=float(d["rate_mean_per_s"]),
+        rate_per_s=float(d["rate_mean_per_s"] or 0.0),
         input_tokens=stats("input_tokens"),
         output_tokens=stats("output_tokens"),
-        source=f"trace '{name}': {d['requests']:,} requests over {d['span_s']:.0f} s",
-        burst_factor=float(bursts[burst_bin]),
+        source=source,
+        burst_factor=float(bursts[burst_bin]) if measured else None,
         burst_bin=burst_bin,
         trace=w,
     )
@@ -132,7 +148,9 @@ def resolve_demand(
         assert rate is not None and isl is not None and osl is not None
         return demand_from_flags(rate, isl, osl)
     presets = demand_presets()
-    d = presets[workload] if workload in presets else _from_trace(workload, burst_bin)
+    given = frozenset(f for f, v in (("--rate", rate), ("--isl", isl), ("--osl", osl))
+                      if v is not None)
+    d = presets[workload] if workload in presets else _from_trace(workload, burst_bin, given)
     if rate is not None:
         d = d.with_rate(rate)
     if isl is not None:

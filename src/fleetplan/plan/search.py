@@ -41,8 +41,9 @@ class PlanFactors:
             raise UsageError(
                 f"must be in [0, 1), got {self.efficiency_tax:g}", where="--efficiency-tax"
             )
-        if self.burst < 1:
-            raise UsageError(f"must be >= 1 (peak over mean), got {self.burst:g}", where="--burst")
+        if not (math.isfinite(self.burst) and self.burst >= 1):
+            raise UsageError(f"must be a finite number >= 1 (peak over mean), got "
+                             f"{self.burst:g}", where="--burst")
         if not 0 <= self.headroom < 5:
             raise UsageError(
                 f"must be a fraction such as 0.4, got {self.headroom:g}", where="--headroom"
@@ -244,6 +245,12 @@ def search(
             f"{model.max_context_tokens:,} tokens",
             where="--isl",
         )
+    if demand.input_tokens.max > model.max_context_tokens:
+        raise UsageError(
+            f"its longest request has {demand.input_tokens.max:,.0f} input tokens, beyond "
+            f"{model.name}'s context of {model.max_context_tokens:,}: no replica can serve it; "
+            "leave such requests out of the trace or plan a longer-context model",
+            where=f"--workload ({demand.source})")
     out: list[Candidate] = []
     for gpu in gpus:
         for q in _precisions(engine, gpu, precisions, max_quality_cost):

@@ -6,6 +6,7 @@ Accepted form: comma-separated `METRIC_pNN=DURATION`, METRIC in ttft, tpot, e2e;
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -13,7 +14,9 @@ from fleetplan.errors import UsageError
 
 __all__ = ["SLO_FORM", "SLOTarget", "SLOTargets", "parse_slo"]
 
-SLO_FORM = "METRIC_pNN=DURATION[,...] with METRIC in ttft|tpot|e2e, e.g. ttft_p95=1s,tpot_p95=50ms"
+SLO_FORM = ("METRIC_pNN=DURATION[,...] with METRIC in ttft|tpot|e2e, NN in 50|90|95|99|999 "
+            "(99.9) and DURATION in s or ms, e.g. ttft_p95=1s,tpot_p95=50ms")
+_MAX_TARGET_S = 86400.0 * 365  # a latency target beyond a year is a typo
 _ITEM = re.compile(r"^(ttft|tpot|e2e)_p(50|90|95|99|999)=(\d+(?:\.\d+)?)(ms|s)$")
 
 
@@ -58,8 +61,9 @@ def parse_slo(text: str, *, where: str = "--slo") -> SLOTargets:
             raise UsageError(f"cannot parse '{item}'; expected {SLO_FORM}", where=where)
         metric, pct, num, unit = m.groups()
         seconds = float(num) / (1000.0 if unit == "ms" else 1.0)
-        if seconds <= 0:
-            raise UsageError(f"'{item}': the target must be > 0", where=where)
+        if not (math.isfinite(seconds) and 0 < seconds <= _MAX_TARGET_S):
+            raise UsageError(f"'{item}': the target must be > 0 and at most "
+                             f"{_MAX_TARGET_S / 86400:.0f} days", where=where)
         out.append(SLOTarget(metric, 99.9 if pct == "999" else float(pct), seconds))
     keys = [t.key for t in out]
     dup = {k for k in keys if keys.count(k) > 1}

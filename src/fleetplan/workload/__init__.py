@@ -13,8 +13,9 @@ from fleetplan.workload._characterize import Characterization, characterize
 from fleetplan.workload._detect import FORMATS
 from fleetplan.workload._load import load, preset_path, presets
 from fleetplan.workload._model import SkipReport, Workload
+from fleetplan.workload._stats import BINS_S as RATE_BINS_S
 
 __all__ = [
-    "FORMATS", "Characterization", "SkipReport", "Workload", "characterize", "load",
-    "preset_path", "presets",
+    "FORMATS", "RATE_BINS_S", "Characterization", "SkipReport", "Workload", "characterize",
+    "load", "preset_path", "presets",
 ]
