@@ -99,19 +99,22 @@ def parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
         exprs.append(pl.col("hash_ids").cast(pl.List(pl.Int64)))
     if "_line" in schema:
         exprs.append(pl.col("_line"))
-    exprs.append(blank_expr().alias("_blank"))
+    exprs.append(blank_expr(schema).alias("_blank"))
     return raw.frame.select(exprs), absolute
 
 
-def _empty(name: str) -> pl.Expr:
+def _empty(name: str, dtype: pl.DataType) -> pl.Expr:
     col = pl.col(name)
-    return col.is_null() | (col.cast(pl.String).str.strip_chars() == "")
+    if dtype == pl.String:
+        return col.is_null() | (col.str.strip_chars() == "")
+    return col.is_null()  # a typed column holds no empty strings (and is not cast: speed)
 
 
-def blank_expr() -> pl.Expr:
+def blank_expr(schema: pl.Schema) -> pl.Expr:
     """True for a raw row without a timestamp or either token count (a blank line, or a line
     of bare separators): it holds nothing to lose, so it is ignored and counted, not an error."""
-    return _empty("ts") & _empty("input_tokens") & _empty("output_tokens")
+    return (_empty("ts", schema["ts"]) & _empty("input_tokens", schema["input_tokens"])
+            & _empty("output_tokens", schema["output_tokens"]))
 
 
 def blank_note(path: Path, raw: RawTrace, rows: list[int], count: int) -> str:
