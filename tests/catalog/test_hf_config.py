@@ -71,3 +71,57 @@ def test_plan_with_a_config_path(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main([*args, "--model", str(bad)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "config.json" in err and "missing" in err
+
+
+def _edited(tmp_path: Path, name: str, **edit: object) -> Path:
+    cfg = json.loads((CONFIGS / name).read_text())
+    cfg.update(edit)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        ({"num_hidden_layers": 2.5}, "num_hidden_layers", "must be a whole number, got 2.5"),
+        ({"num_hidden_layers": True}, "num_hidden_layers", "must be a whole number, got true"),
+        ({"hidden_size": None}, "hidden_size", "must be a whole number, got null"),
+        ({"max_position_embeddings": 0}, "max_position_embeddings", "must be >= 1, got 0"),
+        ({"num_key_value_heads": 5}, "num_key_value_heads", "5 KV heads must divide the 64"),
+        ({"num_key_value_heads": 128}, "num_key_value_heads", "must divide"),
+        ({"head_dim": -4}, "head_dim", "must be >= 1"),
+        ({"intermediate_size": "abc"}, "intermediate_size", "must be a whole number"),
+        ({"tie_word_embeddings": "no"}, "tie_word_embeddings", "must be true or false"),
+        ({"quantization_config": "fp8"}, "quantization_config", "must be an object"),
+        ({"quantization_config": {"quant_method": "compressed-tensors", "config_groups": [1]}},
+         "quantization_config", "config_groups must map"),
+        ({"layer_types": ["full_attention"] * 3}, "layer_types", "one type per layer (80)"),
+        ({"layer_types": ["banana"] * 80}, "layer_types", 'unknown layer type(s) "banana"'),
+        ({"use_sliding_window": True, "sliding_window": -5}, "sliding_window", "must be >= 1"),
+    ],
+)
+def test_config_values_the_converter_cannot_read_name_the_key(
+        tmp_path: Path, edit: dict[str, object], field: str, words: str) -> None:
+    """These were coerced (2.5 layers read as 2, "no" as true, a negative sliding window planned
+    11x fewer GPUs), silently ignored (layer_types of the wrong length) or raised tracebacks
+    (a quantization_config that is not an object)."""
+    p = _edited(tmp_path, "meta-llama--Meta-Llama-3.1-70B_config.json", **edit)
+    with pytest.raises(InputFileError) as e:
+        model_from_config(p)
+    assert e.value.field == field and words in str(e.value)
+
+
+def test_unknown_attention_layer_kinds_read_as_full_attention(tmp_path: Path) -> None:
+    """Published configs name new kinds (GLM-5.2's "deepseek_sparse_attention"): full KV."""
+    p = _edited(tmp_path, "meta-llama--Meta-Llama-3.1-70B_config.json",
+                layer_types=["deepseek_sparse_attention"] * 80)
+    m = model_from_config(p)
+    assert m.attention.full_layers == 80 and param_count(m) == param_count(
+        get_model("llama-3.1-70b"))
+
+
+def test_more_experts_per_token_than_experts_is_an_error(tmp_path: Path) -> None:
+    p = _edited(tmp_path, "Qwen--Qwen3-30B-A3B_config.json", num_experts_per_tok=1000)
+    with pytest.raises(InputFileError, match="1000 experts per token of 128 experts"):
+        model_from_config(p)

@@ -160,3 +160,13 @@ def test_simulate_random_range_ratio(cli: Any, tmp_path: Path) -> None:
     for flag, value in (("--range-ratio", "0.8"), ("--think", "0.1")):
         r = cli(*ARGS[:-8], "--workload", "azure-conv-2023", flag, value)
         assert r.code == 2 and flag in r.err and "closed loop" in r.err
+
+
+def test_table_shows_rejected_requests(cli: Any, tmp_path: Path) -> None:
+    """A request beyond the context is refused; the table said nothing of it (only --json)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,input_tokens,output_tokens\n0,100,10\n1,200000,10\n2,100,10\n")
+    r = cli("simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--workload", str(trace))
+    assert r.code == 0, r.err
+    row = next(line for line in r.out.splitlines() if "requests_rejected" in line)
+    assert row.split("│")[2].strip() == "1"

@@ -37,6 +37,33 @@ from fleetplan.errors import InputFileError
 __all__ = ["config_path", "convert", "model_from_config"]
 
 _SSM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+_LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "linear_attention",
+                          "chunked_attention"})
+
+
+class ConfigValueError(ValueError):
+    """A config key holds a value the converter cannot read (`key` names it)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _int(c: dict[str, Any], key: str, default: int | None = None, minimum: int = 1) -> int:
+    """`c[key]` as an integer >= `minimum`: a JSON integer (or a whole float such as 4096.0);
+    booleans, fractions, text and null are errors naming the key; absent: `default`, else a
+    KeyError (reported as missing)."""
+    if key not in c or (c[key] is None and default is not None):
+        if default is None:
+            raise KeyError(key)
+        return default
+    v = c[key]
+    if isinstance(v, bool) or not isinstance(v, int | float) or (
+            isinstance(v, float) and not v.is_integer()):
+        raise ConfigValueError(key, f"must be a whole number, got {json.dumps(v)[:40]}")
+    if int(v) < minimum:
+        raise ConfigValueError(key, f"must be >= {minimum}, got {int(v)}")
+    return int(v)
 
 
 def _text(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -52,13 +79,21 @@ def _text(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _native_dtype(c: dict[str, Any]) -> str:
     q = c.get("quantization_config") or {}
+    if not isinstance(q, dict):
+        raise ConfigValueError("quantization_config", "must be an object")
     method = str(q.get("quant_method", "")).lower()
     if method == "fp8":
         return "fp8"
     if method == "mxfp4":
         return "fp4"
     if method == "compressed-tensors":
-        bits = {g.get("weights", {}).get("num_bits") for g in q.get("config_groups", {}).values()}
+        groups = q.get("config_groups", {}) or {}
+        if not isinstance(groups, dict) or not all(
+                isinstance(g, dict) and isinstance(g.get("weights", {}) or {}, dict)
+                for g in groups.values()):
+            raise ConfigValueError("quantization_config",
+                                   "config_groups must map names to objects with 'weights'")
+        bits = {(g.get("weights", {}) or {}).get("num_bits") for g in groups.values()}
         if bits == {4}:
             return "int4"
         if bits == {8}:
@@ -84,7 +119,7 @@ def _blocks(c: dict[str, Any]) -> list[str] | None:
 
 def _num_layers(c: dict[str, Any]) -> int:
     if "num_hidden_layers" in c:
-        return int(c["num_hidden_layers"])
+        return _int(c, "num_hidden_layers")
     blocks = _blocks(c)
     if blocks is None:
         raise KeyError("num_hidden_layers")
@@ -134,6 +169,18 @@ def _layer_counts(c: dict[str, Any], n: int) -> tuple[int, int, int]:
         chunked = _llama4_chunked(c, n)
         return n - chunked, chunked, 0
     types = c.get("layer_types")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != n:
+            got = len(types) if isinstance(types, list) else type(types).__name__
+            raise ConfigValueError("layer_types", f"must list one type per layer ({n}), got "
+                                   f"{got}")
+        # other attention kinds (e.g. "deepseek_sparse_attention") hold full KV: read as full
+        unknown = sorted({json.dumps(t) for t in types
+                          if not (isinstance(t, str) and t.endswith("attention"))})
+        if unknown:
+            raise ConfigValueError("layer_types", f"unknown layer type(s) {', '.join(unknown)}; "
+                                   f"known: {', '.join(sorted(_LAYER_TYPES))} or another "
+                                   "'..._attention'")
     if isinstance(types, list) and len(types) == n:
         sliding = sum(t == "sliding_attention" for t in types)
         linear = sum(t == "linear_attention" for t in types)
@@ -144,9 +191,12 @@ def _layer_counts(c: dict[str, Any], n: int) -> tuple[int, int, int]:
 
 
 def _attention(c: dict[str, Any]) -> dict[str, Any]:
-    h = int(c["hidden_size"])
-    heads = int(c["num_attention_heads"])
-    kv = int(c.get("num_key_value_heads") or heads)
+    h = _int(c, "hidden_size")
+    heads = _int(c, "num_attention_heads")
+    kv = _int(c, "num_key_value_heads", heads)
+    if kv > heads or heads % kv:
+        raise ConfigValueError("num_key_value_heads", f"{kv} KV heads must divide the {heads} "
+                               "attention heads")
     n = _num_layers(c)
     blocks = _blocks(c)
     if blocks is not None:
@@ -178,12 +228,13 @@ def _attention(c: dict[str, Any]) -> dict[str, Any]:
             "kind": "mha" if kv == heads else "gqa",
             "num_heads": heads,
             "num_kv_heads": kv,
-            "head_dim": int(c.get("head_dim") or c.get("attention_head_dim") or h // heads),
+            "head_dim": _int(c, "head_dim", 0) or _int(c, "attention_head_dim", 0)
+            or h // heads,
         }
     a["full_layers"] = full
     if sliding:
-        window = c.get("sliding_window") or c["attention_chunk_size"]
-        a |= {"sliding_layers": sliding, "sliding_window": int(window)}
+        key = "sliding_window" if c.get("sliding_window") is not None else "attention_chunk_size"
+        a |= {"sliding_layers": sliding, "sliding_window": _int(c, key)}
     if linear and blocks is not None:
         a |= _mamba2(c, h, linear)
     elif linear:
@@ -219,10 +270,13 @@ def _linear(c: dict[str, Any], h: int, linear: int) -> dict[str, Any]:
 
 
 def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
-    experts = c.get("n_routed_experts") or c.get("num_local_experts") or c.get("num_experts")
-    if not experts:
+    key = next((k for k in ("n_routed_experts", "num_local_experts", "num_experts")
+                if c.get(k)), None)
+    if key is None:
         return None
-    width = int(c.get("moe_intermediate_size") or c["intermediate_size"])
+    experts = _int(c, key)
+    width = _int(c, "moe_intermediate_size" if c.get("moe_intermediate_size") is not None
+                 else "intermediate_size")
     shared_w = (c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
                 or c.get("moe_shared_expert_intermediate_size"))
     shared = int(c.get("n_shared_experts") or (1 if shared_w else 0))
@@ -231,10 +285,14 @@ def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
         shared = 1
     m: dict[str, Any] = {
         "num_experts": int(experts),
-        "experts_per_token": int(c.get("num_experts_per_tok") or c["experts_per_token"]),
+        "experts_per_token": _int(c, "num_experts_per_tok" if "num_experts_per_tok" in c
+                                  else "experts_per_token"),
         "num_shared_experts": shared,
         "expert_intermediate_size": width,
     }
+    if m["experts_per_token"] > m["num_experts"]:
+        raise ConfigValueError("num_experts_per_tok", f"{m['experts_per_token']} experts per "
+                               f"token of {m['num_experts']} experts")
     if shared and shared_w:
         m["shared_intermediate_size"] = int(shared_w)
     dense = c.get("first_k_dense_replace")
@@ -258,11 +316,11 @@ def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
 
 def _mtp(c: dict[str, Any]) -> int:
     if c.get("num_nextn_predict_layers"):
-        return int(c["num_nextn_predict_layers"])
+        return _int(c, "num_nextn_predict_layers", minimum=0)
     if c.get("mtp_num_hidden_layers"):
-        return int(c["mtp_num_hidden_layers"])
+        return _int(c, "mtp_num_hidden_layers", minimum=0)
     if c.get("use_mtp") and c.get("num_mtp_modules"):
-        return int(c["num_mtp_modules"])
+        return _int(c, "num_mtp_modules", minimum=0)
     return 0
 
 
@@ -272,15 +330,19 @@ def convert(config: dict[str, Any]) -> dict[str, Any]:
     moe = _moe(c)
     # Dense FFN width (Llama 4 names it `intermediate_size_mlp`; its `intermediate_size` is the
     # expert width).
-    inter = (c.get("intermediate_size_mlp") or c.get("intermediate_size")
-             or c.get("moe_intermediate_size") or 0)
+    inter = next((_int(c, k) for k in ("intermediate_size_mlp", "intermediate_size",
+                                        "moe_intermediate_size") if c.get(k) is not None), 0)
+    tie = c.get("tie_word_embeddings", False)
+    if not isinstance(tie, bool):
+        raise ConfigValueError("tie_word_embeddings", f"must be true or false, got "
+                               f"{json.dumps(tie)[:40]}")
     out: dict[str, Any] = {
         "num_layers": _num_layers(c),
-        "hidden_size": int(c["hidden_size"]),
+        "hidden_size": _int(c, "hidden_size"),
         "intermediate_size": int(inter),
-        "vocab_size": int(c["vocab_size"]),
-        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
-        "max_context_tokens": int(c["max_position_embeddings"]),
+        "vocab_size": _int(c, "vocab_size"),
+        "tie_word_embeddings": tie,
+        "max_context_tokens": _int(c, "max_position_embeddings"),
         "native_dtype": _native_dtype(c),
         "attention": {k: v for k, v in _attention(c).items() if v is not None},
     }
@@ -349,6 +411,8 @@ def _model_from_config(path: Path, name: str | None = None) -> ModelSpec:
     except KeyError as e:
         raise InputFileError(f"missing {e.args[0]!r}: not a decoder LLM config this converter "
                              "reads", path=str(path), field=str(e.args[0])) from None
+    except ConfigValueError as e:
+        raise InputFileError(str(e), path=str(path), field=e.key) from None
     except (TypeError, ValueError, ValidationError) as e:
         first = str(e).strip().splitlines()
         raise InputFileError(f"cannot build a model from it: {' '.join(first[:3])}",

@@ -80,7 +80,8 @@ def _print_table(s: dict[str, Any]) -> None:
         t.add_row(key[:-2], *(f"{1e3 * v[q]:.1f}" for q in ("p50", "p90", "p95", "p99", "mean")))
     console.print(t)
     u = Table("figure", "value")
-    for key in ("requests_completed", "duration_s", "throughput_requests_per_s",
+    for key in ("requests_completed", "requests_rejected", "duration_s",
+                "throughput_requests_per_s",
                 "throughput_input_tokens_per_s", "throughput_output_tokens_per_s",
                 "throughput_output_tokens_per_s_per_gpu", "prefix_cache_hit_rate", "preemptions",
                 "kv_cache_usage_max", "slo_attainment"):
@@ -144,7 +145,7 @@ def simulate_cmd(
                                 "response and the client's next request, seconds "
                                 "(exponential, seeded)")] = 0.0,
     range_ratio: Annotated[float, Opt("--range-ratio", help="closed loop: draw each request's "
-                                      "ISL and OSL from [int(r x L), L] as benchmark_serving "
+                                      "ISL and OSL from \\[int(r x L), L] as benchmark_serving "
                                       "--random-range-ratio r does (1: fixed)")] = 1.0,
     slo_ttft: Annotated[float | None, Opt("--slo-ttft", help="TTFT target, seconds")] = None,
     slo_tpot: Annotated[float | None, Opt("--slo-tpot", help="TPOT target, seconds")] = None,
