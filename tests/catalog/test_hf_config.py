@@ -125,3 +125,19 @@ def test_more_experts_per_token_than_experts_is_an_error(tmp_path: Path) -> None
     p = _edited(tmp_path, "Qwen--Qwen3-30B-A3B_config.json", num_experts_per_tok=1000)
     with pytest.raises(InputFileError, match="1000 experts per token of 128 experts"):
         model_from_config(p)
+
+
+def test_a_bare_catalog_name_is_not_shadowed_by_a_local_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--model qwen3-8b` with ./qwen3-8b/config.json (a 28-layer Qwen3-0.6B here) in the
+    working directory silently planned the folder's model; the catalog name wins, the explicit
+    path `./qwen3-8b` reads the folder, and missing paths say so (were "unknown model")."""
+    _copy(tmp_path, "Qwen--Qwen3-0.6B_config.json", dirname="qwen3-8b")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert get_model("qwen3-8b").hf_id == get_model("Qwen/Qwen3-8B").hf_id
+    assert "config.json" in get_model("./qwen3-8b").source
+    with pytest.raises(InputFileError, match="no such file or directory"):
+        get_model("nope.json")
+    with pytest.raises(InputFileError, match=r"holds no config\.json"):
+        get_model("empty")

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from fleetplan.catalog.schema import GPU, Catalog, Engine, ModelSpec, Quant
-from fleetplan.errors import UsageError
+from fleetplan.errors import InputFileError, UsageError
 
 __all__ = ["CHECKPOINT_SUFFIXES", "find", "get_engine", "get_gpu", "get_model", "get_quant",
            "load_catalog", "normalize", "strip_checkpoint_suffixes"]
@@ -130,9 +130,23 @@ def get_model(name: str, *, where: str | None = None) -> ModelSpec:
     from fleetplan.catalog.hf_config import config_path, model_from_config
 
     path = config_path(name)
-    if path is not None:
+    # an explicit path (".json", or starting with /, ., ~) is the file; a bare name is the
+    # catalog's even where a folder of that name lies in the working directory
+    explicit = name.endswith(".json") or name.startswith(("/", ".", "~"))
+    if path is not None and explicit:
         return model_from_config(path)
-    return find("model", name, load_catalog().models, where=where)
+    try:
+        return find("model", name, load_catalog().models, where=where)
+    except UsageError:
+        if path is not None:
+            return model_from_config(path)
+        local = Path(name).expanduser()
+        if explicit and not local.exists():
+            raise InputFileError("no such file or directory (a model's config.json)",
+                                 path=name) from None
+        if local.is_dir():
+            raise InputFileError("the directory holds no config.json", path=name) from None
+        raise
 
 
 def get_engine(name: str, *, where: str | None = None) -> Engine:
