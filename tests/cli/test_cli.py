@@ -294,3 +294,22 @@ def test_plan_tp_sizes_given_twice_are_tried_once(cli: Any) -> None:
     assert r.code == 0, r.err
     keys = [(c["gpu"], c["tp"], c["precision"]) for c in r.json()["candidates"]]
     assert len(keys) == len(set(keys)) == 1
+
+
+def test_plan_and_simulate_read_any_trace_with_a_column_mapping(cli: Any, tmp_path: Path) -> None:
+    """The format error told plan/simulate users to give --format or --map, which only
+    `workload` had; both now take them (and refuse them without a trace file)."""
+    f = tmp_path / "gen.csv"
+    f.write_text("ts,p,c\n0,100,20\n1,120,30\n70,90,25\n")
+    mapping = ["--map", "timestamp=ts,input_tokens=p,output_tokens=c"]
+    assert cli("plan", "--workload", str(f), "--no-check").code == 2
+    r = cli("plan", "--workload", str(f), *mapping, "--no-check", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["worksheet"][0]["input_tokens"]["max"] == 120
+    r = cli("simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--workload", str(f),
+            *mapping, "--json")
+    assert r.code == 0 and r.json()["requests_completed"] == 3
+    r = cli("plan", "--rate", "1", "--isl", "10", "--osl", "10", *mapping, "--no-check")
+    assert r.code == 2 and "describe a --workload trace file" in r.err
+    r = cli("plan", "--workload", "chat", *mapping, "--no-check")
+    assert r.code == 2 and "is a demand preset" in r.err

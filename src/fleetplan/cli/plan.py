@@ -11,6 +11,7 @@ from rich.table import Table
 
 from fleetplan.catalog import get_engine, get_gpu, get_model, get_quant, load_catalog
 from fleetplan.cli._app import app, console, err_console
+from fleetplan.cli.workload import FormatOpt, MapOpt, parse_mapping
 from fleetplan.errors import UsageError
 from fleetplan.plan import PlanFactors, make_plan, pareto, parse_slo, resolve_demand
 from fleetplan.plan.worksheet import Plan
@@ -100,6 +101,8 @@ def plan(
     sim_requests: Annotated[int, typer.Option("--sim-requests", help="requests per run")] = 2000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     top: Annotated[int, typer.Option("--top", help="rows of the ranked table")] = 15,
+    fmt: FormatOpt = None,
+    mapping: MapOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Size and price a fleet for a model, a workload and SLO targets."""
@@ -115,7 +118,8 @@ def plan(
         raise UsageError(f"unknown bin '{burst_bin}'; expected one of {', '.join(RATE_BINS_S)}",
                          where="--burst-bin")
     with err_console.status(f"reading workload {workload} ..." if workload else "planning ..."):
-        demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin)
+        demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin, fmt=fmt,
+                                mapping=parse_mapping(mapping))
     m = get_model(model, where="--model")
     gpu_names = list(load_catalog().gpus) if gpus.strip().lower() == "all" else _split(gpus)
     if not gpu_names:

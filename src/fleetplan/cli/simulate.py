@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from fleetplan.cli._app import app, check_writable, console
+from fleetplan.cli.workload import FormatOpt, MapOpt, parse_mapping
 from fleetplan.errors import UsageError
 from fleetplan.sim import (
     SLO,
@@ -34,7 +35,8 @@ Opt = typer.Option
 
 def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate: float | None,
           isl: int | None, osl: int | None, requests: int | None, burstiness: float,
-          think_s: float = 0.0, range_ratio: float = 1.0) -> Load:
+          think_s: float = 0.0, range_ratio: float = 1.0, fmt: str | None = None,
+          mapping: str | None = None) -> Load:
     chosen = [x for x in (workload, concurrency, rate) if x is not None]
     if len(chosen) != 1:
         raise UsageError("give exactly one of --workload, --concurrency or --rate",
@@ -44,10 +46,14 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
     if concurrency is None and range_ratio != 1.0:
         raise UsageError("--range-ratio applies to a closed loop (--concurrency)",
                          where="--range-ratio")
+    if workload is None and (fmt or mapping):
+        raise UsageError("--format and --map describe a --workload trace file; none given",
+                         where="--format/--map")
     if workload is not None:
         from fleetplan.workload import load
 
-        return TraceLoad.from_workload(load(workload), rate_scale=rate_scale)
+        return TraceLoad.from_workload(load(workload, format=fmt, mapping=parse_mapping(mapping)),
+                                       rate_scale=rate_scale)
     if isl is None or osl is None:
         raise UsageError("--isl and --osl are needed with --concurrency or --rate", where="load")
     if concurrency is not None:
@@ -134,6 +140,8 @@ def simulate_cmd(
     router: Annotated[str, Opt("--router", help="round-robin | least-outstanding | "
                                                  "prefix-aware")] = "round-robin",
     workload: Annotated[str | None, Opt("--workload", help="trace file or preset")] = None,
+    fmt: FormatOpt = None,
+    mapping: MapOpt = None,
     rate_scale: Annotated[float, Opt("--rate-scale", help="multiply the trace's rate")] = 1.0,
     concurrency: Annotated[int | None, Opt("--concurrency", help="closed loop clients")] = None,
     rate: Annotated[float | None, Opt("--rate", help="open loop requests/s (gamma)")] = None,
@@ -198,7 +206,7 @@ def simulate_cmd(
     if batch_wait_iters or batch_wait_ratio:
         fleet = _with_batch_wait(fleet, batch_wait_iters, batch_wait_ratio)
     load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness, think,
-                 range_ratio)
+                 range_ratio, fmt, mapping)
     res = simulate(fleet, load, seed=seed)
     has_slo = any(x is not None for x in (slo_ttft, slo_tpot, slo_e2e))
     summary = res.summary(SLO(slo_ttft, slo_tpot, slo_e2e) if has_slo else None)

@@ -84,12 +84,14 @@ def demand_from_flags(rate: float, isl: int, osl: int) -> Demand:
     )
 
 
-def _from_trace(name: str, burst_bin: str, given: frozenset[str] = frozenset()) -> Demand:
-    """The demand of a trace file; `given`: the flags (--rate, --isl, --osl) that will replace
-    the trace's own figure, so a trace without that figure is not an error."""
+def _from_trace(name: str, burst_bin: str, given: frozenset[str] = frozenset(),
+                fmt: str | None = None, mapping: dict[str, str] | None = None) -> Demand:
+    """The demand of a trace file (read with `fmt` / `mapping` as `workload.load` takes them);
+    `given`: the flags (--rate, --isl, --osl) that will replace the trace's own figure, so a
+    trace without that figure is not an error."""
     from fleetplan import workload as wl
 
-    w = wl.load(name)
+    w = wl.load(name, format=fmt, mapping=mapping)
     ch: Any = wl.characterize(w)
     d = ch.to_dict()
 
@@ -132,11 +134,16 @@ def resolve_demand(
     osl: int | None,
     *,
     burst_bin: str = "1min",
+    fmt: str | None = None,
+    mapping: dict[str, str] | None = None,
 ) -> Demand:
     """Combine `--workload` with `--rate/--isl/--osl` (flags override the workload's means)."""
     _positive(rate, "--rate", "requests per second, e.g. --rate 20")
     _positive(isl, "--isl", "mean input tokens per request, e.g. --isl 2000")
     _positive(osl, "--osl", "mean output tokens per request, e.g. --osl 300")
+    if workload is None and (fmt or mapping):
+        raise UsageError("--format and --map describe a --workload trace file; none given",
+                         where="--format/--map")
     if workload is None:
         missing = [f for f, v in (("--rate", rate), ("--isl", isl), ("--osl", osl)) if v is None]
         if missing:
@@ -150,7 +157,11 @@ def resolve_demand(
     presets = demand_presets()
     given = frozenset(f for f, v in (("--rate", rate), ("--isl", isl), ("--osl", osl))
                       if v is not None)
-    d = presets[workload] if workload in presets else _from_trace(workload, burst_bin, given)
+    if workload in presets and (fmt or mapping):
+        raise UsageError(f"'{workload}' is a demand preset, not a trace file: it takes no "
+                         "--format or --map", where="--workload")
+    d = (presets[workload] if workload in presets
+         else _from_trace(workload, burst_bin, given, fmt, mapping))
     if rate is not None:
         d = d.with_rate(rate)
     if isl is not None:
