@@ -185,6 +185,7 @@ def test_csv_lines_counted_across_quoted_newlines_and_ragged_rows(tmp_path: Path
     with pytest.raises(InputFileError) as e:
         load(_write(tmp_path, HEADER + GOOD + "2023-11-16 18:15:48.0,99999999999999999999,2\n"))
     assert (e.value.line, e.value.field) == (4, "ContextTokens")
+    assert "beyond the 64-bit integer range" in str(e.value)
 
 
 def test_mapping_values_checked(tmp_path: Path) -> None:

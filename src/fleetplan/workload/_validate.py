@@ -152,6 +152,15 @@ def _location(raw: RawTrace, row: int, line_col: int | None) -> tuple[int | None
     return None, f"{raw.record_noun} {row + 1}: "
 
 
+def _too_big(value: object) -> bool:
+    """A whole number (as written) too large for a 64-bit count."""
+    try:
+        x = float(str(value).strip())
+    except ValueError:
+        return False
+    return math.isfinite(x) and x.is_integer() and abs(x) >= 2.0**63
+
+
 def _reason(raw_row: dict[str, object], parsed: dict[str, object], raw: RawTrace) -> tuple[
         str, str]:
     """(field name in the file, what is wrong) for one bad row."""
@@ -164,6 +173,8 @@ def _reason(raw_row: dict[str, object], parsed: dict[str, object], raw: RawTrace
         if got is None:
             what = "an unparseable timestamp" if canon == "timestamp" else "a non-numeric or " \
                 "non-integer token count"
+            if canon != "timestamp" and _too_big(value):
+                what = "a token count beyond the 64-bit integer range"
             return name, f"{what}: {value!r}"
         if isinstance(got, int | float) and got < 0:
             return name, f"a negative {'time' if canon == 'timestamp' else 'token count'}: {got}"
