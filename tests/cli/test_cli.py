@@ -278,6 +278,7 @@ def test_plan_trace_shorter_than_the_burst_bin_uses_the_default_burst(cli: Any,
     steps = {w["name"]: w for w in r.json()["worksheet"]}
     assert steps["burst"]["burst_factor"] == 3.0
     assert "no burst factor measured" in steps["workload"]["source"]
+    assert "a rate from 3 arrivals is uncertain by ~58%" in steps["workload"]["source"]
 
 
 def test_plan_request_beyond_the_context_is_named(cli: Any, tmp_path: Path) -> None:

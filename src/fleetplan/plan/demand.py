@@ -8,6 +8,7 @@ preset characterized by `fleetplan.workload` (then the burst factor is measured,
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,9 @@ from typing import Any
 import yaml
 
 from fleetplan.errors import UsageError
+
+#: Below this many requests a trace's arrival rate is flagged as uncertain (1/sqrt(n) > 10%).
+FEW_ARRIVALS = 100
 
 __all__ = ["Demand", "TokenStats", "demand_from_flags", "demand_presets", "resolve_demand"]
 
@@ -116,6 +120,10 @@ def _from_trace(name: str, burst_bin: str, given: frozenset[str] = frozenset(),
     measured = d["span_s"] >= wl.RATE_BINS_S[burst_bin]
     if not measured:
         source += f" (shorter than one {burst_bin} bin: no burst factor measured)"
+    if d["requests"] < FEW_ARRIVALS and "--rate" not in given:
+        # n Poisson arrivals estimate their rate to a relative standard error of 1/sqrt(n)
+        source += (f" (a rate from {d['requests']} arrivals is uncertain by "
+                   f"~{100 / math.sqrt(d['requests']):.0f}%; --rate sets it)")
     return Demand(
         rate_per_s=float(d["rate_mean_per_s"] or 0.0),
         input_tokens=stats("input_tokens"),
