@@ -126,11 +126,16 @@ def _lookup_quant(precision: str, gpu: GPU, engine: Engine) -> Quant:
     raise first_err
 
 
+#: The layout fields by the points file's columns (how a row's reasons name them).
+POINT_FIELDS = {"tp": "tp_size", "pp": "pp_size", "ep": "moe_ep_size",
+                "attention_dp": "attention_dp_size"}
+
+
 def serving_problems(dep: Deployment) -> list[str]:
     """Why a measured layout cannot have run: `Deployment.problems` less head divisibility (a
     recorded `tp_size` that does not divide the heads is the world size of an attention-DP
     engine, read so by `closedloop.heads_unsplit`; the other problems are real)."""
-    return [p for p in dep.problems() if "attention heads" not in p]
+    return [p for p in dep.problems(POINT_FIELDS) if "attention heads" not in p]
 
 
 def scale_up_reading(lay: Layout, domain_gpus: int) -> Layout:
@@ -147,20 +152,13 @@ def scale_up_reading(lay: Layout, domain_gpus: int) -> Layout:
     return lay
 
 
-_FLAG_FIELDS = (("--tp ", "tp_size "), ("--pp ", "pp_size "), ("--ep ", "moe_ep_size "),
-                ("--attention-dp ", "attention_dp_size "))
-
-
 def _dep(r: Resolved, lay: Layout) -> Deployment:
     lay = scale_up_reading(lay, r.gpu.interconnect.domain_gpus)
     dep = Deployment(r.model, r.gpu, r.quant, r.engine, tp=lay.tp, pp=lay.pp, ep=lay.ep,
                      attention_dp=lay.attention_dp)
     probs = serving_problems(dep)
-    if probs:  # named by the points file's fields, not the planner's flags
-        text = "; ".join(probs)
-        for flag, col in _FLAG_FIELDS:
-            text = text.replace(flag, col)
-        raise FleetplanError(text)
+    if probs:
+        raise FleetplanError("; ".join(probs))
     # A layout whose weights exceed the GPU's whole memory cannot have run as recorded (the
     # source writes 0 or nothing for layout fields it did not record, read as 1).
     w = memory_budget(dep).weights_bytes

@@ -15,7 +15,6 @@ from fleetplan.cli.workload import FormatOpt, MapOpt, parse_mapping
 from fleetplan.errors import UsageError
 from fleetplan.plan import PlanFactors, make_plan, pareto, parse_slo, resolve_demand
 from fleetplan.plan.worksheet import Plan
-from fleetplan.workload import RATE_BINS_S
 
 DEFAULT_GPUS = "h100-sxm,h200-sxm,b200,a100-sxm-80gb,l40s,mi300x"
 
@@ -114,9 +113,6 @@ def plan(
     if not 10 <= sim_requests <= MAX_SIM_REQUESTS:
         raise UsageError(f"must be in [10, {MAX_SIM_REQUESTS:,}], got {sim_requests}",
                          where="--sim-requests")
-    if burst_bin not in RATE_BINS_S:
-        raise UsageError(f"unknown bin '{burst_bin}'; expected one of {', '.join(RATE_BINS_S)}",
-                         where="--burst-bin")
     with err_console.status(f"reading workload {workload} ..." if workload else "planning ..."):
         demand = resolve_demand(workload, rate, isl, osl, burst_bin=burst_bin, fmt=fmt,
                                 mapping=parse_mapping(mapping))

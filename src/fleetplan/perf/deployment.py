@@ -7,6 +7,7 @@ computes the precision, the engine supports it) with an error that names the fla
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from fleetplan.catalog import (
@@ -22,7 +23,11 @@ from fleetplan.catalog import (
 from fleetplan.errors import UsageError
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
 
-__all__ = ["Deployment"]
+__all__ = ["LAYOUT_FLAGS", "Deployment"]
+
+#: The layout fields by the CLI flags that set them (how `Deployment.problems` names them).
+LAYOUT_FLAGS: Mapping[str, str] = {"tp": "--tp", "pp": "--pp", "ep": "--ep",
+                                   "attention_dp": "--attention-dp"}
 
 
 @dataclass(frozen=True)
@@ -91,22 +96,25 @@ class Deployment:
         dep.check()
         return dep
 
-    def problems(self) -> list[str]:
-        """Why this layout cannot run (empty when it can)."""
+    def problems(self, names: Mapping[str, str] = LAYOUT_FLAGS) -> list[str]:
+        """Why this layout cannot run (empty when it can); `names` says what the layout fields
+        (tp, pp, ep, attention_dp) are called where the layout came from (the CLI's flags, a
+        points file's columns)."""
         out: list[str] = []
         m, a = self.model, self.model.attention
-        flags = (("--tp", self.tp), ("--pp", self.pp), ("--ep", self.ep))
-        for flag, v in (*flags, ("--attention-dp", self.attention_dp)):
+        tp, pp, ep = names["tp"], names["pp"], names["ep"]
+        for key, v in (("tp", self.tp), ("pp", self.pp), ("ep", self.ep),
+                       ("attention_dp", self.attention_dp)):
             if v < 1:
-                out.append(f"{flag} must be >= 1, got {v}")
+                out.append(f"{names[key]} must be >= 1, got {v}")
         if out:
             return out
         if not self.splits_heads:
-            out.append(f"--tp {self.tp} does not divide {m.name}'s {a.num_heads} attention heads")
+            out.append(f"{tp} {self.tp} does not divide {m.name}'s {a.num_heads} attention heads")
         if m.num_layers < self.pp:
-            out.append(f"--pp {self.pp} exceeds {m.name}'s {m.num_layers} layers")
+            out.append(f"{pp} {self.pp} exceeds {m.name}'s {m.num_layers} layers")
         if self.ep > 1 and (m.moe is None or m.moe.num_experts % self.ep):
-            out.append(f"--ep {self.ep} needs a MoE model whose expert count it divides")
+            out.append(f"{ep} {self.ep} needs a MoE model whose expert count it divides")
         if not self.gpu.native(self.quant.compute_dtype):
             out.append(
                 f"{self.gpu.name} does not compute {self.quant.compute_dtype} natively "
@@ -120,12 +128,12 @@ class Deployment:
         if self.gpus > ic.domain_gpus and self.tp > ic.domain_gpus:
             if ic.scale_out_bytes_per_s is None:
                 out.append(
-                    f"--tp {self.tp} exceeds {self.gpu.name}'s scale-up domain of "
+                    f"{tp} {self.tp} exceeds {self.gpu.name}'s scale-up domain of "
                     f"{ic.domain_gpus} GPUs (no scale-out network in the catalog)"
                 )
             elif self.tp % ic.domain_gpus:
                 out.append(
-                    f"--tp {self.tp} spans {self.gpu.name} scale-up domains of "
+                    f"{tp} {self.tp} spans {self.gpu.name} scale-up domains of "
                     f"{ic.domain_gpus} GPUs unevenly (a multiple of {ic.domain_gpus} is needed)"
                 )
         return out

@@ -104,10 +104,6 @@ def _from_trace(name: str, burst_bin: str, given: frozenset[str] = frozenset(),
         return TokenStats(s["mean"], s["p50"], s["p90"], s["p95"], s["p99"], s["max"])
 
     bursts = d["burst_factor"]
-    if burst_bin not in bursts:
-        raise UsageError(
-            f"unknown bin '{burst_bin}'; expected one of {', '.join(bursts)}", where="--burst-bin"
-        )
     if d["rate_mean_per_s"] is None and "--rate" not in given:
         raise UsageError(
             f"the trace's {d['requests']:,} request(s) arrive at one instant: it has no arrival "
@@ -146,6 +142,11 @@ def resolve_demand(
     mapping: dict[str, str] | None = None,
 ) -> Demand:
     """Combine `--workload` with `--rate/--isl/--osl` (flags override the workload's means)."""
+    from fleetplan.workload import RATE_BINS_S
+
+    if burst_bin not in RATE_BINS_S:  # checked whatever the demand, so a typo is not ignored
+        raise UsageError(f"unknown bin '{burst_bin}'; expected one of {', '.join(RATE_BINS_S)}",
+                         where="--burst-bin")
     _positive(rate, "--rate", "requests per second, e.g. --rate 20")
     _positive(isl, "--isl", "mean input tokens per request, e.g. --isl 2000")
     _positive(osl, "--osl", "mean output tokens per request, e.g. --osl 300")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from fleetplan.errors import InputFileError, UsageError
 
-__all__ = ["FORMATS", "detect_format", "head_text", "is_gzip", "plain_suffix"]
+__all__ = ["FORMATS", "detect_format", "head_bytes", "head_text", "is_gzip", "is_parquet",
+           "plain_suffix"]
 
 FORMATS: tuple[str, ...] = (
     "fleetplan", "azure", "burstgpt", "mooncake", "litellm", "otel", "csv", "jsonl", "parquet",
@@ -24,10 +25,18 @@ _MOONCAKE = {"timestamp", "input_length", "output_length"}
 _LITELLM = {"startTime", "prompt_tokens", "completion_tokens"}
 
 
+_PARQUET_MAGIC = b"PAR1"
+
+
 def is_gzip(path: Path) -> bool:
     """Whether the file starts with the gzip magic bytes."""
     with path.open("rb") as f:
         return f.read(2) == b"\x1f\x8b"
+
+
+def is_parquet(path: Path, *, decompressed: bool = False) -> bool:
+    """Whether the file (with `decompressed`: its gzip content) starts with Parquet's magic."""
+    return head_bytes(path, 4, decompressed=decompressed) == _PARQUET_MAGIC
 
 
 def plain_suffix(path: Path) -> str:
@@ -38,18 +47,21 @@ def plain_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def head_text(path: Path, n_bytes: int = 65536) -> str:
-    """The first `n_bytes` of the (decompressed) file as text."""
+def head_bytes(path: Path, n_bytes: int, *, decompressed: bool = True) -> bytes:
+    """The first `n_bytes` of the file, of its gzip content where `decompressed` and gzipped."""
     try:
-        if is_gzip(path):
+        if decompressed and is_gzip(path):
             with gzip.open(path, "rb") as g:
-                raw = g.read(n_bytes)
-        else:
-            with path.open("rb") as f:
-                raw = f.read(n_bytes)
+                return g.read(n_bytes)
+        with path.open("rb") as f:
+            return f.read(n_bytes)
     except OSError as e:
         raise InputFileError(f"cannot read file: {e}", path=str(path)) from e
-    return raw.decode("utf-8-sig", errors="replace")
+
+
+def head_text(path: Path, n_bytes: int = 65536) -> str:
+    """The first `n_bytes` of the (decompressed) file as text."""
+    return head_bytes(path, n_bytes).decode("utf-8-sig", errors="replace")
 
 
 def _columns_format(columns: set[str]) -> str | None:
@@ -73,9 +85,7 @@ def _parquet_columns(path: Path) -> set[str]:
 
 def detect_format(path: Path, *, has_mapping: bool) -> str:
     """Guess the format; with a column mapping, only the container (csv/jsonl/parquet) matters."""
-    with path.open("rb") as f:
-        magic = f.read(4)
-    if magic == b"PAR1":
+    if is_parquet(path):
         cols = _parquet_columns(path)
         return "parquet" if has_mapping else (_columns_format(cols) or "parquet")
     text = head_text(path)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import gzip
 from importlib import resources
 from pathlib import Path
 
 import polars as pl
 
 from fleetplan.errors import InputFileError, UsageError
-from fleetplan.workload._detect import FORMATS, detect_format, is_gzip
+from fleetplan.workload._detect import FORMATS, detect_format, is_gzip, is_parquet
 from fleetplan.workload._model import Workload
-from fleetplan.workload._readers import RawTrace, read_raw
+from fleetplan.workload._readers import RawTrace, ragged_csv_line, read_raw
 from fleetplan.workload._stream import STREAM_MIN_BYTES, UnsortedError, scan_workload, streamable
 from fleetplan.workload._validate import to_workload
 
@@ -76,11 +74,9 @@ def load(
     path, fmt = _resolve(path_or_preset, format)
     if path.stat().st_size == 0:
         raise InputFileError("the file is empty: no requests", path=str(path), line=1)
-    if is_gzip(path):
-        with gzip.open(path, "rb") as g:
-            if g.read(4) == b"PAR1":
-                raise InputFileError("a gzip-compressed Parquet file: Parquet compresses its "
-                                     "columns itself; gunzip it first", path=str(path))
+    if is_gzip(path) and is_parquet(path, decompressed=True):
+        raise InputFileError("a gzip-compressed Parquet file: Parquet compresses its columns "
+                             "itself; gunzip it first", path=str(path))
     if fmt is None:
         fmt = detect_format(path, has_mapping=bool(mapping))
     stream = streaming if streaming is not None else (
@@ -113,27 +109,3 @@ def load(
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputFileError(f"cannot read as {fmt}: {first}", path=str(path)) from e
 
-
-def ragged_csv_line(path: Path) -> tuple[int, int, int] | None:
-    """(file line, fields, header fields) of the first CSV record whose field count differs
-    from the header's, or None (not a CSV, or every record fits)."""
-    if _is_binary(path):
-        return None
-    opener = gzip.open if is_gzip(path) else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except (StopIteration, csv.Error):
-            return None
-        line = reader.line_num
-        for rec in reader:
-            if rec and len(rec) != len(header):
-                return line + 1, len(rec), len(header)
-            line = reader.line_num
-    return None
-
-
-def _is_binary(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == b"PAR1"

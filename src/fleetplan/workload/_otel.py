@@ -38,7 +38,7 @@ class _ShapeError(ValueError):
 def _attr_value(value: Any) -> Any:
     if not isinstance(value, dict):
         raise _ShapeError(f"an attribute value must be an OTLP AnyValue object such as "
-                     f'{{"intValue": "5"}}, got {json.dumps(value)[:40]}')
+                          f'{{"intValue": "5"}}, got {json.dumps(value)[:40]}')
     for key in _VALUE_KEYS:
         if key in value:
             v = value[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,9 +19,9 @@ from pathlib import Path
 import polars as pl
 
 from fleetplan.errors import InputFileError, UsageError
-from fleetplan.workload._detect import is_gzip, plain_suffix
+from fleetplan.workload._detect import is_gzip, is_parquet, plain_suffix
 
-__all__ = ["MAPPING_KEYS", "RawTrace", "read_raw"]
+__all__ = ["MAPPING_KEYS", "RawTrace", "ragged_csv_line", "read_raw"]
 
 MOONCAKE_BLOCK_TOKENS = 512  # Mooncake's KV block: 512 tokens per hash id
 #: CSV files up to this size name the exact line of a bad row even where quoted fields span
@@ -102,7 +103,7 @@ def _csv_like(
     *, as_text: bool = False, block_tokens: int | None = None,
 ) -> RawTrace:
     suffix = plain_suffix(path)
-    container = "parquet" if _is_parquet(path) else ("jsonl" if suffix in (".jsonl", ".json",
+    container = "parquet" if is_parquet(path) else ("jsonl" if suffix in (".jsonl", ".json",
                                                                             ".ndjson") else "csv")
     if container == "parquet":
         frame = pl.scan_parquet(path)
@@ -139,6 +140,35 @@ def _csv_like(
                     block_tokens, noun, line_of)
 
 
+def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(file line where it starts, fields) of each CSV record, the header first (a quoted field
+    may span lines; a blank line is a record of no fields, as polars counts it)."""
+    opener: Callable[..., object] = gzip.open if is_gzip(path) else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as f:  # type: ignore[attr-defined]
+        reader = csv.reader(f)
+        start = 1
+        for rec in reader:
+            yield start, rec
+            start = reader.line_num + 1
+
+
+def ragged_csv_line(path: Path) -> tuple[int, int, int] | None:
+    """(file line, fields, header fields) of the first CSV record whose field count differs
+    from the header's, or None (not a CSV, or every record fits)."""
+    if is_parquet(path):
+        return None
+    header: list[str] | None = None
+    try:
+        for line, rec in _csv_records(path):
+            if header is None:
+                header = rec
+            elif rec and len(rec) != len(header):
+                return line, len(rec), len(header)
+    except (csv.Error, UnicodeDecodeError):
+        return None
+    return None
+
+
 class _LineOf:
     """File line (1-based) of the `row`-th (0-based) record: in JSONL blank lines hold no
     record; in CSV a quoted field may span lines. Read on demand (error paths only: a few
@@ -148,18 +178,12 @@ class _LineOf:
         self.path, self.jsonl = path, jsonl
 
     def _starts(self) -> Iterator[int]:
+        if not self.jsonl:
+            yield from (line for line, _ in itertools.islice(_csv_records(self.path), 1, None))
+            return
         opener: Callable[..., object] = gzip.open if is_gzip(self.path) else open
-        with opener(self.path, "rt", encoding="utf-8-sig",  # type: ignore[attr-defined]
-                    newline=None if self.jsonl else "") as f:
-            if self.jsonl:
-                yield from (n for n, line in enumerate(f, start=1) if line.strip())
-                return
-            reader = csv.reader(f)
-            next(reader, None)  # the header
-            start = reader.line_num + 1
-            for _ in reader:
-                yield start
-                start = reader.line_num + 1
+        with opener(self.path, "rt", encoding="utf-8-sig") as f:  # type: ignore[attr-defined]
+            yield from (n for n, line in enumerate(f, start=1) if line.strip())
 
     def __call__(self, row: int) -> int:
         last = 1
@@ -168,11 +192,6 @@ class _LineOf:
             if i == row:
                 break
         return last
-
-
-def _is_parquet(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == b"PAR1"
 
 
 def _scan_ndjson(path: Path) -> pl.LazyFrame:
@@ -287,7 +306,7 @@ def read_mapped(path: Path, mapping: dict[str, str], as_text: bool) -> RawTrace:
 
 
 def _names_of(path: Path) -> list[str]:
-    if _is_parquet(path):
+    if is_parquet(path):
         return pl.scan_parquet(path).collect_schema().names()
     if plain_suffix(path) in (".jsonl", ".json", ".ndjson"):
         try:
