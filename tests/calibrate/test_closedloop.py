@@ -119,7 +119,9 @@ def test_aggregated_tp_that_cannot_split_the_heads_read_as_attention_dp() -> Non
 def test_cohort_fraction_scales_the_steady_state_cohort_only() -> None:
     """f = 1: the prompts of a token budget come back together (the cohort min(B, k) is
     prefilled in the step a request waits for); f = 0: each arrives alone. Hand check on the
-    wave-free, queue-free TTFT: the difference is (min(B, k) - 1) x, x = t_mix - t_dec."""
+    wave-free, queue-free TTFT: the difference is (min(B, k) - 1) x, x = t_mix - t_dec; those
+    cohort-mates' prefills leave the TPOT (a request's decode meets only the prefills outside its
+    cohort): it falls by (min(B, k) - 1) x / (OSL - 1)."""
     from fleetplan.calibrate.closedloop import step_time
 
     _, _, pts = read_points(bundled_points_path())
@@ -130,10 +132,12 @@ def test_cohort_fraction_scales_the_steady_state_cohort_only() -> None:
     a1, b1 = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 1.0)
     a0, b0 = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 0.0)
     ah, _ = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 0.5)
-    np.testing.assert_array_equal(b1, b0)  # TPOT does not depend on it
     agg = ~x.disagg & (x.running == x.clients)  # no slot wait
     extra = np.maximum(step_time(x.mix, eff) - step_time(x.dec, eff), 0.0)
     want = (np.minimum(x.running, x.k) - 1.0) * extra
+    osl1 = np.maximum(x.osl - 1.0, 1.0)
+    np.testing.assert_allclose((b0 - b1)[agg], want[agg] / osl1[agg], rtol=1e-6, atol=1e-12)
+    np.testing.assert_array_equal(b1[x.disagg], b0[x.disagg])  # no cohorts there
     np.testing.assert_allclose((a1 - a0)[agg], want[agg], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose((ah - a0)[agg], 0.5 * want[agg], rtol=1e-6, atol=1e-9)
     assert agg.sum() > 50 and (want[agg] > 0).sum() > 50
@@ -261,7 +265,7 @@ def test_prefill_pool_of_unrecorded_size_is_read_as_sized_to_its_load() -> None:
     # faster layout reading
     t_p, t_w, k = step_time(x.p1, eff), step_time(x.pw, eff), x.k
     t_d = np.minimum(step_time(x.dec, eff), step_time(x.dec_alt, eff))
-    cycle = t_p + x.osl * t_d
+    cycle = t_p + (x.osl - 1.0) * t_d  # TTFT + (OSL - 1) TPOT
     workers = np.maximum(1.0, x.n * t_p / cycle / u)
     rho = np.clip(x.n * t_p / (workers * cycle), 0.0, 0.95)
     steady = t_p + q * rho / (1.0 - rho) * t_p

@@ -155,8 +155,9 @@ def test_prefill_pool_of_unrecorded_size_is_sized_to_its_load() -> None:
 
     p = next(q for q in read_points(bundled_points_path())[2]
              if q.mode == "disagg" and not q.prefill_workers_recorded and q.concurrency >= 1000)
-    # 1,000 clients, 1 s prefill, 100 x 10 ms decode: 1000 x 1 / 2 = 500 busy workers
-    q = replace(p, concurrency=1000, osl=100, range_ratio=1.0)
+    # 1,000 clients, 1 s prefill (first token), 100 x 10 ms decode (OSL 101): 1000 x 1 / 2 = 500
+    # busy workers
+    q = replace(p, concurrency=1000, osl=101, range_ratio=1.0)
     assert sized_prefill_workers(q, 1.0, 0.01, 0.8) == math.ceil(500 / 0.8)
     assert sized_prefill_workers(replace(q, concurrency=1), 0.1, 0.01, 0.9) == 1
     assert sized_prefill_workers(q, 100.0, 0.01, 0.2) == 1000  # at most one per client

@@ -14,11 +14,16 @@ running batch (KV capacity)
                ISL + OSL where the engine reserves to completion, else ISL + OSL/2,
                `held_context`; a TP layout that replicates the KV holds it on every rank)
                (`C` clients per decode instance; aggregated points only, `kv_capacity`)
-  the C - B others wait for a slot: slot_wait = (C/B - 1) (TTFT_ss + OSL TPOT)  (Little's law)
+  the C - B others wait for a slot: slot_wait = (C/B - 1) (TTFT_ss + (OSL - 1) TPOT)
+  (Little's law; TTFT + (OSL - 1) TPOT is the E2E of a request by the TPOT definition, and the
+  cycle of a client wherever a cycle is used: rho, batch waiting)
 aggregated
   x          = t_mix - t_d                        (what one prompt adds to the step it joins)
-  TPOT       = t_d + (B - 1) x / (OSL - 1)        (a request's decode meets the B - 1 other
-                                                  running requests' prefills)
+  TPOT       = t_d + (B - c) x / (OSL - 1)        (a request's decode meets the prefills of
+                                                  the B - c running requests outside its
+                                                  cohort; the c - 1 others of its cohort were
+                                                  prefilled in the step that gave its first
+                                                  token, so they are in its TTFT, not its TPOT)
   TTFT_ss    = t_d / 2 + t_d + c x + q rho/(1-rho) x
                                                   (wait for the running step, then a mixed step
                                                   with the cohort of prompts that arrive together:
@@ -422,12 +427,14 @@ def predict(
     agg = ~x.disagg
     b = np.minimum(x.running, x.slot_limit - held_slot * x.slot_ranks)
     admitted = b / x.clients  # fraction of the clients that hold a KV slot
-    tpot = np.where(agg, t_d + (b - 1.0) * extra / osl1, t_d)
     # prompts that arrive together (completions stay in step; `cohort_frac` < 1: clients
     # drift apart)
     cohort = 1.0 + cohort_frac * (np.minimum(b, x.k) - 1.0)
+    # A request's decode meets the prefills of the running requests outside its cohort: its
+    # cohort's were in the mixed step that gave it its first token (counted in its TTFT).
+    tpot = np.where(agg, t_d + np.maximum(b - cohort, 0.0) * extra / osl1, t_d)
     ttft0 = np.where(agg, 0.5 * t_d + t_d + cohort * extra, t_p1)
-    decode = x.osl * tpot
+    decode = osl1 * tpot  # E2E - TTFT by the benchmark's TPOT definition
     # TensorRT-LLM batch waiting: prompts that arrive while others decode wait up to its
     # timeout for more prompts (steady state only: the start-up wave has nothing decoding)
     waited = batch_wait_iterations(x.wait_iters, x.wait_tokens, x.isl, b - 1.0, cohort,

@@ -243,10 +243,10 @@ def sized_prefill_workers(p: ServingPoint, t_prefill_s: float, tpot_s: float,
                           load: float) -> int:
     """Prefill workers of a disaggregated row that does not record them, read as sized to its
     load as the analytic model reads them (`closedloop` module docstring): the closed loop of
-    N clients, each cycling through one prefill (`t_prefill_s`) and OSL decode steps
-    (`tpot_s`), keeps N t_p / (t_p + OSL t_d) workers busy; at utilisation `load` that is
-    this many workers (at least 1, at most one per client)."""
-    busy = p.concurrency * t_prefill_s / (t_prefill_s + p.mean_osl * tpot_s)
+    N clients, each cycling through one prefill (`t_prefill_s`, which gives the first token) and
+    OSL - 1 decode steps (`tpot_s`), keeps N t_p / (t_p + (OSL - 1) t_d) workers busy; at
+    utilisation `load` that is this many workers (at least 1, at most one per client)."""
+    busy = p.concurrency * t_prefill_s / (t_prefill_s + max(p.mean_osl - 1.0, 1.0) * tpot_s)
     return max(1, min(p.concurrency, math.ceil(busy / load)))
 
 
