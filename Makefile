@@ -20,9 +20,10 @@ test: $(STAMP)
 # bench/gpu_measure.py needs a GPU, torch and transformers: run it on a GPU machine only;
 # bench/peer_aiconfigurator.py needs the peer (aiconfigurator) installed beside fleetplan;
 # bench/external_points.py needs a points file from outside the repository (--points);
-# bench/nested_cv.py (~15 min) is run on demand (docs/FIDELITY.md).
+# bench/nested_cv.py (~15 min) and bench/cv_repeats.py (~2 min per assignment) are run on
+# demand (docs/FIDELITY.md).
 bench: $(STAMP)
-	@for f in bench/*.py; do case $$f in bench/gpu_measure.py|bench/peer_aiconfigurator.py|bench/external_points.py|bench/nested_cv.py) continue;; esac; \
+	@for f in bench/*.py; do case $$f in bench/gpu_measure.py|bench/peer_aiconfigurator.py|bench/external_points.py|bench/nested_cv.py|bench/cv_repeats.py) continue;; esac; \
 	  echo "== $$f"; $(BIN)/python $$f || exit 1; done
 	$(BIN)/fleetplan calibrate-steps
 

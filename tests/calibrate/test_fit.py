@@ -97,3 +97,26 @@ def test_engine_release_is_a_level_of_its_own(dense_subset: Prepared) -> None:
         assert with_ver[f][0] == pytest.approx(without[f][0] * np.exp(table[label][j]), rel=1e-12)
     unknown = arrays(["no-such-release"])
     assert all(unknown[f][0] == without[f][0] for f in FIT_FIELDS)
+
+
+def test_cv_folds_keep_groups_whole_and_a_salt_draws_another_assignment() -> None:
+    """The reported assignment is the CRC32 of the group key mod k (hand-computed here); a salt
+    hashes the key with it: every group still lies in one fold, the assignment differs, and
+    the same salt gives the same assignment."""
+    import zlib
+
+    from fleetplan.calibrate.fit import cv_folds
+
+    groups = [("m", f"gpu{i % 7}", "vllm", "fp8") for i in range(200)]
+    plain = cv_folds(groups, 5)
+    assert plain.tolist() == [zlib.crc32("|".join(g).encode()) % 5 for g in groups]
+    salted = cv_folds(groups, 5, "repeat-1")
+    assert salted.tolist() == [zlib.crc32(("repeat-1#" + "|".join(g)).encode()) % 5
+                               for g in groups]
+    assert np.array_equal(salted, cv_folds(groups, 5, "repeat-1"))
+    for fold in (plain, salted):
+        by_group: dict[tuple[str, ...], set[int]] = {}
+        for g, f in zip(groups, fold, strict=True):
+            by_group.setdefault(g, set()).add(int(f))
+        assert all(len(v) == 1 for v in by_group.values())
+    assert not np.array_equal(plain, salted)

@@ -344,7 +344,11 @@ def _starts(uniq: Sequence[str], idx: np.ndarray, labs: Sequence[str]) -> list[t
     return [(u, first[u]) for u in uniq]
 
 
-def cv_folds(groups: Sequence[tuple[str, ...]], k: int = 5) -> np.ndarray:
+def cv_folds(groups: Sequence[tuple[str, ...]], k: int = 5, salt: str = "") -> np.ndarray:
     """Fold of each point: whole groups go to one fold, by a stable hash of the group key
-    (the assignment does not depend on the order or the number of points)."""
-    return np.array([zlib.crc32("|".join(g).encode()) % k for g in groups], dtype=int)
+    (the assignment does not depend on the order or the number of points). A non-empty `salt`
+    is hashed before the key: another assignment of the same groups, equally valid, for
+    repeated cross-validation (`bench/cv_repeats.py`); the empty salt is the reported one."""
+    keys = ("|".join(g) for g in groups)
+    return np.array([zlib.crc32((f"{salt}#{key}" if salt else key).encode()) % k for key in keys],
+                    dtype=int)

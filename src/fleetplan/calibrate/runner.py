@@ -211,12 +211,14 @@ def predict_fits(fits: ClassFits, prep: Prepared,
 
 def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
                    folds: list[int] | None = None,
-                   classes: tuple[str, ...] = (DENSE, MOE)) -> tuple[np.ndarray, np.ndarray]:
+                   classes: tuple[str, ...] = (DENSE, MOE),
+                   salt: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Held-out (TTFT, TPOT) predictions of every supported point of `classes` (NaN where
     unmeasured or of another class): per fold and model class, a fit on the other folds'
-    points of that class."""
+    points of that class. `salt` draws another assignment of the groups to folds
+    (`fit.cv_folds`; the empty salt is the reported CV)."""
     m, t, o = prep.measured()
-    fold = cv_folds(prep.cv_groups(), k)
+    fold = cv_folds(prep.cv_groups(), k, salt)
     cls = np.array(prep.model_class())
     pt = np.full(len(prep.sup), np.nan)
     po = np.full(len(prep.sup), np.nan)
