@@ -34,6 +34,10 @@ def main() -> None:
     ap.add_argument("--classes", default=f"{DENSE},{MOE}")
     args = ap.parse_args()
     classes = tuple(c for c in args.classes.split(",") if c)
+    if args.repeats < 0 or args.max_nfev < 1:
+        ap.error("--repeats must be >= 0 and --max-nfev >= 1")
+    if not classes or set(classes) - {DENSE, MOE}:
+        ap.error(f"--classes takes {DENSE} and/or {MOE}, comma-separated, got {args.classes!r}")
     t0 = time.perf_counter()
     prep = prepare(read_points(bundled_points_path())[2])
     m, t, o = prep.measured()
