@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import cast
 
 import numpy as np
 
-from fleetplan.calibrate import bundled_points_path, cross_validate, prepare, read_points
-from fleetplan.calibrate.fit import mape
+from fleetplan.calibrate import (
+    bundled_points_path,
+    cross_validate,
+    error_table,
+    prepare,
+    read_points,
+)
 from fleetplan.calibrate.runner import DENSE, MOE
 
 
@@ -40,16 +46,15 @@ def main() -> None:
         ap.error(f"--classes takes {DENSE} and/or {MOE}, comma-separated, got {args.classes!r}")
     t0 = time.perf_counter()
     prep = prepare(read_points(bundled_points_path())[2])
-    m, t, o = prep.measured()
-    cls = np.array(prep.model_class())
     rows: dict[str, list[tuple[float, float]]] = {c: [] for c in classes}
     for r in range(args.repeats + 1):
         salt = "" if r == 0 else f"repeat-{r}"
         ct, co = cross_validate(prep, 5, max_nfev=args.max_nfev, classes=classes, salt=salt)
+        by_class = {str(e["class"]): (cast(float, e["ttft_mape"]), cast(float, e["tpot_mape"]))
+                    for e in error_table(prep, ct, co, ("class",))}
         line = []
         for c in classes:
-            sel = m & (cls == c) & np.isfinite(ct) & np.isfinite(co)
-            pair = (mape(ct[sel], t[sel]), mape(co[sel], o[sel]))
+            pair = by_class[c]
             if r:
                 rows[c].append(pair)
             line.append(f"{c} {pair[0]:5.1f} / {pair[1]:5.1f}")
