@@ -66,6 +66,7 @@ def test_unsupported_row_has_reason(tmp_path: Path) -> None:
         ({"silicon_ttft_ms": "fast"}, None, "field 'silicon_ttft_ms'"),
         (None, "osl", "missing column(s) osl"),
         ({"mode": "hybrid"}, None, "field 'mode'"),
+        ({"mode": " "}, None, "line 4, field 'mode': must be 'agg' or 'disagg', got '' (empty)"),
     ],
 )
 def test_bad_input_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -296,10 +296,12 @@ def _concurrency(row: dict[str, str], where: tuple[str, int]) -> int:
 
 
 def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
-    mode = (row.get("mode") or "agg").strip().lower()
+    mode = (row.get("mode") or "").strip().lower()
     if mode not in ("agg", "disagg"):
+        # an empty cell is not read as "agg": the mode decides which layout columns count
         raise InputFileError(
-            f"must be 'agg' or 'disagg', got {mode!r}", path=where[0], line=where[1], field="mode"
+            f"must be 'agg' or 'disagg', got {mode!r}" + (" (empty)" if not mode else ""),
+            path=where[0], line=where[1], field="mode"
         )
     isl, osl = _int(row, "isl", where), _int(row, "osl", where)
     conc = _concurrency(row, where)

@@ -55,7 +55,7 @@ class Rule:
 
         if "backend" in m and text("backend") != m["backend"]:
             return False
-        if "mode" in m and (text("mode") or "agg") != m["mode"]:
+        if "mode" in m and text("mode") != m["mode"]:
             return False
         if "system" in m and text("system") not in m["system"]:
             return False
