@@ -268,6 +268,29 @@ def test_validate_says_which_rows_it_read_through_unrecorded_fields(
         "predicted at the mean ISL / OSL 922 / 922" in prov[2]
 
 
+def test_validate_flags_attention_dp_layouts_written_as_a_product(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A DeepSeek-R1 B200 row recorded as attention DP 64 with moe_tp = moe_ep = 8 (more GPUs
+    than one 8-GPU system; the earlier export of the same run says DP 8, EP 8) is predicted as
+    recorded, and validate says so in its provenance and summary; the same row at DP 8, EP 8
+    (moe_tp 1) is not flagged."""
+    rows = list(csv.DictReader(bundled_points_path().read_text().splitlines()))
+    dp64 = next(r for r in rows if "DeepSeek-R1" in r["model_path"] and r["mode"] == "agg"
+                and r["system"] == "b200_sxm" and r["attention_dp_size"] == "64"
+                and r["moe_tp_size"] == r["moe_ep_size"] == "8")
+    dp8 = {**dp64, "attention_dp_size": "8", "moe_tp_size": "1", "id": dp64["id"] + "_dp8",
+           "batch_size": str(int(float(dp64["batch_size"])) * 8)}
+    src = _write_rows(tmp_path / "points.csv", [dp64, dp8])
+    pred = tmp_path / "pred.csv"
+    assert main(["validate", "--points", str(src), "--out", str(pred)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Suspect layouts: 1 aggregated rows record attention DP as moe_tp x moe_ep" in out
+    prov = [r["provenance"] for r in csv.DictReader(pred.read_text().splitlines())]
+    assert "recorded attention DP 64 = moe_tp x moe_ep (8 x 8)" in prov[0]
+    assert "may be for the wrong layout" in prov[0]
+    assert "moe_tp x moe_ep" not in prov[1]
+
+
 def test_validate_names_a_run_recorded_under_two_model_names(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The bundled file exports some DeepSeek-R1 runs a second time as DeepSeek-V3 (same

@@ -53,6 +53,7 @@ __all__ = [
     "borrow_engine_params",
     "calibrate",
     "cross_validate",
+    "dp_product_layout",
     "error_contributions",
     "error_table",
     "point_readings",
@@ -322,6 +323,11 @@ READINGS = {
                       "{osl}] (range ratio {ratio:g}): predicted at the mean ISL / OSL "
                       "{mean_isl} / {mean_osl}",
     "padding_slot": "TensorRT-LLM < 1.1 held a batch slot for its CUDA-graph padding request",
+    "dp_product_layout": "recorded attention DP {adp} = moe_tp x moe_ep ({f} x {f}) spans more "
+                         "GPUs than one scale-up domain and is predicted as recorded; one "
+                         "export of the InferenceMAX results writes single-node attention-DP "
+                         "{f} / EP {f} runs this way (docs/FIDELITY.md), so this prediction "
+                         "may be for the wrong layout",
 }
 
 
@@ -344,13 +350,28 @@ def point_readings(prep: Prepared) -> list[list[str]]:
             keys.append("random_lengths")
         if prep.inputs.slot_ranks[i] > 0:
             keys.append("padding_slot")
+        if dp_product_layout(p, r.gpu.interconnect.domain_gpus):
+            keys.append("dp_product_layout")
         out.append(keys)
     return out
+
+
+def dp_product_layout(p: ServingPoint, domain_gpus: int) -> bool:
+    """Whether `p` records an aggregated attention-DP layout as the product of two equal
+    `moe_tp_size` x `moe_ep_size` factors beyond one scale-up domain (DeepSeek-R1 on 8-GPU B200
+    and H200 recorded as attention DP 64 = 8 x 8): the 2026-04-06 export of the InferenceMAX
+    results writes single-node attention-DP 8 / EP 8 runs so (the earlier export of the same
+    measurements records DP 8, EP 8). Such rows are predicted as recorded; reading them within
+    the domain was measured and not kept (docs/FIDELITY.md, fifth session of 2026-11-29)."""
+    a = p.agg
+    return (p.mode == "agg" and a is not None and a.tp == 1 and a.attention_dp > domain_gpus
+            and a.moe_tp > 1 and a.moe_tp == a.ep and a.attention_dp == a.moe_tp * a.ep)
 
 
 def reading_notes(p: ServingPoint, keys: list[str]) -> str:
     """The readings `keys` of point `p` in words, "; "-separated."""
     fields = {"recipe": p.recipe, "isl": p.isl, "osl": p.osl, "ratio": p.range_ratio,
+              "adp": p.agg.attention_dp if p.agg else 0, "f": p.agg.moe_tp if p.agg else 0,
               "isl_lo": drawn_length_range(p.isl, p.range_ratio)[0],
               "osl_lo": drawn_length_range(p.osl, p.range_ratio)[0],
               "mean_isl": p.mean_isl, "mean_osl": p.mean_osl}
@@ -363,14 +384,17 @@ def readings(prep: Prepared) -> dict[str, int]:
     to its load, decode workers holding at most their KV pools' sequences), points whose TP
     cannot split the attention heads (read as attention-DP ranks), points that took unrecorded
     engine or benchmark-client settings from a benchmark recipe (`recipes.yaml`), points whose
-    benchmark drew random request lengths (`random_lengths`)."""
+    benchmark drew random request lengths (`random_lengths`), points whose recorded
+    attention-DP layout looks like a single-node one written as a product
+    (`dp_product_layout`)."""
     per = point_readings(prep)
     pools = sum(bool({"unrecorded_prefill_pool", "unrecorded_decode_workers"} & set(k))
                 for k in per)
     return {"unrecorded_disagg_pools": pools,
             "tp_read_as_attention_dp": sum("tp_read_as_attention_dp" in k for k in per),
             "recipe_settings": sum("recipe_settings" in k for k in per),
-            "random_lengths": sum("random_lengths" in k for k in per)}
+            "random_lengths": sum("random_lengths" in k for k in per),
+            "dp_product_layout": sum("dp_product_layout" in k for k in per)}
 
 
 def error_table(prep: Prepared, ttft: np.ndarray, tpot: np.ndarray,

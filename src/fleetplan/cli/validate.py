@@ -179,6 +179,13 @@ def validate(
             "mean lengths.",
             markup=False,  # the brackets are text, not console markup
         )
+    if counts["dp_product_layout"]:
+        console.print(
+            f"Suspect layouts: {counts['dp_product_layout']} aggregated rows record attention "
+            "DP as moe_tp x moe_ep beyond one scale-up domain (e.g. 64 = 8 x 8 on an 8-GPU "
+            "system), as one InferenceMAX export writes single-node DP 8 / EP 8 runs; they are "
+            "predicted as recorded and their provenance says so (docs/FIDELITY.md)."
+        )
     runs, rows, names = same_run_other_name(pts)
     if runs:
         console.print(
