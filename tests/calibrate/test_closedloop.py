@@ -132,7 +132,8 @@ def test_cohort_fraction_scales_the_steady_state_cohort_only() -> None:
     a1, b1 = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 1.0)
     a0, b0 = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 0.0)
     ah, _ = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 0.5)
-    agg = ~x.disagg & (x.running == x.clients)  # no slot wait
+    # no slot wait; SGLang's receive interval sets a cohort of its own (its own test)
+    agg = ~x.disagg & (x.running == x.clients) & (x.recv_iters <= 1)
     extra = np.maximum(step_time(x.mix, eff) - step_time(x.dec, eff), 0.0)
     want = (np.minimum(x.running, x.k) - 1.0) * extra
     osl1 = np.maximum(x.osl - 1.0, 1.0)
@@ -580,3 +581,101 @@ def test_kv_memory_fraction_of_aiconfigurator_trtllm_runs(tmp_path) -> None:  # 
             read_points(_write_points(tmp_path / "bad.csv", head,
                                       [{**trt, "kv_memory_fraction": bad}]))
         assert e.value.field == "kv_memory_fraction" and e.value.line == 2
+
+
+def test_sglang_receive_interval_recipes_fill_the_rows_the_recipes_ran() -> None:
+    """The InferenceX SGLang recipes (`recipes.yaml`) pass `--scheduler-recv-interval` by model,
+    GPU, precision, TP and concurrency: DeepSeek-R1 FP8 on B200 polls every 30 decode steps from
+    16 clients at TP 8, every 10 below that and at TP 4; Qwen3.5 FP8 on B200 from 5 clients;
+    GLM-5 FP8 and every H200 recipe pass none; aiconfigurator's own runs are not matched."""
+    _, _, pts = read_points(bundled_points_path())
+    got = [p for p in pts if p.recv_interval]
+    assert len(got) > 300 and all(p.backend == "sglang" and p.mode == "agg" for p in got)
+    assert not any(p.system.startswith("h200") or "aic-auto" in p.id for p in got)
+    for p in got:
+        assert p.agg is not None
+        m, n = p.model, p.concurrency
+        if "DeepSeek" in m and p.precision == "fp8":
+            tp8 = p.agg.tp * p.agg.attention_dp >= 8
+            assert p.recv_interval == (30 if tp8 and n >= 16 else 10), p
+        elif "DeepSeek" in m:
+            assert p.recv_interval == (30 if n >= 16 else 10), p
+        elif "GLM-5" in m:
+            assert p.precision == "fp4" and p.recv_interval == 10, p
+        elif p.system.startswith("b200") and p.precision in ("fp8", "fp4"):
+            assert p.recv_interval == (30 if n > 4 else 10), p
+    assert not any(p.recv_interval for p in pts if "GLM-5" in p.model and p.precision == "fp8")
+
+
+def test_receive_interval_rule_conditions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`precision`, `tp_at_least` and `min_concurrency` select the rule; a value the row gives
+    wins (0: off); a negative one is an error naming the line and field."""
+    import csv
+
+    import pytest
+
+    from fleetplan.errors import InputFileError
+
+    with open(bundled_points_path(), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    head = [*rows[0], "scheduler_recv_interval"]
+    base = next(r for r in rows if r["backend"] == "sglang" and "DeepSeek-R1" in r["model_path"]
+                and r["system"] == "b200_sxm" and r["precision"] == "fp8" and r["mode"] == "agg"
+                and r["tp_size"] == "8" and "silicon_concurrency=64" in r["silicon_data_source"])
+
+    def conc(r: dict[str, str], n: int) -> dict[str, str]:
+        src = r["silicon_data_source"].replace("silicon_concurrency=64", f"silicon_concurrency={n}")
+        return {**r, "silicon_data_source": src, "batch_size": str(n)}
+
+    _, _, got = read_points(_write_points(tmp_path / "p.csv", head, [
+        base, conc(base, 8), {**base, "tp_size": "4"}, {**base, "system": "h200_sxm"},
+        {**base, "scheduler_recv_interval": "0"}, {**base, "precision": "bf16"}]))
+    assert [p.recv_interval for p in got] == [30, 10, 10, 0, 0, 0]
+    assert "inferencex-sglang-dsr1-fp8-tp8-recv-interval-30" in got[0].recipe
+    assert "inferencex-sglang-dsr1-recv-interval-10" in got[1].recipe
+    with pytest.raises(InputFileError) as e:
+        read_points(_write_points(tmp_path / "q.csv", head,
+                                  [{**base, "scheduler_recv_interval": "-3"}]))
+    assert (e.value.field, e.value.line) == ("scheduler_recv_interval", 2)
+
+
+def test_receive_interval_waits_half_a_window_and_gathers_the_window_into_one_cohort() -> None:
+    """Hand check of `predict` on the rows with SGLang's receive interval R: against the same
+    rows without it (cohort fraction 0, no start-up wave, a vanishing queue factor), the TTFT
+    grows by (R - 1) t_d / 2 + (c - 1) x and the TPOT falls by (c - 1) x / (OSL - 1), with the
+    window's cohort c = min(1 + lam R, min(B, k)), lam = B t_d / (TTFT_ss + (OSL - 1) TPOT)
+    the arrivals per decode step of the loop without it. Other rows are unchanged; attention DP,
+    other engines and disaggregated rows never carry it."""
+    from dataclasses import replace
+
+    from fleetplan.calibrate.closedloop import recv_interval, step_time
+
+    _, _, pts = read_points(bundled_points_path())
+    prep = prepare([p for p in pts if p.backend == "sglang" and p.mode == "agg"])
+    x = prep.inputs
+    off = replace(x, recv_iters=np.zeros_like(x.recv_iters))
+    n = len(prep.sup)
+    eff = {f: np.full(n, float(getattr(DEFAULT_EFFICIENCY, f))) for f in FIT_FIELDS}
+    eff["request_overhead_s"] = np.zeros(n)
+    a1, b1 = predict(x, eff, 0.0, 1e-12, 1.0, 0.0, 0.0)
+    a0, b0 = predict(off, eff, 0.0, 1e-12, 1.0, 0.0, 0.0)
+    on = (x.recv_iters > 1) & (x.running == x.clients)
+    assert on.sum() > 200
+    t_d = step_time(x.dec, eff)
+    extra = np.maximum(step_time(x.mix, eff) - t_d, 0.0)
+    osl1 = np.maximum(x.osl - 1.0, 1.0)
+    lam = x.running * t_d / (a0 + osl1 * b0)
+    c = np.minimum(1.0 + lam * x.recv_iters, np.maximum(np.minimum(x.running, x.k), 1.0))
+    np.testing.assert_allclose((a1 - a0)[on], (0.5 * (x.recv_iters - 1.0) * t_d
+                                               + (c - 1.0) * extra)[on], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose((b0 - b1)[on], ((c - 1.0) * extra / osl1)[on], rtol=1e-6,
+                               atol=1e-12)
+    same = x.recv_iters <= 1
+    np.testing.assert_array_equal(a1[same], a0[same])
+    np.testing.assert_array_equal(b1[same], b0[same])
+    dsr1 = next(p for p in pts if p.recv_interval == 30 and p.agg is not None)
+    dep = prep.resolved[prep.sup.index(dsr1)].agg if dsr1 in prep.sup else None
+    assert dep is not None and recv_interval(dsr1, dep) == 30
+    assert recv_interval(dsr1, replace(dep, tp=1, attention_dp=dep.tp)) == 0
+    assert recv_interval(replace(dsr1, backend="vllm"), dep) == 0
+    assert recv_interval(replace(dsr1, mode="disagg"), dep) == 0

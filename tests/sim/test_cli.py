@@ -136,6 +136,31 @@ def test_simulate_trtllm_batch_waiting(cli: Any) -> None:
     assert r.code == 2 and "aggregated" in r.err
 
 
+def test_simulate_sglang_receive_interval(cli: Any) -> None:
+    """`--scheduler-recv-interval 30`: SGLang sees new requests every 30 decode steps, so a
+    Poisson load's mean TTFT grows by about half that many decode steps; the TPOT barely
+    moves; refused for other engines and below 1 (exit 2 naming the flag); disaggregated pools
+    take it on every replica."""
+    base = ["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "sglang",
+            "--rate", "8", "--isl", "512", "--osl", "256", "--requests", "120", "--json"]
+    off, on = cli(*base), cli(*base, "--scheduler-recv-interval", "30")
+    assert off.code == 0 and on.code == 0, on.err
+    a, b = off.json(), on.json()
+    assert (a["config"]["scheduler_recv_interval"], b["config"]["scheduler_recv_interval"]) == (
+        1, 30)
+    grew = b["ttft_s"]["mean"] - a["ttft_s"]["mean"]
+    assert 5 * a["tpot_s"]["p50"] < grew < 30 * a["tpot_s"]["p50"]
+    assert b["requests_completed"] == a["requests_completed"] == 120
+    r = cli(*base[:5], "--engine", "vllm", *base[7:], "--scheduler-recv-interval", "30")
+    assert r.code == 2 and "--scheduler-recv-interval" in r.err
+    r = cli(*base, "--scheduler-recv-interval", "0")
+    assert r.code == 2 and "--scheduler-recv-interval" in r.err
+    d = cli(*base, "--disagg-prefill", "1:1", "--disagg-decode", "1:1",
+            "--scheduler-recv-interval", "10")
+    assert d.code == 0, d.err
+    assert d.json()["config"]["scheduler_recv_interval"] == 10
+
+
 def test_simulate_random_range_ratio(cli: Any, tmp_path: Path) -> None:
     """`--range-ratio r`: each closed-loop request's ISL and OSL are drawn from the integers
     [int(r x L), L] (benchmark_serving --random-range-ratio), seeded; the run is shorter than

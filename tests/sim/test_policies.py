@@ -31,6 +31,15 @@ def _one(**kw: Any) -> FleetConfig:
     return FleetConfig.homogeneous(toy_replica(M, **kw), 1)
 
 
+def _decode_until(t0: float, t: float, every: int = 1) -> tuple[int, float]:
+    """A request of context 101 decoding alone from `t0`: the first multiple j of `every`
+    decode steps that ends at or after `t`, and that end."""
+    j = every
+    while t0 + M.decode_run_time_s(1, 101, j) < t:
+        j += every
+    return j, t0 + M.decode_run_time_s(1, 101, j)
+
+
 @pytest.fixture
 def steps() -> Iterator[list[tuple[int, int, list[int], list[int]]]]:
     """Record (prefill seqs, decode seqs, request ids, tokens) of every scheduled step."""
@@ -132,10 +141,7 @@ def test_sglang_runs_a_waiting_prefill_before_decodes(steps: list[Any]) -> None:
     res = simulate(_one(engine="sglang", block_size=1), load).requests
     assert all(d == 0 for p, d, _, _ in steps if p)  # prefill and decode never share a step
     t_a = M.prefill_alone_s(100, 2048)
-    j = 1
-    while t_a + M.decode_run_time_s(1, 101, j) < 0.01:
-        j += 1
-    t1 = t_a + M.decode_run_time_s(1, 101, j)
+    j, t1 = _decode_until(t_a, 0.01)
     np.testing.assert_allclose(float(res["ttft_s"][1]),
                                t1 - 0.01 + M.prefill_alone_s(100, 2048), rtol=1e-12)
     # vLLM mixes B's prefill with A's decode: one more token and A's context in that step.
@@ -202,3 +208,34 @@ def test_tgi_prefill_budget_is_what_decodes_leave(steps: list[Any]) -> None:
 def test_unknown_engine_policy_is_refused() -> None:
     with pytest.raises(Exception, match="no scheduling policy"):
         toy_replica(M, engine="orca")
+
+
+def test_sglang_receive_interval_sees_new_requests_at_its_polls(steps: list[Any]) -> None:
+    """SGLang's `--scheduler-recv-interval` R = 10: A (100 + 60) decodes alone; B (100 + 5)
+    arrives at 10 ms. After A's prefill the scheduler polls at once (the prefill weighs 1,000),
+    then every 10 decode steps: B is seen at the first poll after it arrived (decode step 10,
+    20, ... of A), not at the step in flight as with R = 1, and is prefilled alone then. Two
+    arrivals between the same polls are prefilled in one step. An idle replica polls at once.
+    Stepping through every decode gives the same times."""
+    load = _trace((0.0, 100, 60), (0.01, 100, 5))
+    kw: dict[str, Any] = {"engine": "sglang", "block_size": 1, "prefix_caching": False}
+    off = simulate(_one(**kw), load).requests
+    on = simulate(_one(recv_interval=10, **kw), load).requests
+    t_a = M.prefill_alone_s(100, 2048)
+    assert float(on["ttft_s"][0]) == float(off["ttft_s"][0]) == pytest.approx(t_a)  # idle: at once
+    _, poll = _decode_until(t_a, 0.01, every=10)
+    np.testing.assert_allclose(float(on["ttft_s"][1]),
+                               poll - 0.01 + M.prefill_alone_s(100, 2048), rtol=1e-12)
+    assert float(on["ttft_s"][1]) > float(off["ttft_s"][1])
+    stepped = simulate(_one(recv_interval=10, **kw), load, decode_runs=False).requests
+    np.testing.assert_allclose(stepped["ttft_s"].to_numpy(), on["ttft_s"].to_numpy(), rtol=1e-12)
+    # B and C arrive between the same two polls: one prefill step of both
+    steps.clear()
+    three = _trace((0.0, 100, 60), (0.01, 100, 5), (0.0105, 100, 5))
+    both = simulate(_one(recv_interval=10, **kw), three).requests
+    assert 0.01 + float(both["ttft_s"][1]) == pytest.approx(0.0105 + float(both["ttft_s"][2]))
+    assert any(p == 2 and d == 0 for p, d, _, _ in steps)
+    with pytest.raises(Exception, match="SGLang setting"):
+        toy_replica(M, engine="vllm", recv_interval=10)
+    with pytest.raises(Exception, match="must be >= 1"):
+        toy_replica(M, engine="sglang", recv_interval=0)

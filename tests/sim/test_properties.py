@@ -47,7 +47,8 @@ def cases(draw: Any) -> tuple[FleetConfig, TraceLoad]:
                       chunked_prefill=engine != "trtllm",
                       max_prefill_tokens=draw(st.integers(1, 600)),
                       batch_wait_iters=draw(st.integers(0, 4)) if engine == "trtllm" else 0,
-                      batch_wait_tokens=draw(st.integers(0, 400)))
+                      batch_wait_tokens=draw(st.integers(0, 400)),
+                      recv_interval=draw(st.integers(1, 12)) if engine == "sglang" else 1)
     fleet = FleetConfig.homogeneous(rep, draw(st.integers(1, 3)),
                                     draw(st.sampled_from(["round-robin", "least-outstanding",
                                                           "prefix-aware"])))

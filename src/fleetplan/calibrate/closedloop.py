@@ -31,6 +31,10 @@ aggregated
                                                   and come back together, c = 1 + f (min(B, k) - 1),
                                                   f in [0, 1] the share of that lockstep that
                                                   survives the clients' drift; rho = B x / cycle)
+  SGLang with a scheduler receive interval R > 1 (`recv_interval`: new requests are seen
+  every R decode steps and after every prefill): the wait for the running step becomes
+  R t_d / 2, and c is at least the prompts arriving in one window, 1 + lam R (lam = B t_d /
+  cycle, arrivals per decode step), at most min(B, k)
   TTFT_wave  = t_pw (ceil(B/k) + 1) / 2           (all prompts queue at t = 0; B <= k: one
                                                   step of B prompts, t_p1 + (B-1)/(k-1) (t_pw -
                                                   t_p1))
@@ -74,8 +78,8 @@ from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu, memory_budget
 from fleetplan.sim.scheduler import RESERVING
 
 __all__ = ["FIT_FIELDS", "LoopInputs", "batch_wait", "batch_wait_iterations", "build_inputs",
-           "dp_if_unsplit", "heads_unsplit", "held_context",
-           "kv_capacity", "kv_held", "predict", "step_time"]
+           "dp_if_unsplit", "heads_unsplit", "held_context", "kv_capacity", "kv_held",
+           "predict", "recv_interval", "step_time"]
 
 #: Efficiency fields the calibration fits (in this order in every parameter array).
 FIT_FIELDS = (
@@ -119,6 +123,9 @@ class LoopInputs:
     #: scheduled tokens that end the wait early (inf: none)
     wait_iters: np.ndarray
     wait_tokens: np.ndarray
+    #: SGLang's scheduler receive interval (`recv_interval`): decode steps between polls for
+    #: new requests (0: every step)
+    recv_iters: np.ndarray
 
     def take(self, mask: np.ndarray) -> LoopInputs:
         """The points selected by `mask`."""
@@ -302,9 +309,11 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
     lim: list[float] = []
     ranks: list[float] = []
     waits: list[tuple[float, float]] = []
+    recv: list[float] = []
     for p, r in zip(points, resolved, strict=True):
         adep = agg_deployment(r.agg) if r.agg is not None else None
         waits.append(batch_wait(p, r, adep))
+        recv.append(float(recv_interval(p, adep)))
         d, a, b, mx, k, pool, c, bs, da = _shapes(p, r, adep)
         limit = batch_limit(p, adep) if adep is not None else None
         lim.append(float(limit) if limit is not None else math.inf)
@@ -338,7 +347,19 @@ def build_inputs(points: list[ServingPoint], resolved: list[Resolved]) -> LoopIn
         isl=np.array([p.mean_isl for p in points], dtype=float),
         wait_iters=np.array([w[0] for w in waits], dtype=float),
         wait_tokens=np.array([w[1] for w in waits], dtype=float),
+        recv_iters=np.array(recv, dtype=float),
     )
+
+
+def recv_interval(p: ServingPoint, adep: Deployment | None) -> int:
+    """SGLang's scheduler receive interval of an aggregated point that ran one
+    (`ServingPoint.recv_interval` > 1; 0 elsewhere): the scheduler polls for new requests once
+    every so many decode steps and after every prefill (`SchedulerRecvSkipper`). Not with
+    attention DP, which the SGLang versions that have it refuse to combine with it."""
+    if (p.mode != "agg" or p.backend != "sglang" or p.recv_interval <= 1 or adep is None
+            or adep.attention_dp > 1):
+        return 0
+    return p.recv_interval
 
 
 def token_budget(p: ServingPoint, r: Resolved) -> int:
@@ -440,6 +461,20 @@ def predict(
     waited = batch_wait_iterations(x.wait_iters, x.wait_tokens, x.isl, b - 1.0, cohort,
                                    b * t_d / (ttft0 + decode)) * t_d
     ttft0 = ttft0 + np.where(agg, waited, 0.0)
+    # SGLang's receive interval R: a prompt that arrives while the batch decodes is seen at
+    # the next poll, every R decode steps: it waits R t_d / 2 on average (instead of the
+    # running step's t_d / 2) and is prefilled with the prompts that arrived in the same
+    # window (lam R of them, lam the arrivals per decode step), so its cohort is at least
+    # that; the cohort's prefills are in its TTFT, not in its TPOT (as for any cohort).
+    recv = agg & (x.recv_iters > 1)
+    if np.any(recv):
+        lam = b * t_d / (ttft0 + decode)
+        window = np.minimum(1.0 + lam * x.recv_iters, np.maximum(np.minimum(b, x.k), 1.0))
+        grown = np.where(recv, np.maximum(cohort, window), cohort)
+        ttft0 = ttft0 + np.where(recv, 0.5 * (x.recv_iters - 1.0) * t_d
+                                 + (grown - cohort) * extra, 0.0)
+        tpot = np.where(recv, t_d + np.maximum(b - grown, 0.0) * extra / osl1, tpot)
+        decode = osl1 * tpot
     served = np.where(agg, extra, t_p1)
     # A prefill pool whose worker count was not recorded is read as sized to its load, as the
     # recipes size it: enough workers (at least the recorded one) to run at utilisation

@@ -7,7 +7,8 @@ token, then to `decode_batch_size` x `decode_num_workers`. `batch_size` alone is
 configured batch size and differs from the concurrency in ~4% of rows.
 
 Optional setting columns (`recipes.SETTING_COLUMNS`: TensorRT-LLM batch waiting, the token
-budget per step, the benchmark client's random range ratio) describe how the engine and the
+budget per step, the KV memory fraction, SGLang's scheduler receive interval, the benchmark
+client's random range ratio) describe how the engine and the
 client were configured; where a row leaves them empty, a rule of `data/recipes.yaml` copied
 from the public recipe that produced such runs may fill them (`ServingPoint.recipe` names it).
 `isl` and `osl` are the lengths the benchmark was asked for; a client with a range ratio r < 1
@@ -116,6 +117,10 @@ class ServingPoint:
     #: drawn uniformly from the integers [int(r x L), L] with L the recorded `isl` / `osl`
     #: (vLLM-lineage `benchmark_serving.py --random-range-ratio r`); 1: fixed lengths
     range_ratio: float = 1.0
+    #: SGLang's scheduler receive interval (`scheduler_recv_interval`,
+    #: `--scheduler-recv-interval`): the scheduler polls for new requests once every so many
+    #: decode steps (and after every prefill); 0 or 1: every step (the default)
+    recv_interval: int = 0
     #: the recipe rule(s) (`recipes.yaml`) that filled settings the row left empty; "" none
     recipe: str = ""
 
@@ -318,7 +323,7 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         agg, pre, dec = None, _layout(row, "prefill_", where), _layout(row, "decode_", where)
     ttft = _float(row, "silicon_ttft_ms", where)
     tpot = _float(row, "silicon_tpot_ms", where)
-    add, recipe = recipes.fill(row)
+    add, recipe = recipes.fill(row, conc)
     row = {**row, **add}
     return ServingPoint(
         line=where[1],
@@ -348,6 +353,7 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         kv_memory_fraction=_fraction(row, "kv_memory_fraction", where, 0.0,
                                      "empty: the engine's default"),
         range_ratio=_fraction(row, "range_ratio", where, 1.0, "1: fixed lengths"),
+        recv_interval=_setting(row, "scheduler_recv_interval", where),
         recipe=recipe,
     )
 

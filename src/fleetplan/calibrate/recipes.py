@@ -26,12 +26,14 @@ __all__ = ["SETTING_COLUMNS", "Rule", "fill", "rules"]
 #: (`kv_memory_fraction`, in the engine's own sense: TensorRT-LLM
 #: `kv_cache_config.free_gpu_memory_fraction` of the memory weights leave free, vLLM
 #: `gpu_memory_utilization` and SGLang `mem_fraction_static` of the total; empty = the
-#: engine's default); and the benchmark client's (`range_ratio`: request lengths drawn
+#: engine's default); SGLang's scheduler receive interval (`scheduler_recv_interval`,
+#: `--scheduler-recv-interval`: decode steps between polls for new requests; empty, 0 or 1 =
+#: every step, the default); and the benchmark client's (`range_ratio`: request lengths drawn
 #: uniformly from [int(r x L), L]; empty = fixed lengths).
 SETTING_COLUMNS = ("batch_wait_timeout_iters", "batch_wait_max_tokens_ratio", "max_num_tokens",
-                   "kv_memory_fraction", "range_ratio")
+                   "kv_memory_fraction", "scheduler_recv_interval", "range_ratio")
 _CONDITIONS = ("backend", "mode", "system", "model_contains", "source_contains", "isl", "osl",
-               "tp_below")
+               "tp_below", "tp_at_least", "precision", "min_concurrency")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,9 @@ class Rule:
     match: dict[str, Any]
     set: dict[str, float]
 
-    def matches(self, row: dict[str, str]) -> bool:
+    def matches(self, row: dict[str, str], concurrency: int | None = None) -> bool:
+        """Whether `row` meets every condition; `concurrency` is the row's client count as
+        `points` reads it (`min_concurrency` fails without one)."""
         m = self.match
 
         def text(key: str) -> str:
@@ -67,11 +71,15 @@ class Rule:
         for key in ("isl", "osl"):
             if key in m and num(key) != float(m[key]):
                 return False
-        if "tp_below" in m:
-            tp = num("tp_size")
-            if tp is None or not tp < float(m["tp_below"]):
-                return False
-        return True
+        if "precision" in m and text("precision") not in m["precision"]:
+            return False
+        tp = num("tp_size")
+        if "tp_below" in m and (tp is None or not tp < float(m["tp_below"])):
+            return False
+        if "tp_at_least" in m and (tp is None or not tp >= float(m["tp_at_least"])):
+            return False
+        return not ("min_concurrency" in m
+                    and (concurrency is None or concurrency < int(m["min_concurrency"])))
 
 
 @cache
@@ -87,7 +95,7 @@ def rules() -> tuple[Rule, ...]:
         if bad or not r.get("id") or not r.get("source"):
             raise ValueError(f"recipes.yaml: rule {r.get('id')!r}: unknown or missing {bad}")
         match = {k: (v.lower() if isinstance(v, str) else v) for k, v in r["match"].items()}
-        for key in ("system", "source_contains"):  # lists: any of them
+        for key in ("system", "source_contains", "precision"):  # lists: any of them
             if key in match:
                 match[key] = [str(s).lower() for s in match[key]]
         out.append(Rule(str(r["id"]), str(r["source"]), match,
@@ -95,14 +103,15 @@ def rules() -> tuple[Rule, ...]:
     return tuple(out)
 
 
-def fill(row: dict[str, str]) -> tuple[dict[str, str], str]:
-    """(columns to fill, rule ids joined by '+') for `row`: every matching rule's settings for
-    the columns the row leaves empty (the first rule in the file that gives a column wins);
-    ({}, "") where no rule matches or the row gives them all."""
+def fill(row: dict[str, str], concurrency: int | None = None) -> tuple[dict[str, str], str]:
+    """(columns to fill, rule ids joined by '+') for `row` (with `concurrency` clients, as
+    `points` reads it): every matching rule's settings for the columns the row leaves empty
+    (the first rule in the file that gives a column wins); ({}, "") where no rule matches or
+    the row gives them all."""
     add: dict[str, str] = {}
     ids: list[str] = []
     for rule in rules():
-        if not rule.matches(row):
+        if not rule.matches(row, concurrency):
             continue
         mine = {k: f"{v:g}" for k, v in rule.set.items()
                 if not (row.get(k) or "").strip() and k not in add}

@@ -5,7 +5,8 @@ Each row is replayed as the closed-loop benchmark it records (docs/FIDELITY.md):
 - **deployment**: `features.resolve` (the mapping the analytic path uses: catalog model, GPU,
   precision, engine, TP/PP/EP/attention-DP layout); the step model is the roofline with the
   calibrated `Efficiency` of the row's (GPU, engine, precision) (`efficiency_for`);
-- **aggregated rows**: one replica of that deployment under its engine's scheduling policy;
+- **aggregated rows**: one replica of that deployment under its engine's scheduling policy,
+  with the TensorRT-LLM batch waiting and SGLang receive interval the row (or its recipe) gives;
 - **disaggregated rows**: `prefill.workers` prefill replicas and `decode.workers` decode
   replicas (`DisaggFleetConfig`, round-robin in each pool, so each decode worker holds about
   ceil(N / D) clients, the split the analytic path uses), KV moved at the default link estimate;
@@ -66,6 +67,7 @@ from fleetplan.calibrate.closedloop import (
     dp_if_unsplit,
     held_context,
     kv_held,
+    recv_interval,
 )
 from fleetplan.calibrate.features import Resolved, resolve
 from fleetplan.calibrate.points import ServingPoint
@@ -200,6 +202,9 @@ def sim_fleet(p: ServingPoint, r: Resolved,
         if iters:  # TensorRT-LLM batch waiting, as the analytic path (`closedloop.batch_wait`)
             rep = replace(rep, batch_wait_iters=int(iters),
                           batch_wait_tokens=int(tokens) if math.isfinite(tokens) else 0)
+        recv = recv_interval(p, dep)
+        if recv:  # SGLang's receive interval, as the analytic path (`closedloop.recv_interval`)
+            rep = replace(rep, recv_interval=recv)
         return FleetConfig.homogeneous(rep, n_rep)
     assert r.prefill is not None and r.decode is not None
     assert p.prefill is not None and p.decode is not None

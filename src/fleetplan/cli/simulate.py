@@ -25,6 +25,7 @@ from fleetplan.sim import (
     FleetConfig,
     Load,
     PoissonLoad,
+    ReplicaConfig,
     TraceLoad,
     simulate,
 )
@@ -118,6 +119,19 @@ def _with_batch_wait(fleet: FleetConfig | DisaggFleetConfig, iters: int,
     return replace(fleet, replicas=reps)
 
 
+def _with_recv_interval(fleet: FleetConfig | DisaggFleetConfig,
+                        every: int) -> FleetConfig | DisaggFleetConfig:
+    """`fleet` with SGLang's scheduler receive interval on every replica (both pools of a
+    disaggregated fleet)."""
+    def one(r: ReplicaConfig) -> ReplicaConfig:
+        return replace(r, recv_interval=every)
+
+    if isinstance(fleet, DisaggFleetConfig):
+        return replace(fleet, prefill=tuple(map(one, fleet.prefill)),
+                       decode=tuple(map(one, fleet.decode)))
+    return replace(fleet, replicas=tuple(map(one, fleet.replicas)))
+
+
 @app.command("simulate")
 def simulate_cmd(
     model: Annotated[str, Opt("--model", help="model name from the catalog")],
@@ -137,6 +151,9 @@ def simulate_cmd(
     batch_wait_ratio: Annotated[float, Opt(
         "--batch-wait-max-tokens-ratio", help="TensorRT-LLM batch waiting: share of the token "
         "budget that ends the wait early (0: none)")] = 0.0,
+    recv_interval: Annotated[int, Opt(
+        "--scheduler-recv-interval", help="SGLang: decode steps between the scheduler's polls "
+        "for new requests (1: every step, the default)")] = 1,
     router: Annotated[str, Opt("--router", help="round-robin | least-outstanding | "
                                                  "prefix-aware")] = "round-robin",
     workload: Annotated[str | None, Opt("--workload", help="trace file or preset")] = None,
@@ -205,6 +222,8 @@ def simulate_cmd(
                                   replicas=replicas, router=router, **limits)
     if batch_wait_iters or batch_wait_ratio:
         fleet = _with_batch_wait(fleet, batch_wait_iters, batch_wait_ratio)
+    if recv_interval != 1:  # ReplicaConfig checks it: >= 1, SGLang replicas only
+        fleet = _with_recv_interval(fleet, recv_interval)
     load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness, think,
                  range_ratio, fmt, mapping)
     res = simulate(fleet, load, seed=seed)
@@ -219,7 +238,8 @@ def simulate_cmd(
                          "prefix_caching": fleet.replicas[0].prefix_caching,
                          "scheduler": fleet.replicas[0].engine,
                          "batch_wait_timeout_iters": fleet.replicas[0].batch_wait_iters,
-                         "batch_wait_max_tokens": fleet.replicas[0].batch_wait_tokens}
+                         "batch_wait_max_tokens": fleet.replicas[0].batch_wait_tokens,
+                         "scheduler_recv_interval": fleet.replicas[0].recv_interval}
     if disagg is not None:
         summary["config"]["disaggregated"] = disagg
     if out is not None:

@@ -169,7 +169,8 @@ def validate(
         console.print(
             f"Settings from benchmark recipes (calibrate/data/recipes.yaml): "
             f"{counts['recipe_settings']} rows whose unrecorded engine or client settings (e.g. "
-            "TensorRT-LLM batch waiting, the client's random range ratio) were taken from the "
+            "TensorRT-LLM batch waiting, SGLang's scheduler receive interval, the client's random "
+            "range ratio) were taken from the "
             "public recipe that produced such runs."
         )
     if counts["random_lengths"]:

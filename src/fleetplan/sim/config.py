@@ -62,6 +62,10 @@ class ReplicaConfig:
     # (`batch_wait_max_tokens_ratio` x `max_num_tokens`; 0: no early end).
     batch_wait_iters: int = 0
     batch_wait_tokens: int = 0
+    # SGLang's scheduler receive interval (`--scheduler-recv-interval`; 1: every step, the
+    # default): the scheduler polls for new requests once its counter (1 per decode step,
+    # 1,000 per prefill step) reaches it, and at once when it has nothing to run.
+    recv_interval: int = 1
 
     def __post_init__(self) -> None:
         for flag, v in (
@@ -70,6 +74,7 @@ class ReplicaConfig:
             ("--max-num-batched-tokens", self.max_num_batched_tokens),
             ("gpus", self.gpus),
             ("max_prefill_tokens", self.max_prefill_tokens),
+            ("--scheduler-recv-interval", self.recv_interval),
         ):
             if v < 1:
                 raise UsageError(f"must be >= 1, got {v}", where=flag)
@@ -88,6 +93,12 @@ class ReplicaConfig:
             raise UsageError(
                 f"batch waiting is a TensorRT-LLM setting; this replica follows '{self.engine}'",
                 where="--batch-wait-timeout-iters",
+            )
+        if self.recv_interval > 1 and self.engine != "sglang":
+            raise UsageError(
+                f"the scheduler receive interval is an SGLang setting; this replica follows "
+                f"'{self.engine}'",
+                where="--scheduler-recv-interval",
             )
         if self.kv_blocks < 1:
             raise InfeasibleError(f"{self.name}: no KV-cache blocks left ({self.kv_blocks})")

@@ -48,6 +48,7 @@ def _replica(i: int, cfg: ReplicaConfig, sample_interval_s: float, decode_runs: 
         max_prefill_tokens=cfg.max_prefill_tokens,
         batch_wait_iters=cfg.batch_wait_iters,
         batch_wait_tokens=cfg.batch_wait_tokens,
+        recv_interval=cfg.recv_interval,
     )
 
 

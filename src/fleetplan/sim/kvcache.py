@@ -100,6 +100,17 @@ class KVCache:
             n += 1
         return n
 
+    def fits(self, req: Request, tokens: int, hits: int = 0) -> bool:
+        """Whether `allocate(req, tokens, hits)` would succeed (nothing changes)."""
+        new = -(-tokens // self.block_size) - req.held - hits
+        if hits:
+            keys = req.keys
+            assert keys is not None
+            ref = self._ref
+            touched = sum(1 for j in range(hits) if ref[keys[j]] == 0)
+            return new <= self.free - touched
+        return new <= self.free
+
     def allocate(self, req: Request, tokens: int, hits: int = 0) -> bool:
         """Give `req` the blocks for `tokens` tokens, first claiming `hits` cached blocks from a
         fresh lookup. Returns False, changing nothing, when the free blocks do not suffice."""

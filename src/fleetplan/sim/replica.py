@@ -11,6 +11,12 @@ decoding starts a **decode run**: the batch stays the same until the earliest of
   `len(running) < max_num_seqs`; a blocked queue head stays blocked while only decodes run,
   because decodes only take blocks) — `truncate` cuts the run at the step that spans it,
 and its total time is `StepTimeModel.decode_run_time_s`, so the steps are never iterated.
+
+SGLang's scheduler receive interval (`recv_interval` R > 1, `--scheduler-recv-interval`;
+`SchedulerRecvSkipper`): the scheduler polls for new requests only when a counter, raised by 1
+per decode step and by 1,000 per prefill step, reaches R (then resets it), and at once when it
+has nothing to run. Requests routed to a busy replica wait in `inbox` until then; a decode run
+is cut at the next poll (`truncate`), not at the step that spans the arrival.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class Replica:
         max_prefill_tokens: int = 16384,
         batch_wait_iters: int = 0,
         batch_wait_tokens: int = 0,
+        recv_interval: int = 1,
     ) -> None:
         self.index = index
         self.model = model
@@ -75,6 +82,12 @@ class Replica:
         self.wait_count = 0
         self.hold = 0
         self.holding = False  # the step (or run) in flight holds prompts back
+        # SGLang's receive interval (`ReplicaConfig.recv_interval`; <= 1: every step): requests
+        # not yet polled wait in `inbox`; `recv_count` is the skipper's counter
+        self.recv_interval = recv_interval if recv_interval > 1 else 1
+        self.inbox: deque[Request] = deque()
+        self.recv_count = 0
+        self.last_prefill = False  # the single step in flight ran a prefill (SGLang: extend)
         # SGLang's new_token_ratio, decayed per decode step in `finish` (0 decay: other engines).
         # SGLang also re-checks admission after every decode step (the reservations shrink), so
         # its decode runs are cut to one step while a request waits.
@@ -109,15 +122,25 @@ class Replica:
 
     @property
     def outstanding(self) -> int:
-        """Requests routed here and not finished (running + waiting)."""
-        return len(self.running) + len(self.waiting)
+        """Requests routed here and not finished (running + waiting, polled or not)."""
+        return len(self.running) + len(self.waiting) + len(self.inbox)
 
     @property
     def idle(self) -> bool:
         return self.end_s == INF
 
     def add(self, req: Request) -> None:
-        self.waiting.append(req)
+        if self.recv_interval > 1 and not self.idle:
+            self.inbox.append(req)  # seen at the scheduler's next poll
+        else:
+            self.waiting.append(req)
+
+    def _poll(self) -> None:
+        """The receive skipper's poll: requests routed here join the waiting queue."""
+        self.recv_count = 0
+        if self.inbox:
+            self.waiting.extend(self.inbox)
+            self.inbox.clear()
 
     def preempt(self, victim: Request, front: bool = True) -> None:
         """Recompute preemption: free the blocks, forget the KV, requeue at the front (vLLM) or
@@ -139,10 +162,15 @@ class Replica:
         self.run_steps = 0
         self.interruptible = False
         self.t0_s = self.end_s = now_s
+        self.recv_count = self.recv_interval  # an idle scheduler polls at once
 
     def start(self, now_s: float) -> float:
         """Schedule the step (or decode run) starting at `now_s`; returns its end (INF: idle)."""
         self.t0_s = now_s
+        if self.recv_interval > 1 and (self.recv_count >= self.recv_interval
+                                       or (self.inbox and not self.running
+                                           and not self.waiting)):
+            self._poll()  # the counter reached the interval, or nothing to run (idle loop)
         if self.all_decoding and not self.waiting and self.max_run_steps > 1:
             end = self._start_run_fast(now_s)
             if end >= 0.0:
@@ -156,6 +184,7 @@ class Replica:
             return INF
         running = self.running
         self.last_decode = p_seqs == 0 and not preempted
+        self.last_prefill = p_seqs > 0
         if (p_seqs == 0 and not preempted and s == len(running)
                 and (self.run_with_waiting or not self.waiting)):
             left = min([r.output - r.generated for r in running])
@@ -164,6 +193,8 @@ class Replica:
             k = min(fit, left, self.max_run_steps)
             if self.hold:  # prompts held by batch waiting: at most the wait left, cut by arrivals
                 k = min(k, self.hold)
+            if self.inbox:  # unpolled requests: run to the next poll
+                k = min(k, self.recv_interval - self.recv_count)
             self._run(now_s, k, s, ctx)
             if self.hold:
                 self.interruptible = k > 1
@@ -191,6 +222,8 @@ class Replica:
             k = fit
         if self.max_run_steps < k:  # noqa: PLR1730
             k = self.max_run_steps
+        if self.inbox:  # unpolled requests: run to the next poll
+            k = min(k, self.recv_interval - self.recv_count)
         ctx = self.agg_ctx
         self.run_steps, self.run_seqs, self.run_ctx = k, s, ctx
         self.interruptible = k > 1 and s < self.max_num_seqs
@@ -213,6 +246,8 @@ class Replica:
             return False
         k, s, ctx, t0 = self.run_steps, self.run_seqs, self.run_ctx, self.t0_s
         j = self.runs.steps_until(s, ctx, arrival_s - t0, k)
+        if self.recv_interval > 1:  # the scheduler sees it at its next poll
+            j += -(self.recv_count + j) % self.recv_interval
         if j >= k:
             return False
         self.run_steps = j
@@ -228,6 +263,11 @@ class Replica:
         k = self.run_steps
         if not k and not self.batch_reqs:  # a wake-up, not a step
             return
+        if self.recv_interval > 1:  # the skipper's weights: decode 1 a step, prefill 1,000
+            if k:
+                self._count_run(k)
+            else:
+                self.recv_count += 1000 if self.last_prefill else 1
         if self.holding:
             self.wait_count += k or 1
             self.holding = False
@@ -294,6 +334,23 @@ class Replica:
             self._sample(t)
         self.end_s = INF
 
+    def _count_run(self, k: int) -> None:
+        """Count a decode run of `k` steps on the receive skipper. A run that passed polls
+        (one each time the counter reached the interval) without being cut at them (it could
+        not admit: the batch is full) received what had arrived by the last of them."""
+        r, c0 = self.recv_interval, self.recv_count
+        c = c0 + k
+        if c <= r:
+            self.recv_count = c
+            return
+        # polls at c0 + j = r, 2r, ...; one due at the end of the run stays due (count r)
+        self.recv_count = (c - 1) % r + 1
+        last = (c - 1) // r * r - c0  # steps to the last poll inside the run
+        if self.inbox and last > 0:
+            t_poll = self.t0_s + self.runs.run_s(self.run_seqs, self.run_ctx, last)
+            while self.inbox and self.inbox[0].arrival_s <= t_poll:
+                self.waiting.append(self.inbox.popleft())
+
     def _complete(self, t: float) -> None:
         keep: list[Request] = []
         for r in self.running:
@@ -310,5 +367,5 @@ class Replica:
         self.ts_t.append(t)
         self.ts_kv.append(self.kv.used / self.kv.num_blocks)
         self.ts_running.append(len(self.running))
-        self.ts_waiting.append(len(self.waiting))
+        self.ts_waiting.append(len(self.waiting) + len(self.inbox))
         self.next_sample_s = t + self.sample_interval_s

@@ -252,7 +252,20 @@ _EMPTY: deque[Request] = deque()
 def _batch_waits(rep: Replica, budget: int, gen: int) -> bool:
     """Whether TensorRT-LLM's batch waiting holds the waiting prompts back this step (and
     counts it), else resets its count: the prompts that would fit the token budget plus the
-    `gen` generation tokens are below the threshold and the wait has not timed out."""
+    `gen` generation tokens are below the threshold and the wait has not timed out. The
+    executor consults the wait only for context requests its scheduler did schedule
+    (`PyExecutor._waiting_requests`): where the queue's head cannot be admitted this step
+    (token budget, KV blocks reserved to completion, batch limit) nothing is held and the
+    count stays."""
+    r = rep.waiting[0]
+    if len(rep.running) >= rep.max_num_seqs:
+        return False
+    pre = r.computed
+    kv = rep.kv
+    hits = 0 if pre else kv.lookup(r)
+    need = r.prompt + r.generated - (pre or hits * kv.block_size)
+    if (need > budget and not rep.chunked_prefill) or not kv.fits(r, r.prompt + r.output, hits):
+        return False
     tokens = gen
     for r in rep.waiting:
         n = r.prompt + r.generated - r.computed
