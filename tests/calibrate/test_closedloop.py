@@ -679,3 +679,29 @@ def test_receive_interval_waits_half_a_window_and_gathers_the_window_into_one_co
     assert recv_interval(dsr1, replace(dep, tp=1, attention_dp=dep.tp)) == 0
     assert recv_interval(replace(dsr1, backend="vllm"), dep) == 0
     assert recv_interval(replace(dsr1, mode="disagg"), dep) == 0
+
+
+def test_inferencex_trtllm_recipes_fill_their_kv_memory_fraction() -> None:
+    """The InferenceX TensorRT-LLM recipes cache KV in 0.8 (DeepSeek-R1 on B200; 0.75 for the
+    FP8 8k/1k TP 4 runs), 0.75 (DeepSeek-R1 on H200) and 0.85 (gpt-oss-120b) of the memory the
+    weights leave free; the Llama-3.1-70B recipes set none (the engine's 0.9 stands); the
+    engine the row resolves to carries the fraction."""
+    from fleetplan.calibrate.features import resolve
+
+    _, _, pts = read_points(bundled_points_path())
+    imax = [p for p in pts if p.backend == "trtllm" and p.mode == "agg" and p.range_ratio < 1]
+    want = {("b200_sxm", "DeepSeek"): 0.8, ("h200_sxm", "DeepSeek"): 0.75,
+            ("b200_sxm", "gpt-oss"): 0.85, ("h200_sxm", "gpt-oss"): 0.85}
+    seen = 0
+    for p in imax:
+        key = next(((p.system, m) for m in ("DeepSeek", "gpt-oss") if m in p.model), None)
+        if key in want:
+            tp4_8k = (p.precision == "fp8" and p.isl == 8192 and p.osl == 1024
+                      and p.agg is not None and p.agg.tp < 8 and key[0] == "b200_sxm")
+            assert p.kv_memory_fraction == (0.75 if tp4_8k else want[key]), p
+            seen += 1
+        elif "Llama-3.1-70B" in p.model:
+            assert p.kv_memory_fraction == 0.0, p
+    assert seen > 300
+    one = next(p for p in imax if "gpt-oss" in p.model and p.system == "h200_sxm")
+    assert float(resolve(one).engine.gpu_memory_utilization.value) == 0.85
