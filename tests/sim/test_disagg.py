@@ -110,7 +110,8 @@ def disagg_cases(draw: Any) -> tuple[DisaggFleetConfig, TraceLoad]:
                       block_size=bs, max_num_seqs=draw(st.integers(1, 8)),
                       max_num_batched_tokens=budget, prefix_caching=draw(st.booleans()),
                       engine=engine, chunked_prefill=engine != "trtllm",
-                      kv_bytes_per_token=draw(st.sampled_from([0.0, 10.0, 1000.0])))
+                      kv_bytes_per_token=draw(st.sampled_from([0.0, 10.0, 1000.0])),
+                      recv_interval=draw(st.integers(1, 8)) if engine == "sglang" else 1)
     gaps = draw(st.lists(st.floats(0, 0.05), min_size=n, max_size=n))
     hashes = [[g * 1000 + j for j in range(8)]
               for g in draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))]

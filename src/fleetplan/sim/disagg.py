@@ -57,7 +57,7 @@ class DisaggLoop:
         heapq.heappush(self.heap, (t, rep.index, rep.version))
 
     def _enter(self, req: Request, rep: Replica, t: float) -> None:
-        rep.add(req)
+        rep.add(req, t)
         if rep.idle:
             rep.wake(t)
             self._push(rep, t)

@@ -85,7 +85,7 @@ class Replica:
         # SGLang's receive interval (`ReplicaConfig.recv_interval`; <= 1: every step): requests
         # not yet polled wait in `inbox`; `recv_count` is the skipper's counter
         self.recv_interval = recv_interval if recv_interval > 1 else 1
-        self.inbox: deque[Request] = deque()
+        self.inbox: deque[tuple[float, Request]] = deque()  # (time routed here, request)
         self.recv_count = 0
         self.last_prefill = False  # the single step in flight ran a prefill (SGLang: extend)
         # SGLang's new_token_ratio, decayed per decode step in `finish` (0 decay: other engines).
@@ -129,9 +129,11 @@ class Replica:
     def idle(self) -> bool:
         return self.end_s == INF
 
-    def add(self, req: Request) -> None:
-        if self.recv_interval > 1 and not self.idle:
-            self.inbox.append(req)  # seen at the scheduler's next poll
+    def add(self, req: Request, at_s: float | None = None) -> None:
+        """Route `req` here at `at_s` (default: its arrival; a disaggregated decode worker
+        receives it at its hand-off)."""
+        if self.recv_interval > 1 and not self.idle:  # seen at the scheduler's next poll
+            self.inbox.append((req.arrival_s if at_s is None else at_s, req))
         else:
             self.waiting.append(req)
 
@@ -139,7 +141,7 @@ class Replica:
         """The receive skipper's poll: requests routed here join the waiting queue."""
         self.recv_count = 0
         if self.inbox:
-            self.waiting.extend(self.inbox)
+            self.waiting.extend(r for _, r in self.inbox)
             self.inbox.clear()
 
     def preempt(self, victim: Request, front: bool = True) -> None:
@@ -348,8 +350,8 @@ class Replica:
         last = (c - 1) // r * r - c0  # steps to the last poll inside the run
         if self.inbox and last > 0:
             t_poll = self.t0_s + self.runs.run_s(self.run_seqs, self.run_ctx, last)
-            while self.inbox and self.inbox[0].arrival_s <= t_poll:
-                self.waiting.append(self.inbox.popleft())
+            while self.inbox and self.inbox[0][0] <= t_poll:
+                self.waiting.append(self.inbox.popleft()[1])
 
     def _complete(self, t: float) -> None:
         keep: list[Request] = []
