@@ -70,6 +70,26 @@ def test_memory_budget_hand_calculation() -> None:
     assert n == int(b.kv_pool_bytes // (81_920 * 4096))
 
 
+def test_tensorrt_llm_fraction_is_of_the_memory_weights_leave_free() -> None:
+    """TensorRT-LLM's `free_gpu_memory_fraction` (catalog `memory_fraction_of: free`) takes
+    0.9 of what weights, activations and overhead leave, where vLLM takes 0.9 of the device
+    and gives the pool what is left of that: by hand on Llama-3.1-70B BF16, TP 4, H100. A
+    layout whose weights leave nothing free does not fit either way."""
+    trt = Deployment.build("llama-3.1-70b", "h100-sxm", "bf16", "trtllm", tp=4)
+    assert trt.engine.memory_fraction_of == "free"
+    b = memory_budget(trt)
+    total = 81_559 * 2**20
+    act = activation_bytes_per_gpu(trt, 8192)
+    free = total - weights_bytes(trt.model, 2.0) / 4 - act - RUNTIME_OVERHEAD_BYTES
+    assert b.usable_bytes == pytest.approx(total)
+    assert b.kv_pool_bytes == pytest.approx(0.9 * free)
+    vllm = memory_budget(Deployment.build("llama-3.1-70b", "h100-sxm", "bf16", "vllm", tp=4))
+    assert vllm.kv_pool_bytes == pytest.approx(total * 0.9 - (total - free))
+    assert b.kv_pool_bytes > vllm.kv_pool_bytes
+    assert not memory_budget(Deployment.build("llama-3.1-405b", "h100-sxm", "bf16",
+                                              "trtllm", tp=1)).fits
+
+
 def test_sliding_window_caps_sequence_kv() -> None:
     dep = Deployment.build("gpt-oss-120b", "h100-sxm", "bf16", tp=1)
     a = dep.model.attention

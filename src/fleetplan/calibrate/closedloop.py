@@ -137,11 +137,6 @@ def _decode_batch(dep: Deployment, seqs: int, isl: int, osl: int) -> StepBatch:
     return StepBatch(decode_seqs=seqs, decode_ctx_tokens=seqs * ctx)
 
 
-#: Engines whose memory fraction is of the memory left free after weights and activations
-#: (TRT-LLM `free_gpu_memory_fraction`), not of total memory as in vLLM and SGLang.
-_FRACTION_OF_FREE = frozenset({"trtllm"})
-
-
 def held_context(dep: Deployment, isl: int, osl: int) -> int:
     """Tokens of KV one running sequence of `dep` holds on average: engines that reserve a
     request's blocks to completion when they admit it (`sim.scheduler.RESERVING`: TensorRT-LLM's
@@ -155,12 +150,7 @@ def kv_capacity(dep: Deployment, context_tokens: int) -> int | None:
     """Sequences of mean context `context_tokens` one instance's KV pools hold at once (each
     attention-DP rank has its own pool; a TP layout that replicates the KV holds it on every
     rank), at least 1; None where the memory model leaves no pool."""
-    mb = memory_budget(dep)
-    pool = mb.kv_pool_bytes
-    if dep.engine.name in _FRACTION_OF_FREE:  # the fraction applies to what weights leave free
-        frac = float(dep.engine.gpu_memory_utilization.value)
-        pool = frac * (dep.gpu.memory_bytes.value - mb.weights_bytes - mb.activation_bytes
-                       - mb.overhead_bytes)
+    pool = memory_budget(dep).kv_pool_bytes  # the engine's fraction as the catalog reads it
     per_seq = kv_bytes_for_sequence_per_gpu(dep, context_tokens)
     if pool <= 0 or per_seq <= 0:
         return None

@@ -244,6 +244,10 @@ class Engine(_Frozen):
     max_num_seqs: Fig
     max_num_batched_tokens: Fig
     gpu_memory_utilization: Fig
+    # what `gpu_memory_utilization` is a fraction of: the device's total memory (vLLM
+    # `gpu_memory_utilization`, SGLang `mem_fraction_static`) or the memory weights and
+    # activations leave free (TensorRT-LLM `free_gpu_memory_fraction`)
+    memory_fraction_of: Literal["total", "free"] = "total"
     preemption: Literal["recompute", "none", "retract"]
     note: str | None = None  # how the defaults above are to be read (units, formulas, caveats)
 

@@ -126,13 +126,24 @@ class MemoryBudget:
 
 
 def memory_budget(dep: Deployment, batched_tokens: int | None = None) -> MemoryBudget:
-    """Split one GPU's memory into weights, activations, overhead and the KV pool."""
+    """Split one GPU's memory into weights, activations, overhead and the KV pool. The engine's
+    memory fraction is of the device's total (vLLM, SGLang: the usable memory, of which the
+    pool is what weights, activations and overhead leave) or, where the catalog says so
+    (`Engine.memory_fraction_of` "free": TensorRT-LLM's `free_gpu_memory_fraction`), of what
+    they leave free (the whole device is usable; the pool is that fraction of the rest)."""
     eng = dep.engine
-    usable = dep.gpu.memory_bytes.value * eng.gpu_memory_utilization.value
+    total = dep.gpu.memory_bytes.value
+    frac = eng.gpu_memory_utilization.value
     w = weights_bytes(dep.model, dep.quant.weight_bytes) / dep.gpus
     tokens = int(batched_tokens or eng.max_num_batched_tokens.value)
     act = activation_bytes_per_gpu(dep, tokens)
-    pool = usable - w - act - RUNTIME_OVERHEAD_BYTES
+    if eng.memory_fraction_of == "free":
+        usable = total
+        free = total - w - act - RUNTIME_OVERHEAD_BYTES
+        pool = frac * free if free > 0 else free
+    else:
+        usable = total * frac
+        pool = usable - w - act - RUNTIME_OVERHEAD_BYTES
     return MemoryBudget(
         usable, w, act, RUNTIME_OVERHEAD_BYTES, pool, kv_bytes_per_token_per_gpu(dep)
     )
