@@ -170,8 +170,7 @@ def validate(
             f"Settings from benchmark recipes (calibrate/data/recipes.yaml): "
             f"{counts['recipe_settings']} rows whose unrecorded engine or client settings (e.g. "
             "TensorRT-LLM batch waiting, SGLang's scheduler receive interval, the client's random "
-            "range ratio) were taken from the "
-            "public recipe that produced such runs."
+            "range ratio) were taken from the public recipe that produced such runs."
         )
     if counts["random_lengths"]:
         console.print(

@@ -137,10 +137,9 @@ def memory_budget(dep: Deployment, batched_tokens: int | None = None) -> MemoryB
     w = weights_bytes(dep.model, dep.quant.weight_bytes) / dep.gpus
     tokens = int(batched_tokens or eng.max_num_batched_tokens.value)
     act = activation_bytes_per_gpu(dep, tokens)
-    if eng.memory_fraction_of == "free":
+    if eng.memory_fraction_of == "free":  # negative where the weights alone do not fit
         usable = total
-        free = total - w - act - RUNTIME_OVERHEAD_BYTES
-        pool = frac * free if free > 0 else free
+        pool = frac * (total - w - act - RUNTIME_OVERHEAD_BYTES)
     else:
         usable = total * frac
         pool = usable - w - act - RUNTIME_OVERHEAD_BYTES

@@ -100,16 +100,18 @@ class KVCache:
             n += 1
         return n
 
+    def _unreferenced(self, req: Request, hits: int) -> int:
+        """Of `req`'s first `hits` cached blocks, those no request holds (claiming them takes
+        them off the free list)."""
+        keys = req.keys
+        assert keys is not None
+        ref = self._ref
+        return sum(1 for j in range(hits) if ref[keys[j]] == 0)
+
     def fits(self, req: Request, tokens: int, hits: int = 0) -> bool:
         """Whether `allocate(req, tokens, hits)` would succeed (nothing changes)."""
         new = -(-tokens // self.block_size) - req.held - hits
-        if hits:
-            keys = req.keys
-            assert keys is not None
-            ref = self._ref
-            touched = sum(1 for j in range(hits) if ref[keys[j]] == 0)
-            return new <= self.free - touched
-        return new <= self.free
+        return new <= self.free - (self._unreferenced(req, hits) if hits else 0)
 
     def allocate(self, req: Request, tokens: int, hits: int = 0) -> bool:
         """Give `req` the blocks for `tokens` tokens, first claiming `hits` cached blocks from a
@@ -117,15 +119,12 @@ class KVCache:
         bs = self.block_size
         new = -(-tokens // bs) - req.held - hits
         if hits:
+            touched = self._unreferenced(req, hits)
+            if new > self.free - touched:
+                return False
             keys = req.keys
             assert keys is not None
             ref = self._ref
-            touched = 0
-            for j in range(hits):
-                if ref[keys[j]] == 0:
-                    touched += 1
-            if new > self.free - touched:
-                return False
             queue = self._queue
             for j in range(hits):
                 key = keys[j]
