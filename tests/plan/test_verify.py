@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import polars as pl
 import pytest
 
 from fleetplan.perf import Deployment, Efficiency
 from fleetplan.plan import parse_slo, resolve_demand
 from fleetplan.plan.demand import TokenStats
-from fleetplan.plan.verify import lognormal_lengths, verify
+from fleetplan.plan.verify import lognormal_lengths, verify, window_starts
 
 DEP = Deployment.build("llama-3.1-8b", "h100-sxm", "bf16", tp=1, efficiency=Efficiency())
 SLO = parse_slo("ttft_p95=500ms,tpot_p95=40ms")
@@ -41,3 +44,30 @@ def test_lognormal_lengths_match_median_and_mean() -> None:
 def test_fixed_lengths_stay_fixed() -> None:
     x = lognormal_lengths(TokenStats.fixed(300), 10, np.random.default_rng(0))
     assert (x == 300).all()
+
+
+def test_window_starts_one_per_stratum_seeded_and_deduplicated() -> None:
+    # 100 rows, windows of 10: starts 0..90 cut into [0, 30.33), [30.33, 60.67), [60.67, 91)
+    s = window_starts(100, 10, 3, np.random.default_rng(7))
+    assert len(s) == 3 and s == sorted(s)
+    assert 0 <= s[0] < 30 and 30 <= s[1] < 60 and 60 <= s[2] <= 90
+    assert s == window_starts(100, 10, 3, np.random.default_rng(7))  # explicit seed
+    assert window_starts(10, 10, 5, np.random.default_rng(0)) == [0]  # one window holds all
+    assert set(window_starts(11, 10, 5, np.random.default_rng(0))) <= {0, 1}  # no repeats
+
+
+def test_trace_runs_replay_windows_across_the_trace() -> None:
+    """A quiet stretch then a busy one: the runs see both (the head alone saw only the quiet
+    stretch), at the trace's own rates (one scale for the whole trace, here 1)."""
+    arrival = np.concatenate([np.arange(600) * 2.0, 1200.0 + np.arange(600) / 60.0])
+    table = pl.DataFrame({"arrival_s": arrival, "input_tokens": [1000] * 1200,
+                          "output_tokens": [200] * 1200})
+    trace = SimpleNamespace(table=table, block_tokens=None)
+    span = float(arrival[-1] - arrival[0])
+    demand = resolve_demand(None, 1200 / span, 1000, 200)
+    v = verify(DEP, 1, demand, SLO, burst=1.0, trace=trace, runs=3, requests=300, seed=0)
+    assert v.runs == 3 and "3 window(s) of 300 consecutive requests out of 1200" in v.load
+    assert "rate x1 " in v.load
+    quiet, busy = v.replicas_needed[0], v.replicas_needed[2]
+    assert quiet == 1 and busy > 1
+    assert v.recommended_replicas > 1  # the busy stretch raises the recommendation

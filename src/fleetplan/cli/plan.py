@@ -96,7 +96,11 @@ def plan(
         bool,
         typer.Option("--check/--no-check", help="verify the best candidate in the simulator"),
     ] = True,
-    mc_runs: Annotated[int, typer.Option("--mc-runs", help="Monte Carlo simulation runs")] = 3,
+    mc_runs: Annotated[
+        int,
+        typer.Option("--mc-runs",
+                     help="Monte Carlo runs of the check: Poisson draws, or windows of a trace"),
+    ] = 3,
     sim_requests: Annotated[int, typer.Option("--sim-requests", help="requests per run")] = 2000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     top: Annotated[int, typer.Option("--top", help="rows of the ranked table")] = 15,

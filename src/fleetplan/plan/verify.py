@@ -3,7 +3,11 @@
 The worksheet sizes a fleet from averages; SLOs are percentiles under bursts and queueing. For
 the recommended candidate this module simulates the workload on the planned fleet:
 
-- a trace workload is replayed with its own burstiness, its rate scaled to the plan's rate;
+- a trace workload is replayed with its own burstiness, its rate scaled by one factor that
+  maps the trace's mean rate to the plan's rate; each Monte Carlo run replays its own window
+  of consecutive requests, the window starts drawn one per equal stratum of the trace
+  (`window_starts`), so the runs see the trace's quiet and busy stretches alike (a trace no
+  longer than one window is one run);
 - a preset or flag workload becomes Poisson arrivals at the *peak* rate the plan promises to
   absorb (mean x burst factor), lengths drawn from a lognormal matched to the mean and median
   (fixed when they are equal), capped at the observed maximum.
@@ -18,6 +22,7 @@ headroom (the simulation shows how much).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +35,7 @@ from fleetplan.plan.slo import SLOTargets
 from fleetplan.sim import FleetConfig, PoissonLoad, ReplicaConfig, TraceLoad, simulate
 from fleetplan.sim.load import Load
 
-__all__ = ["Verification", "lognormal_lengths", "verify"]
+__all__ = ["Verification", "lognormal_lengths", "verify", "window_starts"]
 
 _COLUMN = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s"}
 
@@ -113,13 +118,9 @@ def _evaluate(res: Any, slo: SLOTargets) -> dict[str, Any]:
 def _loads(
     demand: Demand, trace: Any | None, burst: float, runs: int, requests: int, seed: int
 ) -> tuple[list[Load], str]:
-    if trace is not None:
-        table = trace.table.sort("arrival_s").head(requests)
-        span = float(table["arrival_s"].max() - table["arrival_s"].min()) or 1.0
-        scale = demand.rate_per_s / (table.height / span)
-        load = TraceLoad(table, rate_scale=scale, block_tokens=int(trace.block_tokens or 512))
-        return [load], f"trace replay ({table.height} requests, rate x{scale:.3g})"
     rng = np.random.default_rng(seed)
+    if trace is not None:
+        return _trace_windows(demand, trace, runs, requests, rng)
     peak = demand.rate_per_s * burst
     loads: list[Load] = []
     for _ in range(runs):
@@ -127,6 +128,46 @@ def _loads(
         osl = lognormal_lengths(demand.output_tokens, requests, rng).tolist()
         loads.append(PoissonLoad(peak, requests, isl, osl))
     return loads, f"Poisson at the planned peak {peak:.3g} req/s (mean x burst {burst:g})"
+
+
+def window_starts(n: int, size: int, runs: int, rng: np.random.Generator) -> list[int]:
+    """First rows of `runs` windows of `size` consecutive rows out of `n` (stratified sampling).
+
+    The possible starts 0..n-size are cut into `runs` equal strata and one start is drawn
+    uniformly in each, so the windows are random (seeded) and still spread over the whole
+    trace; repeated starts (a trace barely longer than a window) are dropped. A trace of at
+    most `size` rows has the one window that holds it all.
+    """
+    last = n - size
+    if last <= 0:
+        return [0]
+    edges = np.linspace(0, last + 1, runs + 1)
+    starts = {int(rng.integers(int(lo), max(int(lo) + 1, int(hi))))
+              for lo, hi in itertools.pairwise(edges)}
+    return sorted(min(s, last) for s in starts)
+
+
+def _trace_windows(
+    demand: Demand, trace: Any, runs: int, requests: int, rng: np.random.Generator
+) -> tuple[list[Load], str]:
+    """Monte Carlo over a trace: windows of `requests` consecutive requests (see module doc).
+
+    Every window is replayed at the one rate scale that maps the whole trace's mean rate to
+    the plan's rate, so a busy hour stays busier than a quiet one, as it was.
+    """
+    table = trace.table.sort("arrival_s")
+    span = float(table["arrival_s"].max() - table["arrival_s"].min()) or 1.0
+    scale = demand.rate_per_s / (table.height / span)
+    size = min(requests, table.height)
+    starts = window_starts(table.height, size, runs, rng)
+    bt = int(trace.block_tokens or 512)
+    loads: list[Load] = [
+        TraceLoad(table.slice(s, size), rate_scale=scale, block_tokens=bt) for s in starts
+    ]
+    where = ("the whole trace" if size == table.height else
+             f"{len(starts)} window(s) of {size} consecutive requests out of {table.height}, "
+             "starts drawn one per stratum of the trace")
+    return loads, f"trace replay ({where}; rate x{scale:.3g} of the trace's mean)"
 
 
 def verify(
