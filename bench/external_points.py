@@ -51,13 +51,17 @@ def main() -> None:
         points = [p for p in points if run_key(p) not in runs]
     print(f"{n} rows not in the bundled file by id; {len(again)} of them repeat a bundled run's "
           f"measurement ({'kept' if args.keep_reexports else 'left out'})")
+    if not points:
+        print("nothing to predict: every row of --points is a bundled row or a re-export of one"
+              + ("" if args.keep_reexports else " (--keep-reexports keeps the re-exports)"))
+        return
     prep = prepare(points)
     ttft, tpot, prov = predict_stored(prep)
     both, mt, mo = prep.measured()
     ok = both & np.isfinite(ttft) & np.isfinite(tpot)
-    moe = np.array([model_is_moe(r.model) for r in prep.resolved])
-    agg = np.array([p.mode == "agg" for p in prep.sup])
-    composed = np.array(["composed from" in p for p in prov])
+    moe = np.array([model_is_moe(r.model) for r in prep.resolved], dtype=bool)
+    agg = np.array([p.mode == "agg" for p in prep.sup], dtype=bool)
+    composed = np.array(["composed from" in p for p in prov], dtype=bool)
     print(f"{len(points)} rows; {len(prep.sup)} supported, "
           f"{int(ok.sum())} predicted ({int((ok & composed).sum())} from composed levels)")
     print(f"{'class':8s} {'mode':7s} {'rows':>5s} {'TTFT':>6s} {'TPOT':>6s}")

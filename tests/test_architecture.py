@@ -1,4 +1,5 @@
-"""The one-way data flow: a stage may import only earlier stages (STYLE.md, ARCHITECTURE.md)."""
+"""The one-way data flow: a stage may import only earlier stages (docs/STYLE.md,
+docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
