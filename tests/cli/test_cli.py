@@ -106,7 +106,26 @@ def test_catalog_list_all(cli: Any) -> None:
         (["plan", "--precision", ",", "--rate", "1", "--isl", "10", "--osl", "10"],
          "--precision: no precision given"),
         (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
-          "100", "--osl", "10", "--requests", "0"], "--requests: must be >= 1, got 0"),
+          "100", "--osl", "10", "--requests", "0"],
+         "--requests: must be in [1, 10,000,000], got 0"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--concurrency", "2",
+          "--isl", "10", "--osl", "10", "--requests", "99999999999999"],
+         "--requests: must be in [1, 10,000,000]"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "2", "--isl",
+          "10", "--osl", "10", "--seed", "-1"], "--seed: must be >= 0, got -1"),
+        (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--seed", "-1"],
+         "--seed: must be >= 0, got -1"),
+        (["plan", "--rate", "inf", "--isl", "10", "--osl", "10"],
+         "--rate: must be a finite number > 0, got inf"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "2", "--isl",
+          "10", "--osl", "10", "--rate-scale", "2"], "--rate-scale: --rate-scale multiplies a"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--workload",
+          "azure-conv-2023", "--isl", "10"], "--isl: --isl applies to --concurrency or --rate"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--workload",
+          "azure-conv-2023", "--burstiness", "2"], "--burstiness: --burstiness shapes --rate"),
+        (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "2", "--isl",
+          "10", "--osl", "10", "--block-size", "100000000"],
+         "--block-size: 100,000,000 tokens per KV block exceed"),
         (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "nan", "--isl",
           "100", "--osl", "10"], "--rate: must be a finite number > 0"),
         (["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--rate", "5", "--isl",
@@ -285,8 +304,34 @@ def test_plan_request_beyond_the_context_is_named(cli: Any, tmp_path: Path) -> N
     r = cli("plan", "--workload", _trace(tmp_path, "0,100,20\n1,200000,20\n70,100,30\n"),
             "--no-check")
     assert r.code == 2
-    assert "longest request has 200,000 input tokens, beyond llama-3.1-70b's context" in \
-        " ".join(r.err.split())
+    assert "longest request needs 200,020 tokens (input + output), beyond llama-3.1-70b's " \
+        "context of 131,072" in " ".join(r.err.split())
+
+
+def test_plan_refuses_outputs_beyond_the_context_without_the_check(cli: Any,
+                                                                    tmp_path: Path) -> None:
+    """Input and output together must fit the context (vLLM refuses prompt + max_tokens beyond
+    max_model_len); with --no-check a 200k-token output was sized at 13,873 GPUs."""
+    r = cli("plan", "--no-check", "--model", "llama-3.1-8b", "--gpus", "h100-sxm", "--rate",
+            "5", "--isl", "100", "--osl", "200000")
+    assert r.code == 2
+    assert ("--isl/--osl: a mean request of 100 input + 200,000 output tokens exceeds "
+            "llama-3.1-8b's context of 131,072 tokens") in " ".join(r.err.split())
+    # one long output among short ones: the trace's own joint maximum
+    r = cli("plan", "--no-check", "--model", "llama-3.1-8b", "--gpus", "h100-sxm", "--workload",
+            _trace(tmp_path, "0,100,20\n1,100,131000\n70,100,30\n"))
+    assert r.code == 2 and "longest request needs 131,100 tokens" in " ".join(r.err.split())
+    assert "--workload (trace" in r.err
+
+
+def test_plan_without_a_feasible_candidate_exits_1_after_the_table(cli: Any) -> None:
+    r = cli("plan", "--no-check", "--model", "llama-3.1-8b", "--gpus", "h100-sxm", "--tp", "3",
+            "--rate", "1", "--isl", "100", "--osl", "100")
+    assert r.code == 1
+    assert "No feasible candidate" in r.out and "no: --tp 3 does not" in r.out
+    r = cli("plan", "--no-check", "--model", "llama-3.1-8b", "--gpus", "h100-sxm", "--tp", "3",
+            "--rate", "1", "--isl", "100", "--osl", "100", "--json")
+    assert r.code == 1 and not any(c["feasible"] for c in r.json()["candidates"])
 
 
 def test_plan_tp_sizes_given_twice_are_tried_once(cli: Any) -> None:

@@ -195,3 +195,21 @@ def test_table_shows_rejected_requests(cli: Any, tmp_path: Path) -> None:
     assert r.code == 0, r.err
     row = next(line for line in r.out.splitlines() if "requests_rejected" in line)
     assert row.split("│")[2].strip() == "1"
+
+
+def test_simulate_first_requests_of_a_trace(cli: Any) -> None:
+    """--requests K with a trace replays its first K requests (was ignored)."""
+    r = cli("simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--workload",
+            "azure-conv-2023", "--requests", "5", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["requests_completed"] == 5
+
+
+def test_simulate_refuses_a_file_that_is_no_duckdb_database_before_simulating(
+        cli: Any, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.duckdb"
+    junk.write_text("junk\n")
+    r = cli("simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--concurrency", "2",
+            "--isl", "10", "--osl", "10", "--out", str(junk))
+    assert r.code == 2 and "cannot be written as a DuckDB database" in r.err
+    assert junk.read_text() == "junk\n"  # left as it was

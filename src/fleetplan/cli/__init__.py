@@ -27,13 +27,18 @@ __all__ = ["app", "main", "run"]
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fleetplan` script; returns the exit status."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)  # typer.Exit(n) comes back as n
     except FleetplanError as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         return e.exit_code
     except SystemExit as e:  # typer/click exits (--help, usage errors already printed)
         return int(e.code or 0)
-    except typer.Abort:
+    except typer.Abort as e:
+        if isinstance(e.__cause__, EOFError):  # click turns any EOFError into Abort
+            err_console.print("[bold red]error:[/] unexpected end of input: a truncated or "
+                              f"corrupt file? ({escape(str(e.__cause__) or 'EOFError')})",
+                              highlight=False)
+            return 2
         return 130
     except typer.TyperException as e:  # click-style usage errors: print them, exit 2
         show = getattr(e, "show", None)
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         show()
         return int(getattr(e, "exit_code", 2))
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,8 @@ DEFAULT_GPUS = "h100-sxm,h200-sxm,b200,a100-sxm-80gb,l40s,mi300x"
 #: Upper bounds of the simulation check (a guard against typos: 1e9 runs would not end).
 MAX_MC_RUNS = 1000
 MAX_SIM_REQUESTS = 1_000_000
+#: Exit status of a plan that ran but found no feasible candidate (bad input exits with 2).
+NO_FEASIBLE_EXIT = 1
 
 
 def _split(text: str) -> list[str]:
@@ -108,12 +110,18 @@ def plan(
     mapping: MapOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
-    """Size and price a fleet for a model, a workload and SLO targets."""
+    """Size and price a fleet for a model, a workload and SLO targets.
+
+    Exits with status 1 when no candidate is feasible (the table says why each one fails),
+    2 on bad input.
+    """
     targets = parse_slo(slo)
     if top < 1:
         raise UsageError(f"must be >= 1, got {top}", where="--top")
     if not 1 <= mc_runs <= MAX_MC_RUNS:
         raise UsageError(f"must be in [1, {MAX_MC_RUNS}], got {mc_runs}", where="--mc-runs")
+    if seed < 0:
+        raise UsageError(f"must be >= 0, got {seed}", where="--seed")
     if not 10 <= sim_requests <= MAX_SIM_REQUESTS:
         raise UsageError(f"must be in [10, {MAX_SIM_REQUESTS:,}], got {sim_requests}",
                          where="--sim-requests")
@@ -166,8 +174,10 @@ def plan(
         )
     if as_json:
         print(json.dumps(result.to_dict(), indent=2, allow_nan=False, default=_jsonable))
-        return
-    render(result, top)
+    else:
+        render(result, top)
+    if not any(c.feasible for c in result.candidates):
+        raise typer.Exit(NO_FEASIBLE_EXIT)  # the table above says why each one fails
 
 
 def _jsonable(o: Any) -> Any:

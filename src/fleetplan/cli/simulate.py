@@ -29,9 +29,12 @@ from fleetplan.sim import (
     TraceLoad,
     simulate,
 )
-from fleetplan.sim.io import write_result
+from fleetplan.sim.io import check_output, write_result
 
 Opt = typer.Option
+
+#: Most requests one run may send (a guard against typos: ~0.3 GiB and ~40 s per million).
+MAX_REQUESTS = 10_000_000
 
 
 def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate: float | None,
@@ -50,11 +53,26 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
     if workload is None and (fmt or mapping):
         raise UsageError("--format and --map describe a --workload trace file; none given",
                          where="--format/--map")
+    if requests is not None and not 1 <= requests <= MAX_REQUESTS:
+        raise UsageError(f"must be in [1, {MAX_REQUESTS:,}], got {requests}", where="--requests")
     if workload is not None:
         from fleetplan.workload import load
 
-        return TraceLoad.from_workload(load(workload, format=fmt, mapping=parse_mapping(mapping)),
-                                       rate_scale=rate_scale)
+        for flag, v in (("--isl", isl), ("--osl", osl)):
+            if v is not None:
+                raise UsageError(f"{flag} applies to --concurrency or --rate; a --workload "
+                                 "trace brings its own lengths", where=flag)
+        if burstiness != 1.0:
+            raise UsageError("--burstiness shapes --rate arrivals; a --workload trace brings "
+                             "its own (--rate-scale changes its rate)", where="--burstiness")
+        w = load(workload, format=fmt, mapping=parse_mapping(mapping))
+        trace = TraceLoad.from_workload(w, rate_scale=rate_scale)
+        if requests is not None:  # the first K requests of the trace, in arrival order
+            trace = replace(trace, table=trace.table.sort("arrival_s").head(requests))
+        return trace
+    if rate_scale != 1.0:
+        raise UsageError("--rate-scale multiplies a --workload trace's rate; with --rate give "
+                         "the rate itself", where="--rate-scale")
     if isl is None or osl is None:
         raise UsageError("--isl and --osl are needed with --concurrency or --rate", where="load")
     if concurrency is not None:
@@ -165,7 +183,8 @@ def simulate_cmd(
     burstiness: Annotated[float, Opt("--burstiness", help="gamma shape; 1 = Poisson")] = 1.0,
     isl: Annotated[int | None, Opt("--isl", help="input tokens per request")] = None,
     osl: Annotated[int | None, Opt("--osl", help="output tokens per request")] = None,
-    requests: Annotated[int | None, Opt("--requests", help="requests to send")] = None,
+    requests: Annotated[int | None, Opt("--requests", help="requests to send (with "
+                                        "--workload: the trace's first K)")] = None,
     think: Annotated[float, Opt("--think", help="closed loop: mean think time between a "
                                 "response and the client's next request, seconds "
                                 "(exponential, seeded)")] = 0.0,
@@ -190,6 +209,10 @@ def simulate_cmd(
     """Simulate a fleet serving a trace, a synthetic load or a closed-loop benchmark."""
     check_writable(out, "--out", (".parquet", ".duckdb", ".db"))
     check_writable(prometheus, "--prometheus")
+    if out is not None:
+        check_output(out)  # an existing file that is no DuckDB database, before simulating
+    if seed < 0:
+        raise UsageError(f"must be >= 0, got {seed}", where="--seed")
     limits: dict[str, Any] = {
         "max_num_seqs": max_num_seqs, "max_num_batched_tokens": max_num_batched_tokens,
         "block_size": block_size, "prefix_caching": prefix_caching,

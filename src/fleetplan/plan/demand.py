@@ -75,8 +75,9 @@ def demand_presets() -> dict[str, Demand]:
 
 
 def _positive(value: float | None, flag: str, form: str) -> None:
-    if value is not None and not value > 0:
-        raise UsageError(f"must be > 0, got {value:g}; expected {form}", where=flag)
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"must be a finite number > 0, got {value:g}; expected {form}",
+                         where=flag)
 
 
 def demand_from_flags(rate: float, isl: int, osl: int) -> Demand:

@@ -239,18 +239,7 @@ def search(
     if kv_precision is not None and kv_precision.name not in KV_PRECISIONS:
         raise UsageError(f"must be one of {', '.join(KV_PRECISIONS)}, got {kv_precision.name!r}",
                          where="--kv-precision")
-    if demand.input_tokens.mean > model.max_context_tokens:
-        raise UsageError(
-            f"{demand.input_tokens.mean:.0f} input tokens exceed {model.name}'s context of "
-            f"{model.max_context_tokens:,} tokens",
-            where="--isl",
-        )
-    if demand.input_tokens.max > model.max_context_tokens:
-        raise UsageError(
-            f"its longest request has {demand.input_tokens.max:,.0f} input tokens, beyond "
-            f"{model.name}'s context of {model.max_context_tokens:,}: no replica can serve it; "
-            "leave such requests out of the trace or plan a longer-context model",
-            where=f"--workload ({demand.source})")
+    _check_context(model, demand)
     out: list[Candidate] = []
     for gpu in gpus:
         for q in _precisions(engine, gpu, precisions, max_quality_cost):
@@ -264,6 +253,41 @@ def search(
         _raise_floor(out, slo)
     out.sort(key=lambda c: (not c.feasible, c.usd_per_hour, c.point.tpot_s if c.point else 0.0))
     return out
+
+
+def _longest_request_tokens(demand: Demand) -> float:
+    """Input + output tokens of the longest request: the trace's own rows (as --isl / --osl
+    scaled them), a fixed length's sum, or a preset's longest prompt (its joint maximum is
+    not recorded)."""
+    i, o = demand.input_tokens, demand.output_tokens
+    if demand.trace is not None:
+        t = demand.trace.table
+        mi, mo = float(t["input_tokens"].mean() or 0.0), float(t["output_tokens"].mean() or 0.0)
+        si = i.mean / mi if mi > 0 else 0.0
+        so = o.mean / mo if mo > 0 else 0.0
+        return float((t["input_tokens"] * si + t["output_tokens"] * so).max() or 0.0)
+    if i.max == i.mean and o.max == o.mean:  # fixed lengths (flags)
+        return i.mean + o.mean
+    return i.max
+
+
+def _check_context(model: ModelSpec, demand: Demand) -> None:
+    """Requests must fit the model's context, input and output together (vLLM refuses a
+    prompt whose tokens plus `max_tokens` exceed `max_model_len`)."""
+    ctx = model.max_context_tokens
+    fixed = demand.trace is None and demand.source.startswith("flags")
+    where = "--isl/--osl" if fixed else f"--workload ({demand.source})"
+    i, o = demand.input_tokens.mean, demand.output_tokens.mean
+    if i + o > ctx:
+        raise UsageError(
+            f"a mean request of {i:,.0f} input + {o:,.0f} output tokens exceeds "
+            f"{model.name}'s context of {ctx:,} tokens", where=where)
+    longest = _longest_request_tokens(demand)
+    if longest > ctx:
+        raise UsageError(
+            f"its longest request needs {longest:,.0f} tokens (input + output), beyond "
+            f"{model.name}'s context of {ctx:,}: no replica can serve it; leave such requests "
+            "out of the trace or plan a longer-context model", where=where)
 
 
 def _raise_floor(cands: list[Candidate], slo: SLOTargets) -> None:

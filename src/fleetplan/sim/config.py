@@ -134,7 +134,12 @@ class ReplicaConfig:
             mns = min(mns, mbt)
         budget = memory_budget(dep, mbt)
         name = f"{dep.model.name} on {dep.tp * dep.pp}x {dep.gpu.name} TP{dep.tp} PP{dep.pp}"
-        if not budget.fits or budget.kv_capacity_tokens < bs:
+        if budget.fits and budget.kv_capacity_tokens < bs:
+            raise UsageError(
+                f"{bs:,} tokens per KV block exceed {name}'s whole KV pool of "
+                f"{budget.kv_capacity_tokens:,} tokens (engines use 16 to 128)",
+                where="--block-size")
+        if not budget.fits:
             raise InfeasibleError(
                 f"{name}: the model does not fit: weights {budget.weights_bytes / GIB:.1f} GiB + "
                 f"activations {budget.activation_bytes / GIB:.1f} GiB + overhead "

@@ -7,7 +7,24 @@ from pathlib import Path
 from fleetplan.errors import UsageError
 from fleetplan.sim.metrics import SimResult
 
-__all__ = ["write_result"]
+__all__ = ["check_output", "write_result"]
+
+
+def _duckdb_error(p: Path, e: Exception) -> UsageError:
+    return UsageError(f"{p} cannot be written as a DuckDB database ({e}); give a new path or "
+                      "an existing DuckDB file", where="--out")
+
+
+def check_output(path: str | Path) -> None:
+    """Refuse, before any work, an existing `.duckdb`/`.db` file that DuckDB cannot open."""
+    p = Path(path)
+    if p.suffix.lower() in (".duckdb", ".db") and p.is_file():
+        import duckdb
+
+        try:
+            duckdb.connect(str(p)).close()
+        except duckdb.Error as e:
+            raise _duckdb_error(p, e) from None
 
 
 def write_result(res: SimResult, path: str | Path) -> Path:
@@ -22,7 +39,10 @@ def write_result(res: SimResult, path: str | Path) -> Path:
     if suffix in (".duckdb", ".db"):
         import duckdb
 
-        con = duckdb.connect(str(p))
+        try:
+            con = duckdb.connect(str(p))
+        except duckdb.Error as e:
+            raise _duckdb_error(p, e) from None
         try:
             for name, df in (("requests", res.requests), ("timeseries", res.timeseries)):
                 con.register("_df", df.to_arrow())
