@@ -47,6 +47,7 @@ __all__ = [
     "bundled_points_path",
     "mean_length",
     "read_points",
+    "read_utf8_text",
 ]
 
 REQUIRED_COLUMNS = (
@@ -358,18 +359,38 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
     )
 
 
+def read_utf8_text(p: Path) -> str:
+    """The text of a UTF-8 file (a spreadsheet's leading byte-order mark is not data); an
+    `InputFileError` naming the file, and for bytes that are not UTF-8 the line and byte."""
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InputFileError(f"cannot read: {e.strerror or e}", path=str(p)) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        # `e.object` is the data after any byte-order mark; `e.start` an offset into it
+        bom = len(data) - len(e.object)
+        raise InputFileError(
+            f"not UTF-8 text: byte {e.object[e.start]:#04x} at byte offset {bom + e.start} (the "
+            "file must be UTF-8; was it saved as Latin-1 or cp1252?)",
+            path=str(p), line=e.object.count(b"\n", 0, e.start) + 1) from None
+
+
 def read_points(path: str | Path) -> tuple[list[str], list[dict[str, str]], list[ServingPoint]]:
     """Read a points CSV: (header, raw rows, parsed points). Raises `InputFileError` naming the
     file, line and field of the first problem."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not data
-    except OSError as e:
-        raise InputFileError(f"cannot read: {e.strerror or e}", path=str(p)) from None
-    except UnicodeDecodeError as e:
-        raise InputFileError(f"not UTF-8 text (byte {e.start})", path=str(p)) from None
+    text = read_utf8_text(p)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = list(reader.fieldnames or [])
+    seen: dict[str, int] = {}
+    for j, name in enumerate(header, start=1):
+        if name in seen:  # csv.DictReader would keep the last column's value, silently
+            raise InputFileError(
+                f"column {name!r} appears twice (columns {seen[name]} and {j}); each column "
+                "must be named once", path=str(p), line=1, field=name)
+        seen[name] = j
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputFileError(
@@ -384,6 +405,10 @@ def read_points(path: str | Path) -> tuple[list[str], list[dict[str, str]], list
         i = reader.line_num  # the row's last physical line (quoted fields may span lines)
         if None in row:
             raise InputFileError("more fields than the header", path=str(p), line=i)
+        if None in row.values():  # csv.DictReader pads a short row with None
+            n = sum(v is not None for v in row.values())
+            raise InputFileError(f"{n} fields where the header has {len(header)}",
+                                 path=str(p), line=i)
         clean = {k: (v or "") for k, v in row.items()}
         raws.append(clean)
         points.append(_row(clean, (str(p), i)))

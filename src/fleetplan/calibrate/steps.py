@@ -34,10 +34,12 @@ import yaml
 from scipy.optimize import least_squares
 
 from fleetplan.calibrate.fit import mape
+from fleetplan.calibrate.points import read_utf8_text
 from fleetplan.catalog import ModelSpec, get_engine, get_gpu, get_model, get_quant
 from fleetplan.errors import InputFileError, UsageError
 from fleetplan.perf.deployment import Deployment
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from fleetplan.perf.memory import kv_bytes_per_token, weights_bytes
 from fleetplan.perf.roofline import RooflineStepModel
 from fleetplan.perf.step import StepBatch
 
@@ -70,6 +72,9 @@ _INT_COLS = ("num_layers", "batch_size", "context_tokens", "prefill_tokens", "pr
 _FLOAT_COLS = ("prefill_attn_pairs", "step_ms")
 REQUIRED_COLUMNS = ("gpu", "engine", "model", "precision", "phase", *_INT_COLS, *_FLOAT_COLS)
 PHASES = ("prefill", "decode")
+#: Bounds of a measured step time (ms): no forward pass of a layer takes under a microsecond
+#: (a kernel launch alone takes more), and none of one batch takes an hour.
+STEP_MS_RANGE = (1e-3, 3.6e6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +112,13 @@ def bundled_steps_paths() -> list[Path]:
 def read_steps(path: Path) -> list[StepPoint]:
     """Read and check a step-time CSV; every problem names the file, line and field."""
     p = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not data
-    except OSError as e:
-        raise InputFileError(f"cannot read: {e.strerror or e}", path=p) from e
-    except UnicodeDecodeError as e:
-        raise InputFileError(f"not UTF-8 text (byte {e.start})", path=p) from None
+    text = read_utf8_text(path)  # names the line of bytes that are not UTF-8
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip() for h in next(reader, [])]
+    dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
+    if dup is not None:  # the row's dict would keep the last column's value, silently
+        raise InputFileError(f"column {dup!r} appears more than once; each column must be "
+                             "named once", path=p, line=1, field=dup)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputFileError(f"missing column(s) {', '.join(missing)}", path=p, line=1)
@@ -157,6 +161,12 @@ def _point(r: dict[str, str], p: str, line: int) -> StepPoint:
         vals[c] = x
     if vals["step_ms"] <= 0:
         raise InputFileError("must be > 0", path=p, line=line, field="step_ms")
+    lo, hi = STEP_MS_RANGE
+    if not lo <= vals["step_ms"] <= hi:
+        raise InputFileError(
+            f"{vals['step_ms']:g} ms is not a measured step time: one forward pass takes "
+            f"between {lo:g} ms (a microsecond) and {hi:g} ms (an hour)", path=p, line=line,
+            field="step_ms")
     if vals["num_layers"] < 1:
         raise InputFileError("must be >= 1", path=p, line=line, field="num_layers")
     if vals["prefill_tokens"] + vals["decode_seqs"] == 0:
@@ -167,6 +177,36 @@ def _point(r: dict[str, str], p: str, line: int) -> StepPoint:
             f"prefill_tokens {vals['prefill_tokens']} with prefill_seqs "
             f"{vals['prefill_seqs']}: both are 0 or both are >= 1", path=p, line=line,
             field="prefill_seqs")
+    if vals["prefill_seqs"] > vals["prefill_tokens"]:
+        raise InputFileError(
+            f"{vals['prefill_seqs']} prefill sequences with {vals['prefill_tokens']} prompt "
+            "tokens: each sequence prefills at least one token", path=p, line=line,
+            field="prefill_seqs")
+    if vals["batch_size"] != vals["prefill_seqs"] + vals["decode_seqs"]:
+        raise InputFileError(
+            f"{vals['batch_size']} sequences, but the step holds prefill_seqs "
+            f"{vals['prefill_seqs']} + decode_seqs {vals['decode_seqs']}", path=p, line=line,
+            field="batch_size")
+    if vals["context_tokens"] < 1:
+        raise InputFileError("must be >= 1 (each sequence's context length)", path=p,
+                             line=line, field="context_tokens")
+    # each prefill chunk reads its own KV and any cached before it; a decode step attends
+    # over at least the sequence's last token; no tokens without sequences
+    for c, seqs, low, why in (
+            ("prefill_kv_read_tokens", "prefill_seqs", vals["prefill_tokens"],
+             "prompt tokens (each chunk reads its own KV)"),
+            ("decode_ctx_tokens", "decode_seqs", vals["decode_seqs"],
+             "decoding sequences (each attends over at least one token)")):
+        if vals[seqs] == 0 and vals[c]:
+            raise InputFileError(f"{vals[c]} tokens with {seqs} 0", path=p, line=line, field=c)
+        if vals[c] < low:
+            raise InputFileError(f"{vals[c]} tokens, fewer than the step's {low} {why}",
+                                 path=p, line=line, field=c)
+    if vals["prefill_tokens"] and vals["prefill_attn_pairs"] < vals["prefill_tokens"]:
+        raise InputFileError(
+            f"{vals['prefill_attn_pairs']:g} query-key pairs for {vals['prefill_tokens']} prompt "
+            "tokens: each token attends at least to itself", path=p, line=line,
+            field="prefill_attn_pairs")
     # causal attention of n tokens over a cached context: at most n (context + n) pairs
     pairs_max = vals["prefill_tokens"] * (vals["prefill_kv_read_tokens"]
                                           + vals["prefill_tokens"] + 1)
@@ -189,14 +229,36 @@ def _point(r: dict[str, str], p: str, line: int) -> StepPoint:
     if vals["num_layers"] > model.num_layers:
         raise InputFileError(f"{model.name} has {model.num_layers} layers, got "
                              f"{vals['num_layers']}", path=p, line=line, field="num_layers")
+    ctx_max = model.max_context_tokens
+    if vals["context_tokens"] > ctx_max:
+        raise InputFileError(f"{vals['context_tokens']:,} tokens, beyond {model.name}'s context "
+                             f"of {ctx_max:,}", path=p, line=line, field="context_tokens")
+    for c, seqs in (("prefill_kv_read_tokens", "prefill_seqs"),
+                    ("decode_ctx_tokens", "decode_seqs")):
+        if vals[c] > vals[seqs] * ctx_max:
+            raise InputFileError(f"{vals[c]:,} tokens over {vals[seqs]} sequences, beyond "
+                                 f"{model.name}'s context of {ctx_max:,} each", path=p,
+                                 line=line, field=c)
     try:
-        problems = _deployment(names["gpu"], names["engine"], names["precision"], names["model"],
-                               vals["num_layers"]).problems()
+        dep = _deployment(names["gpu"], names["engine"], names["precision"], names["model"],
+                          vals["num_layers"])
     except UsageError as e:  # a model that cannot be cut to fewer layers
         raise InputFileError(str(e).split(": ", 1)[-1], path=p, line=line,
                              field="num_layers") from None
+    problems = dep.problems()
     if problems:
         raise InputFileError("; ".join(problems), path=p, line=line, field="precision")
+    # the step's weights and the KV of every token it reads must have been on the one GPU
+    kv_tokens = vals["prefill_kv_read_tokens"] + vals["decode_ctx_tokens"]
+    need = (weights_bytes(dep.model, dep.quant.weight_bytes)
+            + kv_tokens * kv_bytes_per_token(dep.model, dep.kv_bytes_per_element))
+    if need > dep.gpu.memory_bytes.value:
+        field = ("decode_ctx_tokens" if vals["decode_ctx_tokens"] >= vals["prefill_kv_read_tokens"]
+                 else "prefill_kv_read_tokens")
+        raise InputFileError(
+            f"the weights and the KV cache of {kv_tokens:,} tokens take {need / 2**30:,.0f} GiB, "
+            f"more than the {dep.gpu.memory_bytes.value / 2**30:.0f} GiB of one {dep.gpu.name}: "
+            "the step cannot have run", path=p, line=line, field=field)
     batch = StepBatch(vals["prefill_tokens"], vals["prefill_seqs"], vals["prefill_attn_pairs"],
                       vals["prefill_kv_read_tokens"], vals["decode_seqs"],
                       vals["decode_ctx_tokens"])

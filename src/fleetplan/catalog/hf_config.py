@@ -49,21 +49,32 @@ class ConfigValueError(ValueError):
         self.key = key
 
 
-def _int(c: dict[str, Any], key: str, default: int | None = None, minimum: int = 1) -> int:
-    """`c[key]` as an integer >= `minimum`: a JSON integer (or a whole float such as 4096.0);
-    booleans, fractions, text and null are errors naming the key; absent: `default`, else a
-    KeyError (reported as missing)."""
-    if key not in c or (c[key] is None and default is not None):
-        if default is None:
-            raise KeyError(key)
-        return default
-    v = c[key]
+def _whole(key: str, v: object, minimum: int) -> int:
+    """`v` (the value of `key`) as an integer >= `minimum`: a JSON integer or a whole float such
+    as 4096.0; booleans, fractions, text, null and anything else are errors naming the key."""
     if isinstance(v, bool) or not isinstance(v, int | float) or (
             isinstance(v, float) and not v.is_integer()):
         raise ConfigValueError(key, f"must be a whole number, got {json.dumps(v)[:40]}")
     if int(v) < minimum:
         raise ConfigValueError(key, f"must be >= {minimum}, got {int(v)}")
     return int(v)
+
+
+def _int(c: dict[str, Any], key: str, default: int | None = None, minimum: int = 1) -> int:
+    """`c[key]` as an integer >= `minimum` (`_whole`: every integer field of a config is read
+    through here or `_opt_int`); absent (or null, where there is a default): `default`, else a
+    KeyError (reported as missing)."""
+    if key not in c or (c[key] is None and default is not None):
+        if default is None:
+            raise KeyError(key)
+        return default
+    return _whole(key, c[key], minimum)
+
+
+def _opt_int(c: dict[str, Any], key: str, minimum: int = 1) -> int | None:
+    """`c[key]` as an integer >= `minimum` (`_whole`), None where absent or null."""
+    v = c.get(key)
+    return None if v is None else _whole(key, v, minimum)
 
 
 def _text(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -103,24 +114,46 @@ def _native_dtype(c: dict[str, Any]) -> str:
 
 
 _BLOCK_CODES = {"M": "mamba", "E": "moe", "*": "attention", "-": "mlp"}
+_BLOCK_HELP = "M (Mamba-2), E (MoE), * (attention), - (MLP)"
 
 
 def _blocks(c: dict[str, Any]) -> list[str] | None:
     """Per-layer block types of a hybrid model whose layers hold either a mixer or an FFN
     (Nemotron-H: `hybrid_override_pattern` "MEM*E..." or `layers_block_type`), else None."""
     pattern = c.get("hybrid_override_pattern")
-    if isinstance(pattern, str) and pattern:
+    if pattern is not None and not isinstance(pattern, str):
+        raise ConfigValueError("hybrid_override_pattern", "must be a string of layer letters "
+                               f"({_BLOCK_HELP}), got {json.dumps(pattern)[:40]}")
+    if pattern:
+        bad = next(((i, ch) for i, ch in enumerate(pattern) if ch not in _BLOCK_CODES), None)
+        if bad is not None:
+            raise ConfigValueError("hybrid_override_pattern", f"unknown layer letter "
+                                   f"{bad[1]!r} (layer {bad[0]}); allowed: {_BLOCK_HELP}")
         return [_BLOCK_CODES[ch] for ch in pattern]
     types = c.get("layers_block_type")
-    if isinstance(types, list) and types:
+    if types is not None and not isinstance(types, list):
+        raise ConfigValueError("layers_block_type", "must list one block type per layer, got "
+                               f"{json.dumps(types)[:40]}")
+    if types:
+        known = set(_BLOCK_CODES.values())
+        bad = next(((i, t) for i, t in enumerate(types) if t not in known), None)
+        if bad is not None:
+            raise ConfigValueError("layers_block_type", f"unknown block type "
+                                   f"{json.dumps(bad[1])[:40]} (layer {bad[0]}); allowed: "
+                                   f"{', '.join(sorted(known))}")
         return [str(t) for t in types]
     return None
 
 
 def _num_layers(c: dict[str, Any]) -> int:
-    if "num_hidden_layers" in c:
-        return _int(c, "num_hidden_layers")
     blocks = _blocks(c)
+    if "num_hidden_layers" in c:
+        n = _int(c, "num_hidden_layers")
+        if blocks is not None and len(blocks) != n:
+            key = ("hybrid_override_pattern" if c.get("hybrid_override_pattern")
+                   else "layers_block_type")
+            raise ConfigValueError(key, f"{len(blocks)} layers where num_hidden_layers is {n}")
+        return n
     if blocks is None:
         raise KeyError("num_hidden_layers")
     return len(blocks)
@@ -137,8 +170,8 @@ def _mamba2(c: dict[str, Any], h: int, layers: int) -> dict[str, Any]:
     state per sequence = (k-1)*conv_dim*2 B (bf16 conv state) + H*p*N*s B (SSM state; s = 4 for
     `mamba_ssm_cache_dtype: float32`, else 2), the shapes vLLM's MambaMixer2 allocates.
     """
-    H, p = int(c["mamba_num_heads"]), int(c["mamba_head_dim"])
-    G, N, k = int(c["n_groups"]), int(c["ssm_state_size"]), int(c["conv_kernel"])
+    H, p = _int(c, "mamba_num_heads"), _int(c, "mamba_head_dim")
+    G, N, k = _int(c, "n_groups"), _int(c, "ssm_state_size"), _int(c, "conv_kernel")
     d_inner = H * p
     conv_dim = d_inner + 2 * G * N
     bias = bool(c.get("mamba_proj_bias"))
@@ -156,9 +189,13 @@ def _llama4_chunked(c: dict[str, Any], n: int) -> int:
     `no_rope_layer_interval`-th (transformers `Llama4TextConfig`, default 4), or as listed in
     `no_rope_layers` (1 = RoPE, chunked)."""
     listed = c.get("no_rope_layers")
-    if isinstance(listed, list) and len(listed) == n:
+    if listed is not None:
+        if not isinstance(listed, list) or len(listed) != n or not all(
+                x in (0, 1) for x in listed):
+            raise ConfigValueError("no_rope_layers", f"must list 0 or 1 for each of the {n} "
+                                   f"layers, got {json.dumps(listed)[:40]}")
         return sum(1 for x in listed if x)
-    step = int(c.get("no_rope_layer_interval") or 4)
+    step = _int(c, "no_rope_layer_interval", 4)
     return sum(1 for i in range(n) if (i + 1) % step != 0)
 
 
@@ -205,23 +242,23 @@ def _attention(c: dict[str, Any]) -> dict[str, Any]:
         full, sliding, linear = _layer_counts(c, n)
     a: dict[str, Any] = {}
     if c.get("kv_lora_rank"):
-        rope, nope = int(c["qk_rope_head_dim"]), int(c["qk_nope_head_dim"])
+        rope, nope = _int(c, "qk_rope_head_dim"), _int(c, "qk_nope_head_dim")
         a = {
             "kind": "mla",
             "num_heads": heads,
             "num_kv_heads": heads,  # MLA expands the latent to every head
             "head_dim": nope + rope,
-            "v_head_dim": int(c["v_head_dim"]),
-            "q_lora_rank": c.get("q_lora_rank"),
-            "kv_lora_rank": int(c["kv_lora_rank"]),
+            "v_head_dim": _int(c, "v_head_dim"),
+            "q_lora_rank": _opt_int(c, "q_lora_rank"),  # null: queries not compressed
+            "kv_lora_rank": _int(c, "kv_lora_rank"),
             "qk_rope_head_dim": rope,
             "qk_nope_head_dim": nope,
         }
         if c.get("index_n_heads"):
             a |= {
-                "index_n_heads": int(c["index_n_heads"]),
-                "index_head_dim": int(c["index_head_dim"]),
-                "index_topk": int(c["index_topk"]),
+                "index_n_heads": _int(c, "index_n_heads"),
+                "index_head_dim": _int(c, "index_head_dim"),
+                "index_topk": _int(c, "index_topk"),
             }
     else:
         a = {
@@ -233,7 +270,13 @@ def _attention(c: dict[str, Any]) -> dict[str, Any]:
         }
     a["full_layers"] = full
     if sliding:
-        key = "sliding_window" if c.get("sliding_window") is not None else "attention_chunk_size"
+        # Llama 4 names its window `attention_chunk_size`; otherwise a missing or null
+        # `sliding_window` is the error
+        key = ("attention_chunk_size" if c.get("sliding_window") is None
+               and c.get("attention_chunk_size") is not None else "sliding_window")
+        if c.get(key) is None:
+            raise ConfigValueError(key, f"missing or null, but {sliding} layers have sliding "
+                                   "window attention")
         a |= {"sliding_layers": sliding, "sliding_window": _int(c, key)}
     if linear and blocks is not None:
         a |= _mamba2(c, h, linear)
@@ -251,9 +294,9 @@ def _attention(c: dict[str, Any]) -> dict[str, Any]:
 def _linear(c: dict[str, Any], h: int, linear: int) -> dict[str, Any]:
     """Gated DeltaNet shape, its per-sequence state bytes (bf16 conv state; SSM state 4 bytes
     for `mamba_ssm_dtype: float32`, else 2) and per-layer params (`catalog.shapes`)."""
-    n_k, n_v = int(c["linear_num_key_heads"]), int(c["linear_num_value_heads"])
-    d_k, d_v = int(c["linear_key_head_dim"]), int(c["linear_value_head_dim"])
-    k = int(c["linear_conv_kernel_dim"])
+    n_k, n_v = _int(c, "linear_num_key_heads"), _int(c, "linear_num_value_heads")
+    d_k, d_v = _int(c, "linear_key_head_dim"), _int(c, "linear_value_head_dim")
+    k = _int(c, "linear_conv_kernel_dim")
     ssm = _SSM_BYTES.get(str(c.get("mamba_ssm_dtype", "bfloat16")), 2)
     state = gated_deltanet_state_bytes(n_k, n_v, d_k, d_v, k, 2, ssm)
     params = gated_deltanet_params(h, n_k, n_v, d_k, d_v, k)
@@ -277,9 +320,13 @@ def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
     experts = _int(c, key)
     width = _int(c, "moe_intermediate_size" if c.get("moe_intermediate_size") is not None
                  else "intermediate_size")
-    shared_w = (c.get("shared_expert_intermediate_size") or c.get("shared_intermediate_size")
-                or c.get("moe_shared_expert_intermediate_size"))
-    shared = int(c.get("n_shared_experts") or (1 if shared_w else 0))
+    # the shared expert's width under any of its names; 0 (or null) where there is none
+    widths = [_opt_int(c, k, minimum=0) for k in ("shared_expert_intermediate_size",
+                                                   "shared_intermediate_size",
+                                                   "moe_shared_expert_intermediate_size")]
+    shared_w = next((w for w in widths if w), None)
+    shared = _int(c, "n_shared_experts", 1 if shared_w else 0, minimum=0) or (
+        1 if shared_w else 0)
     llama4 = c.get("model_type") == "llama4_text"
     if llama4:  # every Llama 4 MoE layer has one shared expert as wide as a routed one
         shared = 1
@@ -295,20 +342,29 @@ def _moe(c: dict[str, Any]) -> dict[str, Any] | None:
                                f"token of {m['num_experts']} experts")
     if shared and shared_w:
         m["shared_intermediate_size"] = int(shared_w)
-    dense = c.get("first_k_dense_replace")
+    n_layers = _num_layers(c)
+    dense = _opt_int(c, "first_k_dense_replace", minimum=0)
     if dense is None:
-        dense = len(c.get("mlp_only_layers") or [])
-    step = int(c.get("interleave_moe_layer_step") or 1)
+        only = c.get("mlp_only_layers")
+        if only is not None and not (isinstance(only, list) and all(
+                not isinstance(i, bool) and isinstance(i, int) and 0 <= i < n_layers
+                for i in only)):
+            raise ConfigValueError("mlp_only_layers", f"must list layer indices (0 to "
+                                   f"{n_layers - 1}), got {json.dumps(only)[:40]}")
+        dense = len(set(only or []))
+    elif dense > n_layers:
+        raise ConfigValueError("first_k_dense_replace", f"{dense} dense layers of "
+                               f"{n_layers} layers")
+    step = _int(c, "interleave_moe_layer_step", 1)
     if llama4 and step > 1:  # MoE on every step-th layer, dense FFN layers between
-        n = int(c["num_hidden_layers"])
-        dense = n - n // step
+        dense = n_layers - n_layers // step
     blocks = _blocks(c)
     if blocks is not None:  # hybrid: the MLP blocks are the dense FFN layers
         dense = blocks.count("mlp")
     if dense:
         m["dense_layers"] = int(dense)
     if c.get("moe_latent_size"):
-        m["latent_size"] = int(c["moe_latent_size"])
+        m["latent_size"] = _int(c, "moe_latent_size")
     if c.get("model_type") == "gpt_oss":
         m["bias"] = True  # gpt-oss experts and router carry biases (modeling_gpt_oss.py)
     return m
@@ -361,7 +417,10 @@ def convert(config: dict[str, Any]) -> dict[str, Any]:
 
 def config_path(name: str) -> Path | None:
     """The `config.json` that `name` points at (the file, or a directory holding one), else
-    None (`name` is not a path)."""
+    None (`name` is not a path; an empty or blank name never is, though `Path("")` is the
+    working directory)."""
+    if not name.strip():
+        return None
     p = Path(name).expanduser()
     if p.is_dir() and (p / "config.json").is_file():
         return p / "config.json"

@@ -101,7 +101,10 @@ def _keys(entry: BaseModel) -> list[str]:
 
 
 def find(kind: str, name: str, table: dict[str, T], *, where: str | None = None) -> T:
-    """Look `name` up in `table`; on a miss, raise with the closest names."""
+    """Look `name` up in `table`; on a miss, raise with the closest names. An empty (or
+    blank) name is an error of its own, never a lookup."""
+    if not name.strip():
+        raise UsageError(f"{kind} name is empty", where=where or f"--{kind}")
     want = normalize(name)
     for entry in table.values():
         if want in _keys(entry):
@@ -126,9 +129,12 @@ def get_gpu(name: str, *, where: str | None = None) -> GPU:
 
 def get_model(name: str, *, where: str | None = None) -> ModelSpec:
     """The catalog model `name` names; a path to a `config.json` (or a directory holding one)
-    is converted on the fly (`hf_config.model_from_config`)."""
+    is converted on the fly (`hf_config.model_from_config`). An empty name is an error, never
+    the working directory's config.json."""
     from fleetplan.catalog.hf_config import config_path, model_from_config
 
+    if not name.strip():
+        raise UsageError("model name is empty", where=where or "--model")
     path = config_path(name)
     # an explicit path (".json", or starting with /, ., ~) is the file; a bare name is the
     # catalog's even where a folder of that name lies in the working directory
@@ -141,11 +147,13 @@ def get_model(name: str, *, where: str | None = None) -> ModelSpec:
         if path is not None:
             return model_from_config(path)
         local = Path(name).expanduser()
+        given = f" (given as {where or '--model'})"
         if explicit and not local.exists():
-            raise InputFileError("no such file or directory (a model's config.json)",
+            raise InputFileError(f"no such file or directory (a model's config.json){given}",
                                  path=name) from None
         if local.is_dir():
-            raise InputFileError("the directory holds no config.json", path=name) from None
+            raise InputFileError(f"the directory holds no config.json{given}",
+                                 path=name) from None
         raise
 
 

@@ -21,6 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from fleetplan.calibrate.points import read_utf8_text
 from fleetplan.calibrate.steps import (
     bundled_steps_paths,
     fit_steps,
@@ -103,7 +104,7 @@ def calibrate_steps(
             raise InputFileError(f"cannot write: {e.strerror or e}", path=str(yaml_out)) from e
         console.print(f"wrote {yaml_out}")
     if out is not None:
-        rows = [r for path in paths for r in csv.DictReader(path.read_text().splitlines())]
+        rows = [r for path in paths for r in _rows(path)]
         buf = io.StringIO()
         cols = [*dict.fromkeys(k for r in rows for k in r), "pred_step_ms"]
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
@@ -115,3 +116,11 @@ def calibrate_steps(
         except OSError as e:
             raise InputFileError(f"cannot write: {e.strerror or e}", path=str(out)) from e
         console.print(f"wrote {out}")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a step-time file as `read_steps` reads them: its byte-order mark dropped,
+    header names stripped, rows whose fields are all blank skipped (one per `StepPoint`)."""
+    reader = csv.reader(io.StringIO(read_utf8_text(path), newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    return [dict(zip(header, rec, strict=True)) for rec in reader if any(f.strip() for f in rec)]
