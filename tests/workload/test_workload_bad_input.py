@@ -276,3 +276,181 @@ def test_otel_times_in_seconds_are_a_unit_mistake(tmp_path: Path) -> None:
     spans = ", ".join(_span(i, _TOKENS, t=str(1_700_000_000 + i)) for i in range(3))
     with pytest.raises(InputFileError, match="look like seconds or milliseconds"):
         load(_write(tmp_path, _otel(spans), "o.json"))
+
+
+def _gzip_variants(tmp_path: Path) -> dict[str, Path]:
+    """A gzipped Azure trace (~250 KB of text) cut short (before and after the 64 KiB that
+    format detection reads), with one corrupt byte, and with a wrong CRC."""
+    import gzip
+
+    rows = "".join(f"2023-11-16 18:{m // 60 % 60:02d}:{m % 60:02d}.0,{m % 997},{m % 89}\n"
+                   for m in range(3600)) * 2
+    data = gzip.compress((HEADER + rows).encode(), mtime=0)
+    out = {"short": data[:3000], "cut": data[: len(data) // 2]}
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0x55
+    out["flip"] = bytes(flipped)
+    crc = bytearray(data)
+    crc[-6] ^= 0x55  # the CRC-32 in the trailer
+    out["crc"] = bytes(crc)
+    paths = {}
+    for name, content in out.items():
+        paths[name] = tmp_path / f"{name}.csv.gz"
+        paths[name].write_bytes(content)
+    return paths
+
+
+@pytest.mark.parametrize("case", ["short", "cut", "flip", "crc"])
+def test_damaged_gzip_is_named_corrupt_or_truncated(tmp_path: Path, case: str) -> None:
+    """A cut-off gzip gave no output and exit 130 (an EOFError the CLI took for Ctrl-D), a
+    corrupt byte a zlib.error traceback; now all say the file is corrupt or truncated."""
+    path = _gzip_variants(tmp_path)[case]
+    with pytest.raises(InputFileError, match="gzip file is corrupt or truncated") as e:
+        load(str(path))
+    assert e.value.path == str(path)
+
+
+def _mooncake(lines: list[str], tmp_path: Path, name: str = "m.jsonl") -> str:
+    return _write(tmp_path, "".join(line + "\n" for line in lines), name)
+
+
+def _mc(t: int, n_in: int, hashes: str) -> str:
+    return f'{{"timestamp": {t}, "input_length": {n_in}, "output_length": 3, "hash_ids": {hashes}}}'
+
+
+@pytest.mark.parametrize(
+    ("hashes", "words"),
+    [
+        ("[null, 5]", "entry 1 of hash_ids is null"),
+        ("[4, [5]]", "entry 2 is not an integer: \\[5\\]"),
+        ("7", "hash_ids must be a list of integer block hashes, got 7"),
+        ('[4, "x"]', 'entry 2 is not an integer: "x"'),
+        ("[4, 99999999999999999999]", "beyond the 64-bit integer range"),
+    ],
+)
+def test_hash_ids_of_the_wrong_type_name_line_and_field(tmp_path: Path, hashes: str,
+                                                        words: str) -> None:
+    """A null in hash_ids broke prefix reuse (numpy broadcast ValueError) and simulate (a
+    TypeError); a nested list raised a polars TypeError; a scalar gave the CSV ragged-line
+    message at line 2."""
+    lines = [_mc(t, 1000, "[1, 2]") for t in range(4)] + [_mc(9, 1000, hashes)]
+    path = _mooncake(lines, tmp_path)
+    with pytest.raises(InputFileError, match=words) as e:
+        load(path)
+    assert (e.value.line, e.value.field) == (5, "hash_ids")
+
+
+def test_null_hash_id_row_can_be_skipped(tmp_path: Path) -> None:
+    lines = [_mc(0, 1000, "[1, 2]"), _mc(1, 1000, "[1, null]"), _mc(2, 1000, "[1, 3]")]
+    w = load(_mooncake(lines, tmp_path), on_error="skip")
+    assert w.requests == 2 and w.skipped.first_lines == (2,)
+    assert "hash_ids" in w.skipped.reasons[0]
+
+
+def test_more_hash_ids_than_blocks_is_an_error(tmp_path: Path) -> None:
+    """One hash per 512-token block (the last may be partial): 10 tokens with 1,000 hashes
+    was accepted; fewer hashes than blocks are allowed."""
+    ok = [_mc(0, 1024, "[1, 2]"), _mc(1, 1025, "[1, 2, 3]"), _mc(2, 1025, "[1]"),
+          _mc(3, 0, "[]")]
+    assert load(_mooncake(ok, tmp_path, "ok.jsonl")).requests == 4
+    bad = [*ok, _mc(4, 10, "[" + ", ".join(str(i) for i in range(1000)) + "]")]
+    with pytest.raises(InputFileError, match="1,000 block hashes for 10 input tokens: at most 1 ") \
+            as e:
+        load(_mooncake(bad, tmp_path))
+    assert (e.value.line, e.value.field) == (5, "hash_ids")
+
+
+def test_duplicated_header_column_is_an_error(tmp_path: Path) -> None:
+    """The first of two same-named columns was used silently."""
+    text = "TIMESTAMP,ContextTokens,ContextTokens,GeneratedTokens\n" \
+        "2023-11-16 18:15:46.6805900,374,5,44\n2023-11-16 18:15:47.0,396,7,109\n"
+    with pytest.raises(InputFileError, match="names column 'ContextTokens' twice") as e:
+        load(_write(tmp_path, text))
+    assert (e.value.line, e.value.field) == (1, "ContextTokens")
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "words"),
+    [
+        ('{"timestamp": 9, "input_length": 5, "output_length": [1], "hash_ids": [1]}',
+         "output_length", "output_tokens must be a single number or string, got a list"),
+        ('{"timestamp": 9, "input_length": {"a": 1}, "output_length": 1, "hash_ids": [1]}',
+         "input_length", "got an object"),
+        ('{"timestamp": 9, "input_length": 5, "output_length": 1, "hash_ids": 3}',
+         "hash_ids", "must be a list"),
+    ],
+)
+def test_jsonl_values_of_the_wrong_type_name_their_line(tmp_path: Path, bad: str, field: str,
+                                                        words: str) -> None:
+    """These reported the CSV check's 'line 2: N fields where the header has M'."""
+    lines = [_mc(t, 1000, "[1, 2]") for t in range(3)] + [bad, _mc(10, 1000, "[1, 2]")]
+    with pytest.raises(InputFileError, match=words) as e:
+        load(_mooncake(lines, tmp_path))
+    assert (e.value.line, e.value.field) == (4, field)
+    assert "fields where the header has" not in str(e.value)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("late", [False, True])
+def test_whole_token_counts_written_as_floats(tmp_path: Path, streaming: bool,
+                                              late: bool) -> None:
+    """12.0 and 1e3 were read where the typed scan saw them (the first 10,000 rows) and
+    refused after them (the text re-read; also what a large streamed file took); now both
+    read them, and 12.5 is refused in both with its line and field."""
+    many = "".join(f"{i * 0.01:.2f},{100 + i % 7},{5 + i % 3}\n" for i in range(12_000))
+    for value, ok in (("12.0", True), ("1e3", True), ("12.5", False)):
+        row = f"200,{value},4\n"
+        text = "arrival_s,input_tokens,output_tokens\n" + (many + row if late else
+                                                           row.replace("200", "0") + many)
+        path = _write(tmp_path, text, f"f{ok}.csv")
+        line = 12_002 if late else 2
+        if ok:
+            w = load(path, streaming=streaming)
+            assert w.requests == 12_001
+            continue
+        with pytest.raises(InputFileError, match="non-integer token count") as e:
+            load(path, streaming=streaming)
+        assert (e.value.line, e.value.field) == (line, "input_tokens")
+
+
+def test_otel_null_attributes_and_repeated_keys_are_errors(tmp_path: Path) -> None:
+    """A span with "attributes": null was dropped silently; a key given twice in one span
+    took its last value silently."""
+    null = '{"traceId": "t", "spanId": "s1", "startTimeUnixNano": "1", "attributes": null}'
+    with pytest.raises(InputFileError, match="span 2: 'attributes' must be a list") as e:
+        load(_write(tmp_path, _otel(_span(0, _TOKENS) + ", " + null), "o.json"))
+    assert e.value.field == "attributes"
+    twice = _TOKENS + ', {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "99"}}'
+    with pytest.raises(InputFileError,
+                       match=r"attribute 'gen_ai\.usage\.input_tokens' appears twice") as e:
+        load(_write(tmp_path, _otel(_span(0, _TOKENS) + ", " + _span(1, twice)), "o.json"))
+    assert e.value.field == "gen_ai.usage.input_tokens"
+
+
+def test_byte_order_mark_accepted_everywhere(tmp_path: Path) -> None:
+    """A UTF-8 BOM was read in CSV and JSONL but refused in OTel and LiteLLM JSON."""
+    bom = "\ufeff"
+    otel = _otel(", ".join(_span(i, _TOKENS) for i in range(2)))
+    assert load(_write(tmp_path, bom + otel, "o.json")).requests == 2
+    rows = ('[{"startTime": "2024-01-01T00:00:00", "prompt_tokens": 5, "completion_tokens": 2},'
+            ' {"startTime": "2024-01-01T00:00:01", "prompt_tokens": 6, "completion_tokens": 3}]')
+    assert load(_write(tmp_path, bom + rows, "l.json")).requests == 2
+    assert load(_write(tmp_path, bom + HEADER + GOOD)).requests == 2
+
+
+@pytest.mark.parametrize(("where", "line", "offset"), [("row", 3, 94), ("header", 1, 17)])
+def test_latin1_bytes_name_line_and_offset(tmp_path: Path, where: str, line: int,
+                                           offset: int) -> None:
+    """Latin-1 bytes gave 'cannot read as azure: invalid utf-8 sequence' (no line), or in the
+    header an unknown-format error showing a replacement character."""
+    text = (HEADER + GOOD).encode()
+    if where == "row":
+        text = text.replace(b"18:15:47", b"18:15:47\xe9", 1)
+    else:
+        text = text.replace(b"ContextTokens", b"Context\xe9Tokens", 1)
+    path = tmp_path / "l.csv"
+    path.write_bytes(text)
+    with pytest.raises(InputFileError, match=f"invalid UTF-8 byte 0xe9 at byte offset {offset}") \
+            as e:
+        load(str(path))
+    assert e.value.line == line

@@ -169,3 +169,47 @@ def test_even_arrivals_have_a_burst_factor_of_at_least_one(
     c = json.loads(capsys.readouterr().out)
     assert c["rate_mean_per_s"] == 1.5
     assert c["burst_factor"]["1s"] == 1.0 and c["rate_peak_per_s"]["1s"] == 1.5
+
+
+def test_truncated_gzip_exits_2_not_130(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The EOFError of a cut-off gzip reached the CLI, which took it for Ctrl-D: no message,
+    exit 130."""
+    import gzip
+
+    rows = "".join(f"2023-11-16 18:15:{s:02d}.0,{s + 1},1\n" for s in range(60))
+    data = gzip.compress(("TIMESTAMP,ContextTokens,GeneratedTokens\n" + rows).encode())
+    trace = tmp_path / "t.csv.gz"
+    trace.write_bytes(data[: len(data) - 20])
+    assert main(["workload", "characterize", str(trace)]) == 2
+    assert "gzip file is corrupt or truncated" in " ".join(capsys.readouterr().err.split())
+
+
+def test_synth_refuses_to_overwrite_its_source(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "a.csv"
+    src.write_bytes((FIXTURES / "azure_2023.csv").read_bytes())
+    before = src.read_bytes()
+    assert main(["workload", "synth", "--from", str(src), "--out",
+                 str(tmp_path / "." / "a.csv")]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--cv", "2"], "--cv: applies only to --arrivals gamma, not poisson"),
+        (["--burst", "3"], "--burst: applies only to --arrivals mmpp, not poisson"),
+        (["--arrivals", "gamma", "--burst", "3"], "--burst: applies only to --arrivals mmpp"),
+        (["--arrivals", "mmpp", "--cv", "2"], "--cv: applies only to --arrivals gamma"),
+    ],
+)
+def test_synth_refuses_flags_the_arrival_process_ignores(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+        needle: str) -> None:
+    """--cv and --burst were silently ignored with the default poisson arrivals."""
+    out = tmp_path / "s.csv"
+    assert main(["workload", "synth", "--from", "azure-conv-2023", "--out", str(out),
+                 *extra]) == 2
+    assert needle in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()

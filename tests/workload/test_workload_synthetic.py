@@ -45,3 +45,18 @@ def test_bad_arguments() -> None:
         generate(c, seed=1, lengths="lognormal", arrivals="mmpp", burst=9.0)
     with pytest.raises(UsageError, match="--rate-scale"):
         generate(c, seed=1, lengths="lognormal", rate_scale=0.0)
+
+
+def test_cv_and_burst_only_with_their_arrival_process() -> None:
+    """generate() ignored cv with poisson or mmpp arrivals, and burst with poisson or gamma."""
+    c = characterize(load("azure-conv-2023"))
+    with pytest.raises(UsageError, match="--cv"):
+        generate(c, seed=1, lengths="lognormal", cv=2.0)
+    with pytest.raises(UsageError, match="--burst"):
+        generate(c, seed=1, lengths="lognormal", arrivals="gamma", burst=2.0)
+
+
+def test_negative_seed_is_a_usage_error() -> None:
+    w = load("azure-conv-2023")
+    with pytest.raises(UsageError, match="must be >= 0, got -1"):
+        generate(w, seed=-1)

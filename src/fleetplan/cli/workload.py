@@ -18,7 +18,13 @@ from fleetplan.cli._app import app, check_writable, console, err_console
 from fleetplan.errors import UsageError
 from fleetplan.workload import Characterization, Workload, characterize, load
 from fleetplan.workload.report_html import render_html
-from fleetplan.workload.synthetic import ARRIVALS, LENGTHS, generate, write
+from fleetplan.workload.synthetic import (
+    ARRIVALS,
+    LENGTHS,
+    check_arrival_options,
+    generate,
+    write,
+)
 
 workload_app = typer.Typer(help="Read request traces, characterize them, synthesize workloads.")
 app.add_typer(workload_app, name="workload")
@@ -181,6 +187,10 @@ def synth_cmd(
 ) -> None:
     """Generate a seeded synthetic workload shaped like a trace."""
     check_writable(out, "--out", (".csv", ".parquet"))
+    check_arrival_options(arrivals, cv, burst)  # before the trace is read
+    if out.exists() and Path(source).exists() and out.samefile(source):
+        raise UsageError(f"'{out}' is the --from trace: writing it would overwrite the input; "
+                         "give another file", where="--out")
     with _progress() as step:
         w = step(f"reading {source}", lambda: _load(source, fmt, mapping, on_error))
         s = step("generating", lambda: generate(

@@ -7,12 +7,14 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 
 from fleetplan.errors import InputFileError, UsageError
 
-__all__ = ["FORMATS", "detect_format", "head_bytes", "head_text", "is_gzip", "is_parquet",
-           "plain_suffix"]
+__all__ = ["FORMATS", "GZIP_ERRORS", "damaged_gzip", "detect_format", "duplicate_column",
+           "head_bytes", "head_text", "header_line", "is_gzip", "is_parquet", "plain_suffix",
+           "utf8_error"]
 
 FORMATS: tuple[str, ...] = (
     "fleetplan", "azure", "burstgpt", "mooncake", "litellm", "otel", "csv", "jsonl", "parquet",
@@ -26,6 +28,36 @@ _LITELLM = {"startTime", "prompt_tokens", "completion_tokens"}
 
 
 _PARQUET_MAGIC = b"PAR1"
+#: What reading a damaged gzip file raises: a cut-off stream (EOFError), corrupt deflate data
+#: (zlib.error), a bad header or CRC (BadGzipFile).
+GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def damaged_gzip(path: Path, e: BaseException) -> InputFileError:
+    """The error for a gzip file that cannot be decompressed to its end."""
+    detail = str(e).strip() or type(e).__name__
+    return InputFileError(f"the gzip file is corrupt or truncated ({detail})", path=str(path))
+
+
+def utf8_error(path: Path) -> InputFileError | None:
+    """The error naming the line and byte offset of the first invalid UTF-8 in the
+    (decompressed) file, or None when it is all valid (read line by line: error paths only)."""
+    offset = 0
+    opener = gzip.open if is_gzip(path) else open
+    try:
+        with opener(path, "rb") as f:
+            for n, line in enumerate(f, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return InputFileError(
+                        f"invalid UTF-8 byte {line[e.start]:#04x} at byte offset {offset + e.start}"
+                        " (the file must be UTF-8 text; was it saved as Latin-1 or cp1252?)",
+                        path=str(path), line=n)
+                offset += len(line)
+    except GZIP_ERRORS as e:
+        return damaged_gzip(path, e)
+    return None
 
 
 def is_gzip(path: Path) -> bool:
@@ -55,6 +87,8 @@ def head_bytes(path: Path, n_bytes: int, *, decompressed: bool = True) -> bytes:
                 return g.read(n_bytes)
         with path.open("rb") as f:
             return f.read(n_bytes)
+    except GZIP_ERRORS as e:
+        raise damaged_gzip(path, e) from e
     except OSError as e:
         raise InputFileError(f"cannot read file: {e}", path=str(path)) from e
 
@@ -62,6 +96,24 @@ def head_bytes(path: Path, n_bytes: int, *, decompressed: bool = True) -> bytes:
 def head_text(path: Path, n_bytes: int = 65536) -> str:
     """The first `n_bytes` of the (decompressed) file as text."""
     return head_bytes(path, n_bytes).decode("utf-8-sig", errors="replace")
+
+
+def header_line(text: str) -> str:
+    """The first line of a file's head (its CSV header)."""
+    return text.lstrip().split("\n", 1)[0]
+
+
+def duplicate_column(path: Path) -> tuple[str, int, int] | None:
+    """(name, first position, second position; 1-based) of a column named twice in a CSV
+    header, or None: polars would rename the second and the reader use the first, silently."""
+    text = head_text(path)
+    header = next(csv.reader(io.StringIO(text.lstrip())), [])
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, start=1):
+        if name in seen:
+            return name, seen[name], i
+        seen[name] = i
+    return None
 
 
 def _columns_format(columns: set[str]) -> str | None:
@@ -99,6 +151,10 @@ def detect_format(path: Path, *, has_mapping: bool) -> str:
             return "jsonl"
         return _json_head_format(path, stripped)
     header = next(csv.reader(io.StringIO(stripped.splitlines()[0])))
+    if "\ufffd" in header_line(text):  # bytes that are not UTF-8 (head_text replaced them)
+        bad_text = utf8_error(path)
+        if bad_text is not None:
+            raise bad_text
     if has_mapping:
         return "csv"
     fmt = _columns_format({h.strip() for h in header})

@@ -8,7 +8,15 @@ from pathlib import Path
 import polars as pl
 
 from fleetplan.errors import InputFileError, UsageError
-from fleetplan.workload._detect import FORMATS, detect_format, is_gzip, is_parquet
+from fleetplan.workload._detect import (
+    FORMATS,
+    GZIP_ERRORS,
+    damaged_gzip,
+    detect_format,
+    is_gzip,
+    is_parquet,
+    utf8_error,
+)
 from fleetplan.workload._model import Workload
 from fleetplan.workload._readers import RawTrace, ragged_csv_line, read_raw
 from fleetplan.workload._stream import STREAM_MIN_BYTES, UnsortedError, scan_workload, streamable
@@ -72,6 +80,20 @@ def load(
     if format is not None and format not in FORMATS:
         raise UsageError(f"unknown format '{format}'; formats: {list(FORMATS)}", where="--format")
     path, fmt = _resolve(path_or_preset, format)
+    try:
+        return _load_file(path, path_or_preset, fmt, mapping, on_error, streaming)
+    except GZIP_ERRORS as e:  # wherever the file is read: detection, reading, streaming
+        raise damaged_gzip(path, e) from e
+    except UnicodeDecodeError as e:  # a reader that decodes the text itself (JSON, JSONL)
+        raise (utf8_error(path) or InputFileError(f"invalid UTF-8: {e}", path=str(path))) from e
+    except OSError as e:
+        if is_gzip(path):  # polars' own decompressor: a cut-off stream or a bad checksum
+            raise damaged_gzip(path, e) from e
+        raise InputFileError(f"cannot read file: {e}", path=str(path)) from e
+
+
+def _load_file(path: Path, path_or_preset: str, fmt: str | None,
+               mapping: dict[str, str] | None, on_error: str, streaming: bool | None) -> Workload:
     if path.stat().st_size == 0:
         raise InputFileError("the file is empty: no requests", path=str(path), line=1)
     if is_gzip(path) and is_parquet(path, decompressed=True):
@@ -101,6 +123,10 @@ def load(
             # A value the typed scan could not parse: re-read as text to find the row.
             return validated(read_raw(path, fmt, mapping, as_text=True))
     except pl.exceptions.PolarsError as e:
+        if "utf-8" in str(e).lower() or "utf8" in str(e).lower():
+            bad_text = utf8_error(path)
+            if bad_text is not None:
+                raise bad_text from e
         ragged = ragged_csv_line(path)
         if ragged is not None:
             line, got, want = ragged

@@ -32,7 +32,11 @@ _VALUE_KEYS = ("stringValue", "intValue", "doubleValue", "boolValue")
 
 
 class _ShapeError(ValueError):
-    """An OTLP object of the wrong JSON type (the message says which)."""
+    """An OTLP object of the wrong JSON type (the message says which; `field` names it)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _attr_value(value: Any) -> Any:
@@ -52,19 +56,24 @@ def _attr_value(value: Any) -> Any:
 
 def _attributes(obj: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    attrs = obj.get("attributes", []) or []
+    attrs = obj.get("attributes", [])
     if not isinstance(attrs, list):
-        raise _ShapeError("'attributes' must be a list of {\"key\": ..., \"value\": ...} objects")
+        raise _ShapeError("'attributes' must be a list of {\"key\": ..., \"value\": ...} "
+                          f"objects, got {json.dumps(attrs)[:40]}", field="attributes")
     for kv in attrs:
         if isinstance(kv, dict) and "key" in kv:
-            out[kv["key"]] = _attr_value(kv.get("value", {}) or {})
+            key = kv["key"]
+            if key in out:  # which value is meant is ambiguous: not resolved silently
+                raise _ShapeError(f"attribute '{key}' appears twice in the span's attributes",
+                                  field=str(key))
+            out[key] = _attr_value(kv.get("value", {}) or {})
     return out
 
 
 def _documents(path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:
     """(line, document) pairs: line is None for a single (possibly pretty-printed) document."""
     opener = gzip.open if is_gzip(path) else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with opener(path, "rt", encoding="utf-8-sig") as f:  # a byte-order mark is skipped
         text = f.read()
     try:
         doc = json.loads(text)
@@ -154,7 +163,7 @@ def read_otel(path: Path) -> RawTrace:
                 rows.append(_row(span, attrs, line, n))
         except _ShapeError as e:
             raise InputFileError(f"span {n}: {e}" if line is None and n else str(e),
-                                 path=str(path), line=line) from None
+                                 path=str(path), line=line, field=e.field) from None
     if duplicates:
         warnings.warn(f"{path}: ignored {len(duplicates)} span(s) whose traceId and spanId "
                       f"appeared before ({'; '.join(duplicates[:3])}"

@@ -9,6 +9,7 @@ frame has `ts` (timestamp in any form), `input_tokens`, `output_tokens` and opti
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import itertools
 import json
@@ -19,7 +20,13 @@ from pathlib import Path
 import polars as pl
 
 from fleetplan.errors import InputFileError, UsageError
-from fleetplan.workload._detect import is_gzip, is_parquet, plain_suffix
+from fleetplan.workload._detect import (
+    duplicate_column,
+    head_text,
+    is_gzip,
+    is_parquet,
+    plain_suffix,
+)
 
 __all__ = ["MAPPING_KEYS", "RawTrace", "ragged_csv_line", "read_raw"]
 
@@ -55,6 +62,9 @@ class RawTrace:
     #: file line (1-based) of row `i` where rows and lines do not correspond one to one (JSONL
     #: with blank lines); None: `line_offset` + i
     line_of: Callable[[int], int] | None = None
+    #: JSONL: raises `InputFileError` at the first line whose value has the wrong JSON type
+    #: (called where a column's type is wrong, to name the line); None for other files
+    find_type_error: Callable[[], None] | None = None
 
 
 def _scan_csv(path: Path, *, as_text: bool) -> pl.LazyFrame:
@@ -102,23 +112,28 @@ def _csv_like(
     path: Path, fields: dict[str, str], optional: dict[str, str], ts_unit: str,
     *, as_text: bool = False, block_tokens: int | None = None,
 ) -> RawTrace:
-    suffix = plain_suffix(path)
-    container = "parquet" if is_parquet(path) else ("jsonl" if suffix in (".jsonl", ".json",
-                                                                            ".ndjson") else "csv")
+    container = _container(path)
+    kinds = {col: canon for canon, col in {**optional, **fields}.items()}
     if container == "parquet":
         frame = pl.scan_parquet(path)
         offset: int | None = None
     elif container == "jsonl":
-        frame = _ndjson_text(path) if as_text else _scan_ndjson(path)
+        frame = _ndjson_text(path, kinds) if as_text else _scan_ndjson(path)
         offset = 1
         if not as_text:
             try:
                 frame.collect_schema()
             except pl.exceptions.PolarsError:
-                # a line the fast reader cannot parse (invalid JSON, not an object, a BOM):
-                # the line-by-line reader names it, or reads the file
-                frame = _ndjson_text(path)
+                # a line the fast reader cannot parse (invalid JSON, not an object, a BOM, a
+                # value of the wrong type): the line-by-line reader names it, or reads the file
+                frame = _ndjson_text(path, kinds)
     else:
+        duplicate = duplicate_column(path)
+        if duplicate is not None:
+            name, first, second = duplicate
+            raise InputFileError(f"the header names column '{name}' twice (columns {first} "
+                                 f"and {second}); which one holds the data is ambiguous",
+                                 path=str(path), line=1, field=name)
         frame = _scan_csv(path, as_text=as_text)
         offset = 2
     try:
@@ -136,8 +151,22 @@ def _csv_like(
     elif container == "csv" and path.stat().st_size <= EXACT_LINES_MAX_BYTES:
         line_of = _LineOf(path, jsonl=False)
     keep_line = "_line" in names
+    find_type_error: Callable[[], None] | None = None
+    if container == "jsonl":
+        used = {col: canon for canon, col in all_fields.items()}
+        find_type_error = functools.partial(_first_type_error, path, used)
     return RawTrace(_select(frame, all_fields, keep_line), all_fields, offset, ts_unit,
-                    block_tokens, noun, line_of)
+                    block_tokens, noun, line_of, find_type_error)
+
+
+def _container(path: Path) -> str:
+    """"parquet", "jsonl" (by name, or a first character `{`, whatever the name) or "csv"."""
+    if is_parquet(path):
+        return "parquet"
+    if plain_suffix(path) in (".jsonl", ".json", ".ndjson") or head_text(path, 256).lstrip()[:1] \
+            == "{":
+        return "jsonl"
+    return "csv"
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -155,7 +184,7 @@ def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
 def ragged_csv_line(path: Path) -> tuple[int, int, int] | None:
     """(file line, fields, header fields) of the first CSV record whose field count differs
     from the header's, or None (not a CSV, or every record fits)."""
-    if is_parquet(path):
+    if _container(path) != "csv":
         return None
     header: list[str] | None = None
     try:
@@ -201,11 +230,10 @@ def _scan_ndjson(path: Path) -> pl.LazyFrame:
     return pl.scan_ndjson(path, infer_schema_length=10000)
 
 
-def _ndjson_text(path: Path) -> pl.LazyFrame:
-    """JSONL read line by line with scalars as text: the slow path that finds a bad line (and
-    reads what the fast reader cannot: a byte-order mark); `_line` is each record's line."""
+def _ndjson_records(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """(file line, object) of each non-blank JSONL line; invalid JSON or a line that is not
+    an object is an error naming the line."""
     opener: Callable[..., object] = gzip.open if is_gzip(path) else open
-    rows: list[dict[str, object]] = []
     with opener(path, "rt", encoding="utf-8-sig") as f:  # type: ignore[attr-defined]
         for n, line in enumerate(f, start=1):
             if not line.strip():
@@ -216,11 +244,64 @@ def _ndjson_text(path: Path) -> pl.LazyFrame:
                 raise InputFileError(f"invalid JSON: {e.msg}", path=str(path), line=n) from e
             if not isinstance(rec, dict):
                 raise InputFileError("expected a JSON object", path=str(path), line=n)
-            rows.append({**{k: v if isinstance(v, list) or v is None else str(v)
-                            for k, v in rec.items()}, "_line": n})
+            yield n, rec
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_types(path: Path, n: int, rec: dict[str, object], kinds: dict[str, str]) -> None:
+    """Raise `InputFileError` for a value of `rec` (at line `n`) of the wrong JSON type:
+    `kinds` maps the file's key → the canonical field it feeds. hash_ids must be a list of
+    integers (a null entry is left to the row validation, which can skip it); every other
+    field a single value (a number or a string; its parsing is validated downstream)."""
+    for key, canon in kinds.items():
+        value = rec.get(key)
+        if value is None:
+            continue
+        if canon == "hash_ids":
+            if not isinstance(value, list):
+                raise InputFileError(f"hash_ids must be a list of integer block hashes, got "
+                                     f"{_show(value)}", path=str(path), line=n, field=key)
+            for i, h in enumerate(value, start=1):
+                if h is not None and (isinstance(h, bool) or not isinstance(h, int)
+                                      or not -(2**63) <= h < 2**63):
+                    what = "beyond the 64-bit integer range" if isinstance(h, int) and not \
+                        isinstance(h, bool) else "not an integer"
+                    raise InputFileError(
+                        f"hash_ids must hold integer block hashes; entry {i} is {what}: "
+                        f"{_show(h)}", path=str(path), line=n, field=key)
+        elif isinstance(value, list | dict):
+            kind = "a list" if isinstance(value, list) else "an object"
+            raise InputFileError(f"{canon} must be a single number or string, got {kind}: "
+                                 f"{_show(value)}", path=str(path), line=n, field=key)
+
+
+def _first_type_error(path: Path, kinds: dict[str, str]) -> None:
+    """Raise at the first JSONL line whose value has the wrong type (error paths only)."""
+    for n, rec in _ndjson_records(path):
+        _check_types(path, n, rec, kinds)
+
+
+def _ndjson_text(path: Path, kinds: dict[str, str]) -> pl.LazyFrame:
+    """JSONL read line by line with scalars as text: the slow path that finds a bad line (and
+    reads what the fast reader cannot: a byte-order mark); `_line` is each record's line.
+    `kinds` maps the keys read (file key → canonical field) and their types are checked; the
+    other keys are kept as names only (null columns), so their values cannot break the read."""
+    rows: list[dict[str, object]] = []
+    names: dict[str, None] = {}
+    for n, rec in _ndjson_records(path):
+        _check_types(path, n, rec, kinds)
+        names.update(dict.fromkeys(rec))
+        rows.append({**{k: v if isinstance(v, list) or v is None else str(v)
+                        for k, v in rec.items() if k in kinds}, "_line": n})
     if not rows:
         raise InputFileError("the file is empty: no requests", path=str(path), line=1)
-    return pl.from_dicts(rows, infer_schema_length=None).lazy()
+    frame = pl.from_dicts(rows, infer_schema_length=None)
+    others = [k for k in names if k not in frame.columns]
+    return frame.with_columns(pl.lit(None).alias(k) for k in others).lazy()
 
 
 def read_canonical(path: Path, as_text: bool) -> RawTrace:
@@ -308,24 +389,22 @@ def read_mapped(path: Path, mapping: dict[str, str], as_text: bool) -> RawTrace:
 def _names_of(path: Path) -> list[str]:
     if is_parquet(path):
         return pl.scan_parquet(path).collect_schema().names()
-    if plain_suffix(path) in (".jsonl", ".json", ".ndjson"):
+    if _container(path) == "jsonl":
         try:
             return _scan_ndjson(path).collect_schema().names()
         except pl.exceptions.PolarsError:
-            return _ndjson_text(path).collect_schema().names()
+            return _ndjson_text(path, {}).collect_schema().names()
     return pl.scan_csv(path, infer_schema=False).collect_schema().names()
 
 
 def _first_char(path: Path) -> str:
-    from fleetplan.workload._detect import head_text
-
     return head_text(path, 256).lstrip()[:1]
 
 
 def _load_json(path: Path) -> list[dict[str, object]]:
     opener: Callable[..., object] = gzip.open if is_gzip(path) else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[attr-defined]
+        with opener(path, "rt", encoding="utf-8-sig") as f:  # type: ignore[attr-defined]
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise InputFileError(f"invalid JSON: {e.msg}", path=str(path), line=e.lineno) from e

@@ -40,8 +40,12 @@ def _token_expr(name: str, dtype: pl.DataType) -> pl.Expr:
         return col.cast(pl.Int64)
     if dtype.is_float():
         return pl.when(col == col.floor()).then(col).otherwise(None).cast(pl.Int64, strict=False)
-    if dtype == pl.String:
-        return col.str.strip_chars().cast(pl.Int64, strict=False)
+    if dtype == pl.String:  # a whole number written as a float ("12.0", "1e3") is that number
+        text = col.str.strip_chars()
+        number = text.cast(pl.Float64, strict=False)
+        return pl.coalesce(text.cast(pl.Int64, strict=False),
+                           pl.when(number == number.floor()).then(number).otherwise(None)
+                           .cast(pl.Int64, strict=False))
     if dtype == pl.Null:
         return col.cast(pl.Int64)
     raise TypeError(f"a token count column of type {dtype}")
@@ -77,6 +81,12 @@ def _ts_expr(raw: RawTrace, dtype: pl.DataType) -> tuple[pl.Expr, bool]:
     raise TypeError(f"a timestamp column of type {dtype}")
 
 
+def _find_type_error(raw: RawTrace) -> None:
+    """Where the reader can (JSONL), raise the error naming the first line of the wrong type."""
+    if raw.find_type_error is not None:
+        raw.find_type_error()
+
+
 def parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
     schema = raw.frame.collect_schema()
     try:
@@ -85,6 +95,7 @@ def parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
             "input_tokens"), _token_expr("output_tokens", schema["output_tokens"]).alias(
             "output_tokens")]
     except TypeError as e:
+        _find_type_error(raw)
         raise InputFileError(f"unsupported column type: {e}", path=str(path)) from e
     for name in ("tenant", "model", "workflow_id"):
         if name in schema:
@@ -93,6 +104,7 @@ def parse(raw: RawTrace, path: Path) -> tuple[pl.LazyFrame, bool]:
         kind = schema["hash_ids"]
         inner = kind.inner if isinstance(kind, pl.List) else None
         if inner is None or not (inner.is_integer() or inner == pl.Null):
+            _find_type_error(raw)
             raise InputFileError(
                 f"hash_ids must hold a list of integer block hashes per request; the column "
                 f"is {kind}", path=str(path), field=raw.fields.get("hash_ids", "hash_ids"))
@@ -137,9 +149,22 @@ def bad_row_expr(ts_is_float: bool) -> pl.Expr:
     return mask
 
 
-def _bad_mask(df: pl.DataFrame) -> pl.Series:
-    return df.select((bad_row_expr(df["ts"].dtype == pl.Float64) & ~pl.col("_blank"))
-                     .alias("bad"))["bad"]
+def _hash_bad_expr(block_tokens: int | None) -> pl.Expr:
+    """True for a row whose hash_ids hold a null, or more blocks than its input tokens fill
+    (one hash per block of `block_tokens`, the last block may be partial; fewer is allowed)."""
+    hashes = pl.col("hash_ids")
+    bad = hashes.list.len() != hashes.list.drop_nulls().list.len()
+    if block_tokens is not None:
+        bad = bad | (hashes.list.len() > (pl.col("input_tokens") + block_tokens - 1)
+                     // block_tokens)
+    return bad.fill_null(False)
+
+
+def _bad_mask(df: pl.DataFrame, block_tokens: int | None) -> pl.Series:
+    bad = bad_row_expr(df["ts"].dtype == pl.Float64)
+    if "hash_ids" in df.columns:
+        bad = bad | _hash_bad_expr(block_tokens)
+    return df.select((bad & ~pl.col("_blank")).alias("bad"))["bad"]
 
 
 def _location(raw: RawTrace, row: int, line_col: int | None) -> tuple[int | None, str]:
@@ -178,6 +203,16 @@ def _reason(raw_row: dict[str, object], parsed: dict[str, object], raw: RawTrace
             return name, f"{what}: {value!r}"
         if isinstance(got, int | float) and got < 0:
             return name, f"a negative {'time' if canon == 'timestamp' else 'token count'}: {got}"
+    hashes, tokens = parsed.get("hash_ids"), parsed.get("input_tokens")
+    if isinstance(hashes, list):
+        name = raw.fields.get("hash_ids", "hash_ids")
+        if None in hashes:
+            return name, f"entry {hashes.index(None) + 1} of hash_ids is null, not an integer " \
+                "block hash"
+        block = raw.block_tokens
+        if block is not None and isinstance(tokens, int) and len(hashes) > -(-tokens // block):
+            return name, f"{len(hashes):,} block hashes for {tokens:,} input tokens: at most " \
+                f"{-(-tokens // block):,} (one per {block}-token block, the last may be partial)"
     ts = parsed.get("ts")
     what = "an infinite" if isinstance(ts, float) and math.isinf(ts) else "a not-a-number (NaN)"
     return raw.fields.get("timestamp", "timestamp"), f"{what} timestamp"
@@ -220,7 +255,7 @@ def _handle_bad(raw: RawTrace, df: pl.DataFrame, path: Path, on_error: str) -> t
     n_blank = int(blank.sum())
     notes = (blank_note(path, raw, blank.arg_true().head(MAX_LISTED).to_list(), n_blank),
              ) if n_blank else ()
-    mask = _bad_mask(df)
+    mask = _bad_mask(df, raw.block_tokens)
     n_bad = int(mask.sum())
     report = SkipReport()
     if n_bad:

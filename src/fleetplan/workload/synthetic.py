@@ -21,7 +21,7 @@ from fleetplan.errors import UsageError
 from fleetplan.workload._characterize import Characterization, characterize
 from fleetplan.workload._model import Workload
 
-__all__ = ["ARRIVALS", "LENGTHS", "arrival_times", "generate", "write"]
+__all__ = ["ARRIVALS", "LENGTHS", "arrival_times", "check_arrival_options", "generate", "write"]
 
 ARRIVALS: tuple[str, ...] = ("poisson", "gamma", "mmpp")
 LENGTHS: tuple[str, ...] = ("empirical", "lognormal")
@@ -87,6 +87,14 @@ def arrival_times(
     return _renewal(rng, duration_s, rate_per_s, 1.0 if arrivals == "poisson" else cv)
 
 
+def check_arrival_options(arrivals: str, cv: float | None, burst: float | None) -> None:
+    """Refuse a `cv` or `burst` the arrival process does not use (it would be ignored)."""
+    for flag, v, process in (("--cv", cv, "gamma"), ("--burst", burst, "mmpp")):
+        if v is not None and arrivals in ARRIVALS and arrivals != process:
+            raise UsageError(f"applies only to --arrivals {process}, not {arrivals} (it would "
+                             "be ignored)", where=flag)
+
+
 def _lognormal_from(p50: float, p90: float) -> tuple[float, float]:
     mu = math.log(max(p50, 1.0))
     sigma = max(0.0, (math.log(max(p90, 1.0)) - mu) / Z90)
@@ -133,12 +141,15 @@ def generate(
     if lengths == "empirical" and not isinstance(source, Workload):
         raise UsageError("empirical lengths need the trace, not only its characterization",
                          where="--lengths")
+    check_arrival_options(arrivals, cv, burst)
     for flag, v in (("--rate-scale", rate_scale), ("--time-stretch", time_stretch),
                     ("--duration", duration_s), ("--cv", cv), ("--burst", burst)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise UsageError(f"must be a finite number > 0, got {v}", where=flag)
     if c.rate_mean_per_s is None:
         raise UsageError("the source trace spans no time; it has no rate", where="--from")
+    if seed < 0:  # numpy's seed sequence takes non-negative integers only
+        raise UsageError(f"must be >= 0, got {seed}", where="--seed")
     rng = np.random.default_rng(seed)
     rate = c.rate_mean_per_s * rate_scale / time_stretch
     duration = duration_s if duration_s is not None else c.span_s * time_stretch
