@@ -121,11 +121,7 @@ QWEN35 = "Qwen--Qwen3.5-27B_config.json"
 )
 def test_impossible_config_values_name_the_file_and_key(
         tmp_path: Path, base: str, edit: dict[str, object], field: str, words: str) -> None:
-    p = _edited(tmp_path, base, **edit)
-    with pytest.raises(InputFileError) as e:
-        model_from_config(p)
-    assert e.value.path == str(p) and e.value.field == field
-    assert words in str(e.value)
+    _assert_refused(tmp_path, base, edit, field, words)
 
 
 @pytest.mark.parametrize(
@@ -148,3 +144,128 @@ def test_impossible_config_values_name_the_file_and_key(
 def test_values_that_may_be_null_or_zero_still_convert(
         tmp_path: Path, base: str, edit: dict[str, object], check: Any) -> None:
     assert check(model_from_config(_edited(tmp_path, base, **edit)))
+
+
+KIMI_NVFP4 = "nvidia--Kimi-K2.6-NVFP4_config.json"  # a wrapper quantized at the top level
+CT_INT8_FP4 = {"quant_method": "compressed-tensors", "config_groups": {
+    "a": {"weights": {"num_bits": 4, "type": "float"}},
+    "b": {"weights": {"num_bits": 8, "type": "int"}}}}
+
+
+@pytest.mark.parametrize(
+    ("base", "edit", "field", "words"),
+    [
+        # were read as bf16
+        (QWEN, {"torch_dtype": "int3"}, "torch_dtype",
+         'unknown dtype "int3"; known: bfloat16, bf16, float16'),
+        (QWEN, {"torch_dtype": 16}, "torch_dtype", "unknown dtype 16"),
+        (QWEN, {"torch_dtype": None, "dtype": "float64"}, "dtype", 'unknown dtype "float64"'),
+        (DSV3, {"torch_dtype": "int3"}, "torch_dtype", "unknown dtype"),  # fp8 checkpoint too
+        (QWEN, {"quantization_config": {"quant_method": 5}}, "quantization_config.quant_method",
+         "must be a string naming the quantization method, got 5; known: compressed-tensors, "
+         "fp8, modelopt, mxfp4"),
+        (QWEN, {"quantization_config": {"quant_method": "foo"}},
+         "quantization_config.quant_method",
+         'unknown quantization method "foo"; known: compressed-tensors, fp8, modelopt, mxfp4'),
+        (QWEN, {"quantization_config": {"bits": 4}}, "quantization_config.quant_method",
+         "missing; known methods"),
+        # real methods not modelled: "not supported yet", not "unknown"
+        (QWEN, {"quantization_config": {"quant_method": "gptq", "bits": 4}},
+         "quantization_config.quant_method", "'gptq' checkpoints are not supported yet"),
+        (QWEN, {"quantization_config": {"quant_method": "AWQ"}},
+         "quantization_config.quant_method", "'awq' checkpoints are not supported yet"),
+        (QWEN, {"quantization_config": CT_INT8_FP4}, "quantization_config",
+         "compressed-tensors weights of float 4-bit, int 8-bit are not supported yet"),
+        # was ignored (the config read as if it had no text_config)
+        (QWEN, {"text_config": "qwen3"}, "text_config", 'must be an object (the language '
+         "model's config), got \"qwen3\""),
+        (QWEN, {"text_config": [1, 2]}, "text_config", "must be an object"),
+    ],
+)
+def test_unknown_dtypes_quant_methods_and_text_configs_name_the_key(
+        tmp_path: Path, base: str, edit: dict[str, object], field: str, words: str) -> None:
+    _assert_refused(tmp_path, base, edit, field, words)
+
+
+def test_a_wrappers_top_level_quant_method_is_read_and_checked(tmp_path: Path) -> None:
+    cfg: dict[str, Any] = json.loads((CONFIGS / KIMI_NVFP4).read_text())
+    cfg["quantization_config"]["quant_method"] = "foo"
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    with pytest.raises(InputFileError, match='unknown quantization method "foo"') as e:
+        model_from_config(p)
+    assert e.value.field == "quantization_config.quant_method"
+    cfg["quantization_config"] = {"quant_method": "fp8"}
+    p.write_text(json.dumps(cfg))
+    assert model_from_config(p).native_dtype == "fp8"
+
+
+def _ct(bits: int, kind: str | None) -> dict[str, Any]:
+    w: dict[str, Any] = {"num_bits": bits} | ({"type": kind} if kind else {})
+    return {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": w}}}
+
+
+@pytest.mark.parametrize(
+    ("base", "edit", "dtype"),
+    [
+        (QWEN, {"torch_dtype": "bfloat16"}, "bf16"),
+        (QWEN, {"torch_dtype": "float16"}, "fp16"),
+        (QWEN, {"torch_dtype": "BFloat16"}, "bf16"),
+        (QWEN, {"torch_dtype": "float32"}, "bf16"),  # served in bf16: the catalog has no fp32
+        (QWEN, {"torch_dtype": "float8_e4m3fn"}, "fp8"),
+        (QWEN, {"torch_dtype": None, "dtype": "float16"}, "fp16"),  # transformers >= 4.56
+        (QWEN, {"torch_dtype": None}, "bf16"),  # no dtype: the documented default
+        (QWEN, {"quantization_config": None}, "bf16"),
+        (QWEN, {"quantization_config": {"quant_method": "FP8"}}, "fp8"),
+        (QWEN, {"quantization_config": {"quant_method": "mxfp4"}}, "fp4"),
+        (QWEN, {"quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4"}},
+         "bf16"),  # read as the unquantized dtype, as the catalog's NVIDIA entries
+        (QWEN, {"quantization_config": _ct(4, None)}, "int4"),
+        (QWEN, {"quantization_config": _ct(8, "int")}, "int8"),
+        # were read as int8 / int4
+        (QWEN, {"quantization_config": _ct(8, "float")}, "fp8"),
+        (QWEN, {"quantization_config": _ct(4, "float")}, "fp4"),
+        (QWEN, {"text_config": None}, "bf16"),
+    ],
+)
+def test_real_dtypes_and_quant_methods_still_convert(
+        tmp_path: Path, base: str, edit: dict[str, object], dtype: str) -> None:
+    assert model_from_config(_edited(tmp_path, base, **edit)).native_dtype == dtype
+
+
+@pytest.mark.parametrize(
+    ("base", "edit", "words"),
+    [
+        (QWEN, {"num_hidden_layers": 1e12}, "num_hidden_layers 1000000000000"),
+        (QWEN, {"hidden_size": 10**9, "head_dim": 128}, "hidden_size 1000000000"),
+        (QWEN, {"vocab_size": 10**14}, "vocab_size 100000000000000"),
+        (QWEN_MOE, {"num_experts": 10**9, "num_experts_per_tok": 8}, "experts 1000000000"),
+        (SCOUT, {"num_hidden_layers": 10**15}, "num_hidden_layers"),  # was a 10^15-step loop
+    ],
+)
+def test_absurd_sizes_are_refused_beyond_the_sanity_bound(
+        tmp_path: Path, base: str, edit: dict[str, object], words: str) -> None:
+    p = _edited(tmp_path, base, **edit)
+    with pytest.raises(InputFileError) as e:
+        model_from_config(p)
+    assert e.value.path == str(p)
+    assert "over the sanity bound of 1.00e+14 (100 trillion)" in str(e.value)
+    assert words in str(e.value)
+
+
+def test_the_largest_bundled_models_are_within_the_bound() -> None:
+    from fleetplan.catalog.hf_config import MAX_PARAMS
+    from fleetplan.perf.params import param_count
+
+    for p in sorted(CONFIGS.glob("*.json")):
+        assert param_count(model_from_config(p)) < MAX_PARAMS / 50, p.name
+
+
+def _assert_refused(tmp_path: Path, base: str, edit: dict[str, object], field: str,
+                    words: str) -> None:
+    """The config `base` with `edit` applied is refused naming its file and `field`."""
+    p = _edited(tmp_path, base, **edit)
+    with pytest.raises(InputFileError) as e:
+        model_from_config(p)
+    assert e.value.path == str(p) and e.value.field == field
+    assert words in str(e.value)

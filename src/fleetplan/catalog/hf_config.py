@@ -17,7 +17,7 @@ attention, MoE and MLP blocks, each a mixer or an FFN; Mamba-2 parameters and st
 `mamba_num_heads`, `mamba_head_dim`, `n_groups`, `ssm_state_size`, `conv_kernel`), LatentMoE
 (`moe_latent_size`); MTP layers (`num_nextn_predict_layers`, `mtp_num_hidden_layers`, MiniMax
 `num_mtp_modules`);
-the checkpoint's weight format (`quantization_config`).
+the checkpoint's weight format (`quantization_config`, else `torch_dtype` / `dtype`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,12 @@ from fleetplan.catalog.schema import ModelSpec
 from fleetplan.catalog.shapes import gated_deltanet_params, gated_deltanet_state_bytes
 from fleetplan.errors import InputFileError
 
-__all__ = ["config_path", "convert", "model_from_config"]
+__all__ = ["MAX_PARAMS", "config_path", "convert", "model_from_config"]
+
+# Sanity bound on a config's parameter count (estimated from its sizes, `_rough_params`) when a
+# model is built from it: the largest published models hold 1-2 trillion parameters, so 100
+# trillion (50x that) is no real checkpoint but a mistyped size (`num_hidden_layers: 1e12`).
+MAX_PARAMS = 100 * 10**12
 
 _SSM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "linear_attention",
@@ -78,39 +83,109 @@ def _opt_int(c: dict[str, Any], key: str, minimum: int = 1) -> int | None:
 
 
 def _text(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The language model's config: `text_config` of a multimodal wrapper, else the config."""
+    """The language model's config: `text_config` of a multimodal wrapper, else the config.
+    The wrapper's `tie_word_embeddings`, `quantization_config` and dtype (`torch_dtype` /
+    `dtype`) apply where the text config has none (NVIDIA's checkpoints quantize at the top)."""
     inner = cfg.get("text_config")
-    if not isinstance(inner, dict):
+    if inner is None:
         return cfg
+    if not isinstance(inner, dict):
+        raise ConfigValueError("text_config", "must be an object (the language model's "
+                               f"config), got {json.dumps(inner)[:40]}")
     merged = dict(inner)
-    if "tie_word_embeddings" not in merged and "tie_word_embeddings" in cfg:
-        merged["tie_word_embeddings"] = cfg["tie_word_embeddings"]
+    for key in ("tie_word_embeddings", "quantization_config"):
+        if key not in merged and key in cfg:
+            merged[key] = cfg[key]
+    if not {"torch_dtype", "dtype"} & merged.keys():
+        merged |= {k: cfg[k] for k in ("torch_dtype", "dtype") if k in cfg}
     return merged
 
 
+# A config's `torch_dtype` (transformers >= 4.56 writes `dtype`) as a catalog dtype. float32
+# checkpoints are served in bf16 (the catalog has no fp32).
+_DTYPES = {
+    "bfloat16": "bf16", "bf16": "bf16",
+    "float16": "fp16", "fp16": "fp16",
+    "float32": "bf16", "fp32": "bf16",
+    "float8_e4m3fn": "fp8", "float8_e4m3fnuz": "fp8", "float8_e5m2": "fp8", "fp8": "fp8",
+}  # fmt: skip
+# `quantization_config.quant_method` values read here (`_native_dtype`); ModelOpt (NVIDIA's
+# NVFP4 / mixed-precision checkpoints) is read as the config's unquantized dtype, as the
+# catalog's NVIDIA entries are (sources/models_meta.yaml)
+_QUANT_METHODS = ("compressed-tensors", "fp8", "modelopt", "mxfp4")
+# real methods (transformers' `QuantizationMethod`) whose weight formats are not modelled yet
+_QUANT_UNSUPPORTED = ("aqlm", "auto-round", "awq", "bitnet", "bitsandbytes", "eetq",
+                      "fbgemm_fp8", "fp_quant", "gptq", "higgs", "hqq", "quanto", "quark",
+                      "spqr", "torchao", "vptq")
+# compressed-tensors weights (type, num_bits) as a catalog dtype (type "int" where absent)
+_CT_WEIGHTS = {("int", 4): "int4", ("int", 8): "int8", ("float", 4): "fp4", ("float", 8): "fp8"}
+
+
+def _dtype(c: dict[str, Any]) -> str:
+    """The unquantized weights' dtype: `torch_dtype`, else `dtype`, else bf16."""
+    key = next((k for k in ("torch_dtype", "dtype") if c.get(k) is not None), None)
+    if key is None:
+        return "bf16"
+    v = c[key]
+    if not isinstance(v, str) or v.lower() not in _DTYPES:
+        raise ConfigValueError(key, f"unknown dtype {json.dumps(v)[:40]}; known: "
+                               f"{', '.join(_DTYPES)}")
+    return _DTYPES[v.lower()]
+
+
+def _compressed_tensors(q: dict[str, Any]) -> str | None:
+    """The weights' dtype of a compressed-tensors checkpoint; None where no group quantizes
+    weights."""
+    groups = q.get("config_groups", {}) or {}
+    if not isinstance(groups, dict) or not all(
+            isinstance(g, dict) and isinstance(g.get("weights", {}) or {}, dict)
+            for g in groups.values()):
+        raise ConfigValueError("quantization_config",
+                               "config_groups must map names to objects with 'weights'")
+    weights = [g["weights"] for g in groups.values() if g.get("weights")]
+    formats = {(str(w.get("type") or "int"), json.dumps(w.get("num_bits"))[:10])
+               for w in weights}
+    dtypes = {_CT_WEIGHTS.get((t, int(b) if b.isdigit() else 0)) for t, b in formats}
+    if not dtypes:
+        return None
+    if len(dtypes) > 1 or None in dtypes:
+        got = ", ".join(sorted(f"{t} {b}-bit" for t, b in formats))
+        raise ConfigValueError("quantization_config", f"compressed-tensors weights of {got} "
+                               "are not supported yet (read: one of int 4/8-bit, float "
+                               "4/8-bit)")
+    return dtypes.pop()
+
+
 def _native_dtype(c: dict[str, Any]) -> str:
-    q = c.get("quantization_config") or {}
+    """The checkpoint's weight format: its `quantization_config`, else its dtype (`_dtype`)."""
+    dtype = _dtype(c)
+    q = c.get("quantization_config")
+    if q is None or q == {}:
+        return dtype
     if not isinstance(q, dict):
         raise ConfigValueError("quantization_config", "must be an object")
-    method = str(q.get("quant_method", "")).lower()
+    key = "quantization_config.quant_method"
+    known = ", ".join(_QUANT_METHODS)
+    if "quant_method" not in q:
+        raise ConfigValueError(key, f"missing; known methods: {known}")
+    method = q["quant_method"]
+    if not isinstance(method, str):
+        raise ConfigValueError(key, "must be a string naming the quantization method, got "
+                               f"{json.dumps(method)[:40]}; known: {known}")
+    method = method.lower()
+    if method in _QUANT_UNSUPPORTED:
+        raise ConfigValueError(key, f"{method!r} checkpoints are not supported yet (read: "
+                               f"{known}); give the unquantized model's config.json")
+    if method not in _QUANT_METHODS:
+        raise ConfigValueError(key, f"unknown quantization method {json.dumps(method)[:40]}; "
+                               f"known: {known}")
     if method == "fp8":
         return "fp8"
     if method == "mxfp4":
         return "fp4"
     if method == "compressed-tensors":
-        groups = q.get("config_groups", {}) or {}
-        if not isinstance(groups, dict) or not all(
-                isinstance(g, dict) and isinstance(g.get("weights", {}) or {}, dict)
-                for g in groups.values()):
-            raise ConfigValueError("quantization_config",
-                                   "config_groups must map names to objects with 'weights'")
-        bits = {(g.get("weights", {}) or {}).get("num_bits") for g in groups.values()}
-        if bits == {4}:
-            return "int4"
-        if bits == {8}:
-            return "int8"
-    dtype = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
-    return "fp16" if dtype == "float16" else "bf16"
+        return _compressed_tensors(q) or dtype
+    return dtype  # modelopt
 
 
 _BLOCK_CODES = {"M": "mamba", "E": "moe", "*": "attention", "-": "mlp"}
@@ -196,7 +271,7 @@ def _llama4_chunked(c: dict[str, Any], n: int) -> int:
                                    f"layers, got {json.dumps(listed)[:40]}")
         return sum(1 for x in listed if x)
     step = _int(c, "no_rope_layer_interval", 4)
-    return sum(1 for i in range(n) if (i + 1) % step != 0)
+    return n - n // step  # every layer but the step-th, (2*step)-th, ...
 
 
 def _layer_counts(c: dict[str, Any], n: int) -> tuple[int, int, int]:
@@ -460,7 +535,7 @@ def _model_from_config(path: Path, name: str | None = None) -> ModelSpec:
     label = name or (path.parent.name if path.name == "config.json" else path.stem)
     try:
         arch = convert(raw)
-        return ModelSpec.model_validate(arch | {
+        model = ModelSpec.model_validate(arch | {
             "name": label,
             "hf_id": f"local/{label}",
             "family": str(_text(raw).get("model_type") or "unknown"),
@@ -476,3 +551,39 @@ def _model_from_config(path: Path, name: str | None = None) -> ModelSpec:
         first = str(e).strip().splitlines()
         raise InputFileError(f"cannot build a model from it: {' '.join(first[:3])}",
                              path=str(path)) from None
+    _check_size(model, path)
+    return model
+
+
+def _digits(n: int) -> str:
+    """`n` as 1.23e+19 (`float` overflows on the largest)."""
+    s = str(n)
+    return f"{s[0]}.{s[1:3] or '0'}e+{len(s) - 1:02d}"
+
+
+def _rough_params(model: ModelSpec) -> int:
+    """An estimate of the parameter count from the sizes alone, good to a small factor (the
+    exact count is `fleetplan.perf.params.param_count`, a later stage): embedding and LM head,
+    and per layer 4 h^2 of attention plus the dense FFN, or every routed and shared expert."""
+    h = model.hidden_size
+    per_layer = 4 * h * h + 3 * h * model.intermediate_size
+    if model.moe is not None:
+        m = model.moe
+        per_layer += 3 * h * m.expert_intermediate_size * (m.num_experts + m.num_shared_experts)
+    return 2 * model.vocab_size * h + model.num_layers * per_layer
+
+
+def _check_size(model: ModelSpec, path: Path) -> None:
+    """Refuse a model of more than `MAX_PARAMS` parameters, naming its sizes."""
+    n = _rough_params(model)
+    if n <= MAX_PARAMS:
+        return
+    sizes = {"num_hidden_layers": model.num_layers, "hidden_size": model.hidden_size,
+             "intermediate_size": model.intermediate_size, "vocab_size": model.vocab_size}
+    if model.moe is not None:
+        sizes |= {"experts": model.moe.num_experts,
+                  "moe_intermediate_size": model.moe.expert_intermediate_size}
+    raise InputFileError(
+        f"its sizes give {_digits(n)} parameters, over the sanity bound of "
+        f"{_digits(MAX_PARAMS)} (100 trillion): a size is likely mistyped ("
+        + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ")", path=str(path))
