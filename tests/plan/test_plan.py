@@ -153,3 +153,51 @@ def test_kv_precision_bf16_holds_half_the_sequences_and_says_so() -> None:
     assert wide.best.kv_cache.startswith("bf16") and base.best.kv_cache.startswith("fp8")
     with pytest.raises(UsageError, match="--kv-precision"):
         make_plan(m, [g], e, d, SLO, PlanFactors(), kv_precision=get_quant("int4-awq"))
+
+
+DEP70 = Deployment.build("llama-3.1-70b", "h200-sxm", "fp8", tp=4, efficiency=Efficiency())
+
+
+def test_every_target_of_a_metric_binds_not_only_the_highest_percentile() -> None:
+    """tpot_p50=25ms with a looser tpot_p99 kept only the p99 target (batch 509 at ~200 ms)."""
+    d = resolve_demand(None, 20.0, 2000, 300)
+    alone = operating_point(DEP70, d, parse_slo("tpot_p50=25ms"))
+    both = operating_point(DEP70, d, parse_slo("tpot_p50=25ms,tpot_p99=200ms"))
+    assert both.batch == alone.batch
+    m = RooflineStepModel(DEP70)
+    assert m.step_time_s(_mixed(both.batch, 2000, 300)) <= 0.025 < m.step_time_s(
+        _mixed(both.batch + 1, 2000, 300))
+
+
+@pytest.mark.parametrize("workload", ["chat", "code"])
+def test_a_stricter_tpot_percentile_never_allows_a_larger_batch(workload: str) -> None:
+    """The p99 lengths (long prompts, long answers) put less prefill per step than the p50 ones;
+    a p99 target now also holds at the lower percentiles' lengths."""
+    d = resolve_demand(workload, 50.0, None, None)
+    batches = [operating_point(DEP70, d, parse_slo(f"tpot_p{p}=50ms")).batch
+               for p in (50, 90, 95, 99)]
+    assert batches == sorted(batches, reverse=True)
+
+
+def test_e2e_target_binds_the_batch_and_its_floor_is_named() -> None:
+    d = resolve_demand(None, 5.0, 2000, 300)
+    m = RooflineStepModel(DEP70)
+    pt = operating_point(DEP70, d, parse_slo("e2e_p95=10s"))
+    assert pt.feasible and pt.limit == "e2e"
+
+    def e2e(b: int) -> float:  # hand formula: TTFT(b) + (osl - 1) x TPOT(b)
+        from fleetplan.plan.operating import _ttft
+        return _ttft(m, b, 2000) + 299 * m.step_time_s(_mixed(b, 2000, 300))
+
+    assert e2e(pt.batch) <= 10.0 < e2e(pt.batch + 1)
+    low = operating_point(DEP70, d, parse_slo("e2e_p95=1s"))  # 300 tokens cannot take 1 s
+    assert not low.feasible and low.reason.startswith("E2E floor") and "e2e_p95=1s" in low.reason
+
+
+def test_trtllm_refuses_prompts_beyond_max_num_tokens_without_chunking() -> None:
+    d = resolve_demand(None, 2.0, 16000, 200)
+    plan = make_plan(get_model("llama-3.1-8b"), [get_gpu("h100-sxm")], get_engine("trtllm"), d,
+                     SLO, PlanFactors(), check=False)
+    assert not any(c.feasible for c in plan.candidates)
+    assert all("exceeds trtllm's max_num_tokens 8,192 with chunked prefill off" in c.reason
+               for c in plan.candidates if not c.reason.startswith("does not fit"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from fleetplan.perf import Deployment, Efficiency
 from fleetplan.plan import parse_slo, resolve_demand
 from fleetplan.plan.demand import TokenStats
-from fleetplan.plan.verify import lognormal_lengths, verify, window_starts
+from fleetplan.plan.verify import _loads, lognormal_lengths, verify, window_starts
 
 DEP = Deployment.build("llama-3.1-8b", "h100-sxm", "bf16", tp=1, efficiency=Efficiency())
 SLO = parse_slo("ttft_p95=500ms,tpot_p95=40ms")
@@ -71,3 +72,28 @@ def test_trace_runs_replay_windows_across_the_trace() -> None:
     quiet, busy = v.replicas_needed[0], v.replicas_needed[2]
     assert quiet == 1 and busy > 1
     assert v.recommended_replicas > 1  # the busy stretch raises the recommendation
+
+
+def test_check_adds_the_request_overhead_the_plan_states() -> None:
+    """The simulator models engine time; every TTFT the plan states includes the request's
+    fixed overhead, so the check must too (it passed a target below the plan's own floor)."""
+    dep = Deployment.build("llama-3.1-8b", "h100-sxm", "bf16", tp=1,
+                           efficiency=Efficiency(request_overhead_s=0.5))
+    demand = resolve_demand(None, 2.0, 500, 100)
+    v = verify(dep, 4, demand, parse_slo("ttft_p50=400ms"), burst=1.0, runs=1, requests=100,
+               seed=0, max_extra_replicas=1)
+    got = v.at_planned[0]["targets"]["ttft_p50"]
+    assert got["achieved_s"] > 0.5 and not got["met"] and v.runs_unmet == 1
+
+
+def test_trace_windows_take_the_isl_osl_scaling_of_the_demand() -> None:
+    arrival = np.arange(400) * 0.5
+    table = pl.DataFrame({"arrival_s": arrival, "input_tokens": [1000, 3000] * 200,
+                          "output_tokens": [100] * 400})
+    trace = SimpleNamespace(table=table, block_tokens=None)
+    demand = resolve_demand(None, 2.0, 2000, 100)
+    loads, _ = _loads(replace(demand, input_tokens=demand.input_tokens.scaled_to_mean(4000),
+                              trace=trace), trace, 1.0, 1, 400, 0)
+    t = loads[0].table  # type: ignore[attr-defined]
+    assert t["input_tokens"].to_list()[:2] == [2000, 6000] and t["input_tokens"].mean() == 4000
+    assert t["output_tokens"].to_list()[0] == 100  # the output mean was kept

@@ -210,6 +210,9 @@ def _render_check(s7: dict[str, Any]) -> None:
     )
     for note in s7["notes"]:
         console.print(f"   [yellow]{escape(note)}[/]")
+    if s7.get("runs_unmet_at_any_size"):
+        console.print(f"   [red]the SLO was not met in {s7['runs_unmet_at_any_size']} of "
+                      f"{s7['runs']} simulated run(s) at any size tried[/]")
 
 
 _LEFT = {"gpu", "prec", "feasible / reason", "bottleneck"}

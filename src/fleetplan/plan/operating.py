@@ -3,10 +3,14 @@
 Steady state under continuous batching with mixed chunked prefill (vLLM V1): a replica holding
 B sequences in decode finishes B / osl requests per step, so each step also prefills, on average,
 B x isl / osl prompt tokens. One step of that mixed batch is the time between a request's output
-tokens, i.e. its TPOT. TPOT(B) and TTFT(B) grow with B; the operating point is the largest B with
+tokens, i.e. its TPOT. TPOT(B), TTFT(B) and E2E(B) grow with B; the operating point is the
+largest B that keeps every target of the SLO (each target on its own, several per metric too):
 
-  TPOT(B) <= TPOT target   (evaluated at the target percentile's context length),
-  TTFT(B) <= TTFT target   (the percentile prompt prefilled in chunks beside B decodes),
+  TPOT_p(B) <= target   the mixed step at the lengths of percentile p, and at those of every
+                        tabulated percentile below p (50, 90, 95, 99, max): a p99 TPOT is never
+                        below the p50 one, so a stricter percentile never allows a larger batch;
+  TTFT_p(B) <= target   the percentile-p prompt prefilled in chunks beside B decodes;
+  E2E_p(B)  <= target   TTFT_q(B) + (osl_q - 1) TPOT_q(B), the largest over q <= p;
   B x KV(isl + osl/2) <= KV pool,   B <= the engine's max_num_seqs.
 
 Throughput then is B / (osl x TPOT_mean(B)) requests per second. The bottleneck is whichever limit
@@ -95,28 +99,44 @@ def _bottleneck(model: RooflineStepModel, batch: StepBatch) -> tuple[str, str]:
     return res, f"{res} takes {share:.0%} of the {brk.total_s * 1e3:.1f} ms step"
 
 
+#: Percentiles `TokenStats` tabulates (99.9: its maximum).
+_PCTS = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
 @dataclass(frozen=True, slots=True)
 class _Lengths:
-    """Token lengths the limits are evaluated at: means for throughput, the SLO percentile's
-    lengths for the latency targets."""
+    """Token lengths the limits are evaluated at: means for throughput and KV, and for each SLO
+    target the (isl, osl) of its percentile and of every tabulated percentile below it."""
 
     isl_mean: float
     osl_mean: float
-    isl_tpot: float
-    osl_tpot: float
-    isl_ttft: float
+    shapes: dict[str, tuple[tuple[float, float], ...]]  # target key -> (isl, osl) shapes
 
     @classmethod
     def of(cls, demand: Demand, slo: SLOTargets) -> _Lengths:
-        tpot_t, ttft_t = slo.get("tpot"), slo.get("ttft")
-        p_tpot = tpot_t.percentile if tpot_t else None
-        return cls(
-            demand.input_tokens.mean,
-            demand.output_tokens.mean,
-            percentile_tokens(demand.input_tokens, p_tpot),
-            percentile_tokens(demand.output_tokens, p_tpot),
-            percentile_tokens(demand.input_tokens, ttft_t.percentile if ttft_t else None),
-        )
+        i, o = demand.input_tokens, demand.output_tokens
+
+        def upto(p: float) -> tuple[tuple[float, float], ...]:
+            qs = [q for q in _PCTS if q <= p] or [p]
+            return tuple(dict.fromkeys((percentile_tokens(i, q), percentile_tokens(o, q))
+                                       for q in qs))
+
+        return cls(i.mean, o.mean, {t.key: upto(t.percentile) for t in slo.targets})
+
+
+def _tpot_at(model: RooflineStepModel, b: int, shapes: tuple[tuple[float, float], ...]) -> float:
+    return max(model.step_time_s(_mixed(b, i, o)) for i, o in shapes)
+
+
+def _latency(model: RooflineStepModel, metric: str, b: int,
+             shapes: tuple[tuple[float, float], ...]) -> float:
+    """The latency of `metric` at decode batch `b` for a target with these length shapes."""
+    if metric == "tpot":
+        return _tpot_at(model, b, shapes)
+    if metric == "ttft":
+        return max(_ttft(model, b, i) for i, _ in shapes)
+    return max(_ttft(model, b, i) + max(o - 1.0, 0.0) * model.step_time_s(_mixed(b, i, o))
+               for i, o in shapes)
 
 
 def _largest(ok: Callable[[int], bool], max_b: int) -> int:
@@ -139,14 +159,14 @@ def _doesnt_fit(budget: MemoryBudget) -> OperatingPoint:
     )
 
 
-def _floor_reason(base: OperatingPoint, slo: SLOTargets) -> str:
-    tpot_t, ttft_t = slo.get("tpot"), slo.get("ttft")
-    if tpot_t and base.tpot_floor_s > tpot_t.seconds:
-        return (
-            f"TPOT floor {base.tpot_floor_s * 1e3:.1f} ms above target {tpot_t.seconds * 1e3:g} ms"
-        )
-    if ttft_t and base.ttft_floor_s > ttft_t.seconds:
-        return f"TTFT floor {base.ttft_floor_s:.3f} s above target {ttft_t.seconds:g} s"
+def _floor_reason(model: RooflineStepModel, lens: _Lengths, slo: SLOTargets) -> str:
+    """Why no batch keeps the SLO: a target below the latency of a batch of one."""
+    for t in slo.targets:
+        floor = _latency(model, t.metric, 1, lens.shapes[t.key])
+        if floor > t.seconds:
+            return (f"{t.metric.upper()} floor {floor * 1e3:.1f} ms above target {t}"
+                    if t.metric == "tpot" else
+                    f"{t.metric.upper()} floor {floor:.3f} s above target {t}")
     return ""
 
 
@@ -170,11 +190,22 @@ def _explain(
     if b == max_b:
         why = f"the engine's max_num_seqs ({max_b}) binds before latency or KV memory"
         return "max_num_seqs", "engine batch limit", why
-    tpot_t = slo.get("tpot")
-    over = model.step_time_s(_mixed(b + 1, lens.isl_tpot, lens.osl_tpot))
-    limit = "tpot" if tpot_t and over > tpot_t.seconds else "ttft"
+    binds = next((t for t in slo.targets
+                  if _latency(model, t.metric, b + 1, lens.shapes[t.key]) > t.seconds), None)
+    limit = binds.metric if binds else "ttft"
     res, detail = _bottleneck(model, _mixed(b, lens.isl_mean, lens.osl_mean))
-    return limit, res, f"{limit.upper()} target binds at batch {b + 1}; {detail}"
+    what = f"{binds} target" if binds else f"{limit.upper()} target"
+    return limit, res, f"{what} binds at batch {b + 1}; {detail}"
+
+
+def _reported_shapes(slo: SLOTargets, metric: str,
+                     lens: _Lengths) -> tuple[tuple[float, float], ...]:
+    """The shapes the reported TPOT / TTFT (and their floors) are taken at: those of the
+    metric's highest-percentile target, else the mean lengths."""
+    own = [t for t in slo.targets if t.metric == metric]
+    if not own:
+        return ((lens.isl_mean, lens.osl_mean),)
+    return lens.shapes[max(own, key=lambda t: t.percentile).key]
 
 
 def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> OperatingPoint:
@@ -184,7 +215,8 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
     if not budget.fits:
         return _doesnt_fit(budget)
     lens = _Lengths.of(demand, slo)
-    tpot_t, ttft_t = slo.get("tpot"), slo.get("ttft")
+    tpot_shapes = _reported_shapes(slo, "tpot", lens)
+    ttft_shapes = _reported_shapes(slo, "ttft", lens)
     per_seq = kv_bytes_for_sequence_per_gpu(dep, int(lens.isl_mean + lens.osl_mean / 2))
     kv_seqs = int(budget.kv_pool_bytes // per_seq) if per_seq > 0 else 10**9
     max_b = min(kv_seqs, int(dep.engine.max_num_seqs.value))
@@ -192,21 +224,19 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
         False,
         "",
         kv_capacity_seqs=kv_seqs,
-        tpot_floor_s=model.step_time_s(_mixed(1, lens.isl_tpot, lens.osl_tpot)),
-        ttft_floor_s=_ttft(model, 1, lens.isl_ttft),
+        tpot_floor_s=_tpot_at(model, 1, tpot_shapes),
+        ttft_floor_s=_latency(model, "ttft", 1, ttft_shapes),
     )
     if max_b < 1:
         ctx = lens.isl_mean + lens.osl_mean / 2
         return replace(base, reason=f"KV pool holds no sequence of {ctx:.0f} tokens")
-    reason = _floor_reason(base, slo)
+    reason = _floor_reason(model, lens, slo)
     if reason:
         return replace(base, reason=reason)
 
     def ok(b: int) -> bool:
-        tpot = model.step_time_s(_mixed(b, lens.isl_tpot, lens.osl_tpot))
-        if tpot_t and tpot > tpot_t.seconds:
-            return False
-        return not (ttft_t and _ttft(model, b, lens.isl_ttft) > ttft_t.seconds)
+        return all(_latency(model, t.metric, b, lens.shapes[t.key]) <= t.seconds
+                   for t in slo.targets)
 
     b = _largest(ok, max_b)
     mixed_mean = _mixed(b, lens.isl_mean, lens.osl_mean)
@@ -219,9 +249,9 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
         base,
         feasible=True,
         batch=b,
-        tpot_s=model.step_time_s(_mixed(b, lens.isl_tpot, lens.osl_tpot)),
+        tpot_s=_tpot_at(model, b, tpot_shapes),
         tpot_mean_s=tpot_mean,
-        ttft_s=_ttft(model, b, lens.isl_ttft),
+        ttft_s=_latency(model, "ttft", b, ttft_shapes),
         requests_per_s=b / (lens.osl_mean * tpot_mean),
         input_share=max(0.0, (tpot_mean - decode_only) / tpot_mean),
         limit=limit,

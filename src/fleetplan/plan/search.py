@@ -21,6 +21,7 @@ from fleetplan.perf.calibration import efficiency_for, model_class_of
 from fleetplan.plan.demand import Demand
 from fleetplan.plan.operating import OperatingPoint, latency_at_rate, operating_point
 from fleetplan.plan.slo import SLOTargets
+from fleetplan.sim.config import chunks_prompts_by_default
 
 __all__ = ["Candidate", "PlanFactors", "pareto", "search"]
 
@@ -140,6 +141,12 @@ def evaluate(dep: Deployment, demand: Demand, slo: SLOTargets, factors: PlanFact
     probs = dep.problems()
     if probs:
         return _cand(dep, feasible=False, reason="; ".join(probs))
+    budget = int(dep.engine.max_num_batched_tokens.value)
+    if not chunks_prompts_by_default(dep.engine.name) and demand.input_tokens.max > budget:
+        return _cand(dep, feasible=False, reason=(
+            f"a prompt of {demand.input_tokens.max:,.0f} tokens exceeds {dep.engine.name}'s "
+            f"max_num_tokens {budget:,} with chunked prefill off (its server's default): "
+            "enable chunked prefill or raise max_num_tokens"))
     pt = operating_point(dep, demand, slo)
     if not pt.feasible:
         return _cand(dep, feasible=False, reason=pt.reason, point=pt)

@@ -27,6 +27,13 @@ GIB = 2**30
 #: transformers' continuous batching: FIFO admission under a token budget with chunked prefill
 #: into a paged cache, evicting to recompute when it fills (transformers v5.17.0 docs,
 #: continuous_batching_architecture), which is vLLM V1's policy)
+def chunks_prompts_by_default(engine: str) -> bool:
+    """Whether the engine's server splits a prompt over steps as it ships: every engine but
+    TensorRT-LLM, whose trtllm-serve runs with enable_chunked_prefill=False (ENGINES.md,
+    serve.py) and so refuses a prompt longer than max_num_tokens."""
+    return ENGINE_POLICY.get(engine, engine) != "trtllm"
+
+
 ENGINE_POLICY = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "tgi": "tgi",
                  "llamacpp": "llamacpp", "transformers": "vllm"}
 
@@ -161,8 +168,7 @@ class ReplicaConfig:
             gpus=dep.gpus,
             name=name,
             engine=policy,
-            # TensorRT-LLM serves with enable_chunked_prefill=False (ENGINES.md, serve.py).
-            chunked_prefill=policy != "trtllm",
+            chunked_prefill=chunks_prompts_by_default(eng.name),
             kv_bytes_per_token=kv_bytes_per_token(dep.model, dep.kv_bytes_per_element),
             link_bytes_per_s=dep.gpus * dep.gpu.interconnect.bytes_per_s.value,
         )
