@@ -81,6 +81,17 @@ class Candidate:
     def bottleneck(self) -> str:
         return self.point.bottleneck if self.point and self.feasible else ""
 
+    @property
+    def efficiency_kind(self) -> str:
+        """Where the candidate's efficiencies come from, in one word: `fitted` (its own group
+        of the calibration), `composed` (the fit's factors of its GPU, engine and precision,
+        as a held-out group is predicted) or `defaults` (nothing measured: uncalibrated, and
+        not comparable with the others; docs/FIDELITY.md gives the defaults' error)."""
+        src = self.efficiency_source
+        if src.startswith("defaults"):
+            return "defaults"
+        return "composed" if "composed from" in src else "fitted"
+
     def to_dict(self) -> dict[str, object]:
         p = self.point
         return {
@@ -109,6 +120,7 @@ class Candidate:
             "ttft_floor_s": fin(p.ttft_floor_s) if p else None,
             "sizing": self.sizing,
             "efficiency_source": self.efficiency_source,
+            "efficiency_kind": self.efficiency_kind,
             "quality_cost": self.quality_cost,
             "kv_cache": self.kv_cache,
         }
