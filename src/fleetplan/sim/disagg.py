@@ -71,12 +71,12 @@ class DisaggLoop:
         pool = self.pool_p
         self._enter(req, pool[self.route_p(req, pool)], req.arrival_s)
 
-    def _prefilled(self, r: Request, i: int, t: float, on_done: ClientQueue | None) -> None:
+    def _prefilled(self, r: Request, i: int, t: float, sends: ClientQueue | None) -> None:
         out = int(self.rec.output_tokens[r.idx])
         if out <= 1:
             self.rec.finish(r, i, t)
-            if on_done is not None:
-                on_done.append(t)
+            if sends is not None:
+                sends.append(t)
             return
         t_kv = t + r.prompt * self.per_token_s[i]
         r.output = out
@@ -84,37 +84,47 @@ class DisaggLoop:
         r.first_token_s = t_kv
         heapq.heappush(self.hand, (t_kv, r.idx, r))
 
-    def drain(self, until: float, on_done: ClientQueue | None,
-              inclusive: bool = False) -> None:
-        """Process replica events and hand-offs before `until` (also at it when `inclusive`)
-        in time order; a hand-off goes before a replica event of the same instant."""
+    def drain(self, until: float, sends: ClientQueue | None = None) -> None:
+        """Process replica events and hand-offs before `until` in time order; a hand-off goes
+        before a replica event of the same instant. With a closed loop's `sends`, stop also at
+        the earliest pending send, which completions processed here may bring forward (as
+        `fleet._drain_to_send`: a send joins before the events of its instant, unless a
+        completion processed here made it at that instant)."""
         heap, hand, reps, rec = self.heap, self.hand, self.reps, self.rec
         pop, push, n_p = heapq.heappop, heapq.heappush, self.n_prefill
+        q = sends.heap if sends is not None else None
+        t_last = -INF
         while True:
             te = heap[0][0] if heap else INF
             th = hand[0][0] if hand else INF
             t = th if th <= te else te
-            if not (t < until or (inclusive and t == until)) or t == INF:
+            if not t < until:
                 return
+            if q:
+                ts = q[0][0]
+                if t > ts or (t == ts and t != t_last):
+                    return
             if th <= te:
                 _, _, r = pop(hand)
                 pool = self.pool_d
                 self._enter(r, pool[self.route_d(r, pool)], th)
+                t_last = th
                 continue
             _, i, ver = pop(heap)
             rep = reps[i]
             if ver != rep.version:
                 continue
+            t_last = t
             rep.finish()
             done = rep.done
             if done:
                 for r in done:
                     if i < n_p:
-                        self._prefilled(r, i, t, on_done)
+                        self._prefilled(r, i, t, sends)
                     else:
                         rec.finish(r, i, t)
-                        if on_done is not None:
-                            on_done.append(t)
+                        if sends is not None:
+                            sends.append(t)
                 done.clear()
             end = rep.start(t)
             if end != INF:
@@ -128,27 +138,21 @@ class DisaggLoop:
         osl = [max(x, 1) for x in arr.output_tokens.tolist()]
         hashes = arr.hash_ids
         for j, ta in enumerate(times):
-            self.drain(ta, None)
+            self.drain(ta)
             keys = None
             if caching and hashes is not None and hashes[j]:
                 keys = block_keys(hashes[j], arr.block_tokens, bs, isl[j])
             self.arrive(Request(j, ta, isl[j], osl[j], keys))
-        self.drain(INF, None)
+        self.drain(INF)
 
     def run_closed(self, load: ClosedLoop, rng: np.random.Generator) -> None:
         """Each of `concurrency` clients sends its next request when its last one finishes
-        (plus its think time)."""
+        (plus its think time); the requests arrive in global send-time order."""
         isls, osls = load.lengths(rng)
         pending = ClientQueue(min(load.concurrency, load.total), load.think_s, rng)
-        sent = 0
-        while sent < load.total:
-            while not pending:
-                nxt = min(self.heap[0][0] if self.heap else INF,
-                          self.hand[0][0] if self.hand else INF)
-                if nxt == INF:  # pragma: no cover - a request in flight always has an event
-                    raise RuntimeError("closed loop stalled")
-                self.drain(nxt, pending, inclusive=True)
-            self.drain(pending[0], pending)
-            self.arrive(Request(sent, pending.popleft(), int(isls[sent]), int(osls[sent])))
-            sent += 1
-        self.drain(INF, None)
+        for j in range(load.total):
+            self.drain(INF, pending)
+            if not pending:  # pragma: no cover - a request in flight always has an event
+                raise RuntimeError("closed loop stalled")
+            self.arrive(Request(j, pending.popleft(), int(isls[j]), int(osls[j])))
+        self.drain(INF)

@@ -3,8 +3,10 @@
 Like simpy's core, the loop is a heap of (time, replica, version) entries: each replica has at
 most one live entry, the end of its step or decode run in flight (a stale entry is skipped when
 its time no longer matches). Arrivals come from a sorted array (open loop) or from completions
-(closed loop). At an arrival the replicas' events up to that time are processed first, then the
-router picks a replica from their state, and only that replica's decode run is cut short.
+(closed loop: a heap of the clients' send times, which a completion can bring forward, so the
+loop never processes a replica event past the earliest pending send). At an arrival the
+replicas' events up to that time are processed first, then the router picks a replica from
+their state, and only that replica's decode run is cut short.
 """
 
 from __future__ import annotations
@@ -150,12 +152,12 @@ def _push(heap: list[tuple[float, int, int]], rep: Replica, t: float) -> None:
 
 
 def _drain(reps: list[Replica], heap: list[tuple[float, int, int]], until: float,
-           rec: Records, on_done: ClientQueue | None, inclusive: bool = False) -> None:
-    """Process replica events before `until` (also at `until` when `inclusive`): arrivals at
-    the same instant all join the queue before the step that admits them is scheduled.
-    Ties between replicas go to the lower index."""
+           rec: Records) -> None:
+    """Process replica events before `until`: arrivals at the same instant all join the queue
+    before the step that admits them is scheduled. Ties between replicas go to the lower
+    index."""
     pop, push, inf = heapq.heappop, heapq.heappush, math.inf
-    while heap and (heap[0][0] < until or (inclusive and heap[0][0] == until)):
+    while heap and heap[0][0] < until:
         t, i, ver = pop(heap)
         rep = reps[i]
         if ver != rep.version:
@@ -165,8 +167,6 @@ def _drain(reps: list[Replica], heap: list[tuple[float, int, int]], until: float
         if done:
             for r in done:
                 rec.finish(r, i, t)
-                if on_done is not None:
-                    on_done.append(t)
             done.clear()
         end = rep.start(t)
         if end != inf:
@@ -199,7 +199,7 @@ def _loop_open(fleet: FleetConfig, reps: list[Replica], arr: Arrivals, rec: Reco
     hashes = arr.hash_ids
     for j in range(len(times)):
         ta = times[j]
-        _drain(reps, heap, ta, rec, None)
+        _drain(reps, heap, ta, rec)
         keys = None
         if caching:
             assert hashes is not None
@@ -209,27 +209,58 @@ def _loop_open(fleet: FleetConfig, reps: list[Replica], arr: Arrivals, rec: Reco
         req = Request(j, ta, isl[j], osl[j], keys)
         rec.arrive(req)
         _admit(req, reps, route, heap)
-    _drain(reps, heap, math.inf, rec, None)
+    _drain(reps, heap, math.inf, rec)
+
+
+def _drain_to_send(reps: list[Replica], heap: list[tuple[float, int, int]], rec: Records,
+                   sends: ClientQueue) -> None:
+    """Process replica events in time order up to the earliest pending send, which a completion
+    processed here may bring forward (its response time + think time): no replica ever runs
+    past a send time before that request has been routed, so a decode run in flight at it is
+    cut there (`_admit`). A send joins before replica events of its instant, as an open-loop
+    arrival does, except one made at that very instant by a completion processed here (no think
+    time): the response leaves when the step ends, so every replica event of the instant goes
+    first and the clients answered together send together."""
+    pop, push, inf = heapq.heappop, heapq.heappush, math.inf
+    q = sends.heap
+    t_last = -inf
+    while heap:
+        t = heap[0][0]
+        if q:
+            ts = q[0][0]
+            if t > ts or (t == ts and t != t_last):
+                return
+        t, i, ver = pop(heap)
+        rep = reps[i]
+        if ver != rep.version:
+            continue
+        t_last = t
+        rep.finish()
+        done = rep.done
+        if done:
+            for r in done:
+                rec.finish(r, i, t)
+                sends.append(t)
+            done.clear()
+        end = rep.start(t)
+        if end != inf:
+            rep.version = ver = ver + 1
+            push(heap, (end, i, ver))
+    if not q:  # pragma: no cover - a request in flight always has an event
+        raise RuntimeError("closed loop stalled")
 
 
 def _loop_closed(fleet: FleetConfig, reps: list[Replica], load: ClosedLoop, rec: Records,
                  rng: np.random.Generator) -> None:
     """Each of `concurrency` clients sends its next request when its last one finishes (plus
-    its think time)."""
+    its think time); the requests are routed in global send-time order (`_drain_to_send`)."""
     route = make_router(fleet.router).route
     heap: list[tuple[float, int, int]] = []
     isls, osls = load.lengths(rng)
     pending = ClientQueue(min(load.concurrency, load.total), load.think_s, rng)
-    sent = 0
-    while sent < load.total:
-        while not pending:  # every client waits for a response: run to the next completion
-            if not heap:  # pragma: no cover - a request in flight always has an event
-                raise RuntimeError("closed loop stalled")
-            _drain(reps, heap, heap[0][0], rec, pending, inclusive=True)
-        _drain(reps, heap, pending[0], rec, pending)
-        ta = pending.popleft()
-        req = Request(sent, ta, int(isls[sent]), int(osls[sent]))
-        sent += 1
+    for j in range(load.total):
+        _drain_to_send(reps, heap, rec, pending)
+        req = Request(j, pending.popleft(), int(isls[j]), int(osls[j]))
         rec.arrive(req)
         _admit(req, reps, route, heap)
-    _drain(reps, heap, math.inf, rec, None)
+    _drain(reps, heap, math.inf, rec)

@@ -216,7 +216,8 @@ class ClientQueue:
     `think_s`, drawn from `rng`; none when 0, where this is a plain FIFO of response times)."""
 
     def __init__(self, clients: int, think_s: float, rng: np.random.Generator) -> None:
-        self._heap: list[tuple[float, int]] = [(0.0, i) for i in range(clients)]
+        # (send time, order made): read-only outside; the event loops peek at heap[0][0]
+        self.heap: list[tuple[float, int]] = [(0.0, i) for i in range(clients)]
         self._n = clients
         self._think = think_s
         self._rng = rng
@@ -224,19 +225,19 @@ class ClientQueue:
     def append(self, t: float) -> None:
         if self._think > 0.0:
             t += float(self._rng.exponential(self._think))
-        heapq.heappush(self._heap, (t, self._n))
+        heapq.heappush(self.heap, (t, self._n))
         self._n += 1
 
     def __bool__(self) -> bool:
-        return bool(self._heap)
+        return bool(self.heap)
 
     def __getitem__(self, i: int) -> float:
         if i != 0:
             raise IndexError("only the earliest send time is available")
-        return self._heap[0][0]
+        return self.heap[0][0]
 
     def popleft(self) -> float:
-        return heapq.heappop(self._heap)[0]
+        return heapq.heappop(self.heap)[0]
 
 
 def block_keys(
