@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
 ARGS = ["simulate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--tp", "4",
         "--replicas", "2", "--concurrency", "8", "--isl", "512", "--osl", "64",
@@ -213,3 +214,45 @@ def test_simulate_refuses_a_file_that_is_no_duckdb_database_before_simulating(
             "--isl", "10", "--osl", "10", "--out", str(junk))
     assert r.code == 2 and "cannot be written as a DuckDB database" in r.err
     assert junk.read_text() == "junk\n"  # left as it was
+
+
+def test_gauges_are_time_averages_little_law() -> None:
+    """The running / waiting / KV gauges are exact time averages, so Little's law holds:
+    mean waiting = sum of queue times / duration, mean running = sum of (e2e - queue) /
+    duration (the means of samples taken at step ends over-counted the queue ~26x: the steps
+    bunch at arrivals)."""
+    from fleetplan.sim import FleetConfig, PoissonLoad, simulate
+
+    fleet = FleetConfig.build("llama-3.1-8b", "h100-sxm", replicas=1)
+    res = simulate(fleet, PoissonLoad(6.0, 600, 1024, 128), seed=1)
+    r = res.requests
+    t_end = float(r["finish_s"].max())  # arrivals start after 0: the run is [0, last finish]
+    waiting = float(r["queue_s"].sum()) / t_end
+    running = float((r["e2e_s"] - r["queue_s"]).sum()) / t_end
+    (g_run, g_wait, g_kv), = res.gauges
+    assert g_wait == pytest.approx(waiting, rel=1e-6)
+    assert g_run == pytest.approx(running, rel=1e-6)
+    assert 0.0 < g_kv < 1.0 and res.summary()["kv_cache_usage_mean"] == g_kv
+    assert res.summary()["waiting_max"] >= int(res.timeseries["waiting"].max())  # exact
+    gauge = next(ln for ln in res.prometheus("m").splitlines()
+                 if ln.startswith("vllm:num_requests_running{"))
+    assert float(gauge.rsplit(" ", 1)[1]) == pytest.approx(running, rel=1e-6)
+
+
+def test_counter_families_are_named_with_total() -> None:
+    """prometheus_client writes `# TYPE x_total counter` for a counter whose samples are
+    `x_total`; a family declared as `x` held no samples for a parser."""
+    from fleetplan.sim import ClosedLoop, FleetConfig, simulate
+    from tests.sim.toy import toy_replica
+
+    text = simulate(FleetConfig.homogeneous(toy_replica(), 1),
+                    ClosedLoop(concurrency=2, isl=64, osl=8, requests=4)).prometheus("toy")
+    typed = {ln.split()[2]: ln.split()[3] for ln in text.splitlines()
+             if ln.startswith("# TYPE")}
+    samples = {ln.split("{")[0] for ln in text.splitlines() if ln and not ln.startswith("#")}
+    for fam, kind in typed.items():
+        if kind == "counter":
+            assert fam.endswith("_total") and fam in samples
+        elif kind == "gauge":
+            assert fam in samples
+    assert typed["vllm:num_preemptions_total"] == "counter"

@@ -91,5 +91,7 @@ def test_trace_requests_beyond_context_are_rejected_and_counted() -> None:
     res = simulate(fleet, TraceLoad(table))
     assert res.rejected == 1 and res.requests.height == 2
     assert res.summary()["requests_rejected"] == 1
+    # a refused request met no target: attainment is over the 3 sent (was over the 2 served)
+    assert res.slo_attainment(SLO(e2e_s=1e9)) == pytest.approx(2 / 3)
     with pytest.raises(UsageError, match="beyond the model's context of 1000"):
         simulate(fleet, TraceLoad(table, too_long="error"))

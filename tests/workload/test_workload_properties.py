@@ -118,6 +118,21 @@ def test_daily_and_weekly_profile() -> None:
     assert characterize(load_short()).profile is None
 
 
+def test_hour_of_day_of_a_trace_starting_mid_second() -> None:
+    """Rates are binned at one second from the trace's start; a bin belongs to the hour of its
+    midpoint. A trace starting at 00:59:59.8 UTC whose requests come at 01:00:00.3 (and a day
+    later): its first bin, [00:59:59.8, 01:00:00.8), is hour 1's (it was labelled by the
+    start's whole second, 00:59:59, and all of it counted for hour 0)."""
+    start = 1704067200.0 + 3599.8  # 2024-01-01 00:59:59.8 UTC
+    t = np.concatenate([[0.0], np.full(50, 0.5), [86400.5]])
+    table = pl.DataFrame({"arrival_s": t, "input_tokens": np.ones(t.size, np.int64),
+                          "output_tokens": np.ones(t.size, np.int64)})
+    c = characterize(Workload(table, "test", "synthetic", start_epoch_s=start))
+    assert c.profile is not None
+    hours = c.profile["hour_of_day_rate_per_s"]
+    assert hours[1] == pytest.approx(52 / 3601) and hours[0] == 0.0
+
+
 def load_short() -> Workload:
     table = pl.DataFrame({"arrival_s": [0.0, 10.0], "input_tokens": [1, 2],
                           "output_tokens": [1, 2]})

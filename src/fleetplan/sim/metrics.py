@@ -97,7 +97,8 @@ def _stat(x: np.ndarray, f: Callable[[np.ndarray], Any]) -> float:
 @dataclass(frozen=True)
 class SimResult:
     """Outcome of `simulate`: `.requests` (one row per request), `.timeseries` (sampled per
-    replica), and fleet counters."""
+    replica at step ends, at least `sample_interval_s` apart: for plots, not for means, as
+    samples at events bunch at arrivals), `.gauges` (exact time averages), fleet counters."""
 
     requests: pl.DataFrame
     timeseries: pl.DataFrame
@@ -109,12 +110,16 @@ class SimResult:
     steps: int
     wall_s: float
     rejected: int = 0  # trace requests refused as too long (not in `requests`)
+    waiting_peak: int = 0  # most requests waiting at once on one replica (exact, not sampled)
+    # per replica: time averages of (running, waiting, KV usage) over the run (Replica.gauge_means)
+    gauges: tuple[tuple[float, float, float], ...] = ()
 
     @classmethod
     def build(
         cls, fleet: FleetConfig | DisaggFleetConfig, reps: list[Replica], rec: Records, *,
         wall_s: float, rejected: int = 0,
     ) -> SimResult:
+        end = max((r.int_t for r in reps), default=0.0)  # the run's last event
         out = rec.output_tokens.astype(np.float64)
         ttft = rec.first_token_s - rec.arrival_s
         e2e = rec.finish_s - rec.arrival_s
@@ -155,6 +160,8 @@ class SimResult:
             steps=sum(r.steps for r in reps),
             wall_s=wall_s,
             rejected=rejected,
+            waiting_peak=max((r.waiting_peak for r in reps), default=0),
+            gauges=tuple(r.gauge_means(end) for r in reps),
         )
 
     # ---- figures -----------------------------------------------------------------------------
@@ -182,8 +189,9 @@ class SimResult:
         return self.prefix_hit_tokens / q if q else 0.0
 
     def slo_attainment(self, slo: SLO) -> float:
-        """Fraction of requests meeting every target given (a TPOT target ignores 1-token
-        outputs, which have no TPOT)."""
+        """Fraction of the requests sent that met every target given: a request refused as
+        too long (`rejected`) met none; a TPOT target ignores 1-token outputs, which have no
+        TPOT."""
         ok = np.isfinite(self._col("e2e_s"))
         if slo.ttft_s is not None:
             ok &= self._col("ttft_s") <= slo.ttft_s
@@ -192,7 +200,8 @@ class SimResult:
             ok &= ~(tpot > slo.tpot_s)
         if slo.e2e_s is not None:
             ok &= self._col("e2e_s") <= slo.e2e_s
-        return float(ok.mean()) if ok.size else 0.0
+        sent = ok.size + self.rejected
+        return float(ok.sum()) / sent if sent else 0.0
 
     def summary(self, slo: SLO | None = None) -> dict[str, Any]:
         """The JSON summary: latency percentiles, throughput, SLO attainment, cache figures."""
@@ -223,9 +232,10 @@ class SimResult:
             "preemptions": self.preemptions,
             "replicas": self.replicas,
             "gpus": self.gpus,
-            "kv_cache_usage_mean": _stat(ts["kv_cache_usage"].to_numpy(), np.mean),
+            "kv_cache_usage_mean": (float(np.mean([g[2] for g in self.gauges]))
+                                    if self.gauges else 0.0),  # time average, over replicas
             "kv_cache_usage_max": _stat(ts["kv_cache_usage"].to_numpy(), np.max),
-            "waiting_max": int(_stat(ts["waiting"].to_numpy(), np.max)),
+            "waiting_max": self.waiting_peak,
             "sim_steps": self.steps,
             "sim_wall_s": self.wall_s,
         }

@@ -3,9 +3,9 @@
 Names and bucket bounds follow `vllm/v1/metrics/loggers.py` (`PrometheusStatLogger`), labels
 `model_name` and `engine` (here: the replica index), so that simulated and live scrapes can be put
 side by side. Gauges (`num_requests_running`, `num_requests_waiting`, `kv_cache_usage_perc`) are
-instantaneous in vLLM; here they are the mean of the sampled time series over the run, which is
-what a dashboard's average over the same window shows. `vllm:request_time_per_output_token_seconds`
-is the per-request TPOT of the benchmark definition.
+instantaneous in vLLM; here they are each replica's exact time average over the run
+(`SimResult.gauges`), which is what a dashboard's average over the same window shows.
+`vllm:request_time_per_output_token_seconds` is the per-request TPOT of the benchmark definition.
 """
 
 from __future__ import annotations
@@ -48,36 +48,35 @@ def _histogram(lines: list[str], name: str, help_: str, labels: list[str],
 
 def _scalar(lines: list[str], name: str, kind: str, help_: str, labels: list[str],
             values: list[float]) -> None:
-    lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
-    suffix = "_total" if kind == "counter" else ""
+    # a counter's family is named with its `_total` suffix, as prometheus_client writes it
+    # (`generate_latest`, the text format vLLM's /metrics serves)
+    fam = f"{name}_total" if kind == "counter" else name
+    lines += [f"# HELP {fam} {help_}", f"# TYPE {fam} {kind}"]
     for lab, v in zip(labels, values, strict=True):
-        lines.append(f"{name}{suffix}{{{lab}}} {_fmt(v)}")
+        lines.append(f"{fam}{{{lab}}} {_fmt(v)}")
 
 
 def exposition(res: SimResult, model_name: str) -> str:
     """Prometheus text format, one series per replica."""
-    reqs, ts = res.requests, res.timeseries
+    reqs = res.requests
     n = res.replicas
     labels = [f'engine="{i}",model_name="{model_name}"' for i in range(n)]
     per = [reqs.filter(pl.col("replica") == i) for i in range(n)]
-    tsr = [ts.filter(pl.col("replica") == i) for i in range(n)]
     lines: list[str] = []
 
     def col(frames: list[pl.DataFrame], c: str) -> list[np.ndarray]:
         return [f[c].to_numpy().astype(np.float64) for f in frames]
 
-    def mean(frames: list[pl.DataFrame], c: str) -> list[float]:
-        return [float(f[c].mean() or 0.0) if f.height else 0.0 for f in frames]  # type: ignore[arg-type]
-
+    g = list(res.gauges) or [(0.0, 0.0, 0.0)] * n  # time averages per replica
     _scalar(lines, "vllm:num_requests_running", "gauge",
-            "Number of requests in model execution batches (mean over the run).", labels,
-            mean(tsr, "running"))
+            "Number of requests in model execution batches (time average over the run).",
+            labels, [x[0] for x in g])
     _scalar(lines, "vllm:num_requests_waiting", "gauge",
-            "Number of requests waiting to be processed (mean over the run).", labels,
-            mean(tsr, "waiting"))
+            "Number of requests waiting to be processed (time average over the run).", labels,
+            [x[1] for x in g])
     _scalar(lines, "vllm:kv_cache_usage_perc", "gauge",
-            "KV-cache usage. 1 means 100 percent usage (mean over the run).", labels,
-            mean(tsr, "kv_cache_usage"))
+            "KV-cache usage. 1 means 100 percent usage (time average over the run).", labels,
+            [x[2] for x in g])
     pre = [float(f["preemptions"].sum()) for f in per]
     _scalar(lines, "vllm:num_preemptions", "counter", "Cumulative number of preemption from the "
             "engine.", labels, pre)

@@ -115,6 +115,9 @@ class Replica:
         self.steps = 0
         self.sample_interval_s = sample_interval_s
         self.next_sample_s = 0.0
+        self.int_t = 0.0  # time integrals of the state up to int_t (gauge_means)
+        self.int_running = self.int_waiting = self.int_kv = 0.0
+        self.waiting_peak = 0  # most requests waiting at once (after any arrival)
         self.ts_t = array("d")
         self.ts_kv = array("d")
         self.ts_running = array("l")
@@ -132,10 +135,15 @@ class Replica:
     def add(self, req: Request, at_s: float | None = None) -> None:
         """Route `req` here at `at_s` (default: its arrival; a disaggregated decode worker
         receives it at its hand-off)."""
+        t = req.arrival_s if at_s is None else at_s
+        self._integrate(t)
         if self.recv_interval > 1 and not self.idle:  # seen at the scheduler's next poll
-            self.inbox.append((req.arrival_s if at_s is None else at_s, req))
+            self.inbox.append((t, req))
         else:
             self.waiting.append(req)
+        n = len(self.waiting) + len(self.inbox)
+        if n > self.waiting_peak:  # noqa: PLR1730 - hot path
+            self.waiting_peak = n
 
     def _poll(self) -> None:
         """The receive skipper's poll: requests routed here join the waiting queue."""
@@ -155,6 +163,9 @@ class Replica:
             self.waiting.appendleft(victim)
         else:
             self.waiting.append(victim)
+        n = len(self.waiting) + len(self.inbox)
+        if n > self.waiting_peak:  # noqa: PLR1730
+            self.waiting_peak = n
 
     def wake(self, now_s: float) -> None:
         """An idle replica got work: an empty step ending at `now_s` makes the event loop call
@@ -262,6 +273,7 @@ class Replica:
         every running request now decodes (`all_decoding`, with their context and the fewest
         tokens left, `agg_ctx` and `agg_left`)."""
         t = self.end_s
+        self._integrate(t)
         k = self.run_steps
         if not k and not self.batch_reqs:  # a wake-up, not a step
             return
@@ -364,6 +376,27 @@ class Replica:
             else:
                 keep.append(r)
         self.running = keep
+
+    def _integrate(self, t: float) -> None:
+        """Add the state that held since the last event (running, waiting, KV blocks used) times
+        its duration to the time integrals the gauges' means come from; called before an event
+        at `t` changes the state. A decode run's KV is counted at its value when the run began
+        (its blocks are taken at its end)."""
+        dt = t - self.int_t
+        if dt > 0.0:
+            self.int_running += len(self.running) * dt
+            self.int_waiting += (len(self.waiting) + len(self.inbox)) * dt
+            self.int_kv += self.kv.used * dt
+            self.int_t = t
+
+    def gauge_means(self, until_s: float) -> tuple[float, float, float]:
+        """Time averages over [0, until_s] of (running, waiting, KV usage); the state after the
+        last event holds to `until_s`."""
+        self._integrate(until_s)
+        if until_s <= 0.0:
+            return 0.0, 0.0, 0.0
+        return (self.int_running / until_s, self.int_waiting / until_s,
+                self.int_kv / self.kv.num_blocks / until_s)
 
     def _sample(self, t: float) -> None:
         self.ts_t.append(t)

@@ -256,8 +256,9 @@ def daily_profile(counts_1s: np.ndarray, span_s: float, start_epoch_s: float | N
     """
     if span_s < 86400:
         return None
-    offset = int(start_epoch_s) if start_epoch_s is not None else 0
-    sec = np.arange(len(counts_1s)) + offset
+    sec = np.arange(len(counts_1s), dtype=np.int64)
+    if start_epoch_s is not None:  # bin k covers [start + k, start + k + 1): its midpoint's second
+        sec = np.floor(sec + (start_epoch_s + 0.5)).astype(np.int64)
     hour_counts = np.bincount((sec // 3600) % 24, weights=counts_1s, minlength=24)
     hour_seconds = np.bincount((sec // 3600) % 24, minlength=24)
     out: dict[str, object] = {
