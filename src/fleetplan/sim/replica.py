@@ -273,7 +273,12 @@ class Replica:
         every running request now decodes (`all_decoding`, with their context and the fewest
         tokens left, `agg_ctx` and `agg_left`)."""
         t = self.end_s
-        self._integrate(t)
+        dt = t - self.int_t
+        if dt > 0.0:  # self._integrate(t), inlined for the hot path
+            self.int_running += len(self.running) * dt
+            self.int_waiting += (len(self.waiting) + len(self.inbox)) * dt
+            self.int_kv += self.kv.used * dt
+            self.int_t = t
         k = self.run_steps
         if not k and not self.batch_reqs:  # a wake-up, not a step
             return
