@@ -102,6 +102,10 @@ QWEN35 = "Qwen--Qwen3.5-27B_config.json"
         (QWEN_MOE, {"mlp_only_layers": 5}, "mlp_only_layers", "must list layer indices"),
         (QWEN_MOE, {"mlp_only_layers": [0, 99]}, "mlp_only_layers", "must list layer indices"),
         (NEMOTRON, {"mamba_num_heads": "many"}, "mamba_num_heads", "must be a whole number"),
+        # were read as 2 bytes per element, silently
+        (NEMOTRON, {"mamba_ssm_cache_dtype": "int3"}, "mamba_ssm_cache_dtype",
+         'unknown state dtype "int3"; accepted: float32, bfloat16, float16'),
+        (QWEN35, {"mamba_ssm_dtype": 5}, "mamba_ssm_dtype", "unknown state dtype 5"),
         # was "field 'X': missing 'X'"
         (NEMOTRON, {"hybrid_override_pattern": "MXM*"}, "hybrid_override_pattern",
          "unknown layer letter 'X' (layer 1); allowed: M (Mamba-2), E (MoE), * (attention), "

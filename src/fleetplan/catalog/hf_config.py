@@ -42,6 +42,17 @@ __all__ = ["MAX_PARAMS", "config_path", "convert", "model_from_config"]
 MAX_PARAMS = 100 * 10**12
 
 _SSM_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def _ssm_bytes(c: dict[str, Any], key: str) -> int:
+    """Bytes per element of the recurrent state `c[key]` names (absent or null: bfloat16)."""
+    v = c.get(key)
+    if v is None:
+        return 2
+    if not isinstance(v, str) or v not in _SSM_BYTES:
+        raise ConfigValueError(key, f"unknown state dtype {json.dumps(v)[:40]}; accepted: "
+                               f"{', '.join(_SSM_BYTES)}")
+    return _SSM_BYTES[v]
 _LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "linear_attention",
                           "chunked_attention"})
 
@@ -253,7 +264,7 @@ def _mamba2(c: dict[str, Any], h: int, layers: int) -> dict[str, Any]:
     params = (h * (d_inner + conv_dim + H) + ((d_inner + conv_dim + H) if bias else 0)
               + conv_dim * k + (conv_dim if c.get("use_conv_bias") else 0) + 3 * H + d_inner
               + d_inner * h + (h if bias else 0))
-    ssm = _SSM_BYTES.get(str(c.get("mamba_ssm_cache_dtype", "bfloat16")), 2)
+    ssm = _ssm_bytes(c, "mamba_ssm_cache_dtype")
     state = (k - 1) * conv_dim * 2 + H * p * N * ssm
     return {"linear_layers": layers, "linear_state_bytes_per_layer": state,
             "linear_params_per_layer": params}
@@ -372,7 +383,7 @@ def _linear(c: dict[str, Any], h: int, linear: int) -> dict[str, Any]:
     n_k, n_v = _int(c, "linear_num_key_heads"), _int(c, "linear_num_value_heads")
     d_k, d_v = _int(c, "linear_key_head_dim"), _int(c, "linear_value_head_dim")
     k = _int(c, "linear_conv_kernel_dim")
-    ssm = _SSM_BYTES.get(str(c.get("mamba_ssm_dtype", "bfloat16")), 2)
+    ssm = _ssm_bytes(c, "mamba_ssm_dtype")
     state = gated_deltanet_state_bytes(n_k, n_v, d_k, d_v, k, 2, ssm)
     params = gated_deltanet_params(h, n_k, n_v, d_k, d_v, k)
     return {
