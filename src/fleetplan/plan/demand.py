@@ -60,6 +60,25 @@ class Demand:
         return replace(self, rate_per_s=rate)
 
 
+def scaled_trace(table: Any, demand: Demand) -> Any:
+    """A trace table with the lengths `demand`'s means give them: a column whose mean
+    `--isl` / `--osl` changed is scaled by the ratio of the means (rounded, at least one
+    token); one whose trace mean is 0 takes the demand's mean, fixed, as
+    `TokenStats.scaled_to_mean` does."""
+    import polars as pl
+
+    cols = []
+    for col, stats in (("input_tokens", demand.input_tokens),
+                       ("output_tokens", demand.output_tokens)):
+        mean = float(table[col].mean() or 0.0)
+        if math.isclose(stats.mean, mean, rel_tol=1e-9):
+            continue
+        expr = ((pl.col(col) * (stats.mean / mean)).round(0).clip(lower_bound=1)
+                if mean > 0 else pl.lit(round(stats.mean)))
+        cols.append(expr.cast(pl.Int64).alias(col))
+    return table.with_columns(cols) if cols else table
+
+
 @functools.cache
 def demand_presets() -> dict[str, Demand]:
     path = Path(str(resources.files("fleetplan.plan") / "presets.yaml"))

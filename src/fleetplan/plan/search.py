@@ -18,7 +18,7 @@ from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, load_catalog
 from fleetplan.errors import InfeasibleError, UsageError
 from fleetplan.perf import Deployment
 from fleetplan.perf.calibration import efficiency_for, model_class_of
-from fleetplan.plan.demand import Demand
+from fleetplan.plan.demand import Demand, scaled_trace
 from fleetplan.plan.operating import OperatingPoint, latency_at_rate, operating_point
 from fleetplan.plan.slo import SLOTargets
 from fleetplan.sim.config import chunks_prompts_by_default
@@ -278,13 +278,10 @@ def _longest_request_tokens(demand: Demand) -> float:
     """Input + output tokens of the longest request: the trace's own rows (as --isl / --osl
     scaled them), a fixed length's sum, or a preset's longest prompt (its joint maximum is
     not recorded)."""
-    i, o = demand.input_tokens, demand.output_tokens
     if demand.trace is not None:
-        t = demand.trace.table
-        mi, mo = float(t["input_tokens"].mean() or 0.0), float(t["output_tokens"].mean() or 0.0)
-        si = i.mean / mi if mi > 0 else 0.0
-        so = o.mean / mo if mo > 0 else 0.0
-        return float((t["input_tokens"] * si + t["output_tokens"] * so).max() or 0.0)
+        t = scaled_trace(demand.trace.table, demand)
+        return float((t["input_tokens"] + t["output_tokens"]).max() or 0.0)
+    i, o = demand.input_tokens, demand.output_tokens
     if i.max == i.mean and o.max == o.mean:  # fixed lengths (flags)
         return i.mean + o.mean
     return i.max

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from fleetplan.perf import Deployment
-from fleetplan.plan.demand import Demand, TokenStats
+from fleetplan.plan.demand import Demand, TokenStats, scaled_trace
 from fleetplan.plan.slo import SLOTargets
 from fleetplan.sim import FleetConfig, PoissonLoad, ReplicaConfig, TraceLoad, simulate
 from fleetplan.sim.load import Load
@@ -154,21 +154,6 @@ def window_starts(n: int, size: int, runs: int, rng: np.random.Generator) -> lis
     return sorted(min(s, last) for s in starts)
 
 
-def _scaled_lengths(table: Any, demand: Demand) -> Any:
-    """The trace's lengths scaled as `--isl` / `--osl` scaled the demand's means (each at
-    least one token, rounded); unchanged where the demand kept the trace's own means."""
-    import polars as pl
-
-    cols = []
-    for col, stats in (("input_tokens", demand.input_tokens),
-                       ("output_tokens", demand.output_tokens)):
-        mean = float(table[col].mean() or 0.0)
-        if mean > 0 and not math.isclose(stats.mean, mean, rel_tol=1e-9):
-            cols.append((pl.col(col) * (stats.mean / mean)).round(0).clip(lower_bound=1)
-                        .cast(pl.Int64).alias(col))
-    return table.with_columns(cols) if cols else table
-
-
 def _trace_windows(
     demand: Demand, trace: Any, runs: int, requests: int, rng: np.random.Generator
 ) -> tuple[list[Load], str]:
@@ -177,7 +162,7 @@ def _trace_windows(
     Every window is replayed at the one rate scale that maps the whole trace's mean rate to
     the plan's rate, so a busy hour stays busier than a quiet one, as it was.
     """
-    table = _scaled_lengths(trace.table.sort("arrival_s"), demand)
+    table = scaled_trace(trace.table, demand).sort("arrival_s")
     span = float(table["arrival_s"].max() - table["arrival_s"].min()) or 1.0
     scale = demand.rate_per_s / (table.height / span)
     size = min(requests, table.height)

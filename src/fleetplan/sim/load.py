@@ -231,11 +231,6 @@ class ClientQueue:
     def __bool__(self) -> bool:
         return bool(self.heap)
 
-    def __getitem__(self, i: int) -> float:
-        if i != 0:
-            raise IndexError("only the earliest send time is available")
-        return self.heap[0][0]
-
     def popleft(self) -> float:
         return heapq.heappop(self.heap)[0]
 
