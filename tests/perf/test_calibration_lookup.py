@@ -11,6 +11,24 @@ from fleetplan.perf import DEFAULT_EFFICIENCY, Deployment
 from fleetplan.perf.calibration import calibration_entries, efficiency_for, model_class_of
 
 
+def _uncapped(cls: str, gpu: str, engine: str, precision: str, field: str,
+              disagg: bool = False) -> float:
+    """One field of a group's parameters before any cap, by hand from the stored log factors:
+    the default times exp(class-wide + GPU + engine + precision + group + engine x mode + GPU x
+    engine)."""
+    import math
+
+    from fleetplan.perf.calibration import calibration_factors
+
+    f = calibration_factors()[cls]
+    labels = {"gpu": gpu, "engine": engine, "precision": precision,
+              "group": f"{gpu}/{engine}/{precision}",
+              "mode": f"{engine}/{'disagg' if disagg else 'agg'}", "gpu_engine": f"{gpu}/{engine}"}
+    log = f["global"][field] + sum(f[level].get(lab, {}).get(field, 0.0)
+                                   for level, lab in labels.items())
+    return float(getattr(DEFAULT_EFFICIENCY, field)) * math.exp(log)
+
+
 def test_model_class() -> None:
     assert model_class_of(get_model("llama-3.1-70b")) == "dense"
     assert model_class_of(get_model("deepseek-v3")) == "moe"
@@ -59,7 +77,8 @@ def test_model_factor_multiplies_the_group_fit_and_is_capped() -> None:
     e = efficiency_for("b200", "trtllm", "fp4", "moe", "gpt-oss-120b")
     assert "factor of model gpt-oss-120b" in e.provenance
     for k, log in table["gpt-oss-120b"].items():
-        want = min(float(getattr(base, k)) * math.exp(log), FRACTION_CAPS.get(k, math.inf))
+        want = min(_uncapped("moe", "b200", "trtllm", "fp4", k) * math.exp(log),
+                   FRACTION_CAPS.get(k, math.inf))
         assert float(getattr(e, k)) == pytest.approx(want, rel=1e-12), k
     assert e != base
 
@@ -131,8 +150,10 @@ def test_model_of_several_fitted_twins_takes_their_mean_log_factor(tmp_path: Pat
     base = efficiency_for("b200", "trtllm", "fp8", "moe")
     e = efficiency_for("b200", "trtllm", "fp8", "moe", m)
     assert "models deepseek-r1 + deepseek-v3 + deepseek-v3.1 (mean" in e.provenance
+    assert base != e
     log = sum(table[t]["bandwidth"] for t in twins) / 3
-    want = min(base.bandwidth * math.exp(log), FRACTION_CAPS.get("bandwidth", math.inf))
+    want = min(_uncapped("moe", "b200", "trtllm", "fp8", "bandwidth") * math.exp(log),
+               FRACTION_CAPS.get("bandwidth", math.inf))
     assert e.bandwidth == pytest.approx(want, rel=1e-12)
 
 
@@ -178,9 +199,33 @@ def test_engine_version_factor_multiplies_the_group_fit_and_is_capped() -> None:
     assert efficiency_for(*group, engine_version="0.0.0-never-seen") == base
     e = efficiency_for(*group, engine_version="0.5.9")
     assert "factor of engine version sglang 0.5.9" in e.provenance
+    model_log = calibration_factors()["moe"]["model"]["deepseek-r1"]
     for k, log in table["sglang/0.5.9"].items():
-        want = min(float(getattr(base, k)) * math.exp(log), FRACTION_CAPS.get(k, math.inf))
+        want = min(_uncapped("moe", "b200", "sglang", "fp8", k)
+                   * math.exp(log + model_log.get(k, 0.0)), FRACTION_CAPS.get(k, math.inf))
         assert float(getattr(e, k)) == pytest.approx(want, rel=1e-12), k
     assert e != base
     unrecorded = efficiency_for("b200", "trtllm", "fp4", "moe", engine_version="")
     assert "trtllm rows of unrecorded version" in unrecorded.provenance
+
+
+def test_disaggregated_pools_take_their_engines_mode_factor() -> None:
+    """`disagg=True`: the engine x disaggregated-mode level of the fit replaces the aggregated
+    one, for every group of the engine alike (each group's own levels kept), and the provenance
+    says so."""
+    import math
+
+    from fleetplan.perf.calibration import calibration_factors
+    from fleetplan.perf.efficiency import FRACTION_CAPS
+
+    f = calibration_factors()["moe"]
+    assert "trtllm/disagg" in f["mode"]
+    for key in (("gb200", "trtllm", "fp4"), ("h200-sxm", "trtllm", "fp8")):
+        agg = efficiency_for(*key, "moe")
+        dis = efficiency_for(*key, "moe", disagg=True)
+        assert agg != dis
+        assert "mode trtllm/disagg" in dis.provenance and "disagg" not in agg.provenance
+        for field in ("bandwidth", "compute_max", "step_overhead_s"):
+            want = min(_uncapped("moe", *key, field, disagg=True),
+                       FRACTION_CAPS.get(field, math.inf))
+            assert getattr(dis, field) == pytest.approx(want, rel=1e-12), (key, field)

@@ -157,12 +157,10 @@ class FitResult:
         vals = base * np.exp(logv)
         return {f: vals[:, j] for j, f in enumerate(FIT_FIELDS)}
 
-    def group_params(self, gpu: str, engine: str, precision: str,
-                     disagg: bool = False) -> dict[str, float]:
-        """Composed parameters of one (gpu, engine, precision) group, aggregated (or
-        disaggregated) serving, with the fractions capped as the step time caps them
-        (`FRACTION_CAPS`)."""
-        lv = Levels([gpu], [engine], [precision], [disagg])
+    def group_params(self, gpu: str, engine: str, precision: str) -> dict[str, float]:
+        """Composed parameters of one (gpu, engine, precision) group in aggregated serving,
+        with the fractions capped as the step time caps them (`FRACTION_CAPS`)."""
+        lv = Levels([gpu], [engine], [precision], [False])
         return {k: min(float(v[0]), FRACTION_CAPS.get(k, float("inf")))
                 for k, v in self.efficiency_arrays(lv).items()}
 

@@ -242,13 +242,13 @@ def cross_validate(prep: Prepared, k: int = 5, *, max_nfev: int = 60,
 @dataclass
 class BenchmarkParams:
     """Stored benchmark parameters of one model class: start-up wave weight, disaggregated
-    decode speed-up, extra TTFT of disaggregated serving, and cohort fraction per engine,
-    queueing factor, and disaggregated-mode log factors on the efficiencies."""
+    decode speed-up, extra TTFT of disaggregated serving, and cohort fraction per engine, and
+    the queueing factor. (The disaggregated mode's factors on the efficiencies are a level of
+    the stored hierarchy: `efficiency_for(..., disagg=True)`.)"""
 
     waves: dict[str, float]
     queue: float
     speedups: dict[str, float]
-    modes: dict[str, dict[str, float]]
     disagg_overheads: dict[str, float] = field(default_factory=dict)
     cohorts: dict[str, float] = field(default_factory=dict)
     #: share of a batch slot per rank held by a CUDA-graph padding request (class-wide)
@@ -265,7 +265,7 @@ class BenchmarkParams:
 def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
     """The stored calibration's benchmark parameters of `model_class` (neutral values where
     there is none)."""
-    out = BenchmarkParams({}, 1.0, {}, {})
+    out = BenchmarkParams({}, 1.0, {})
     for (_, _, _, c), e in calibration_entries().items():
         bench = e.get("benchmark")
         if c == model_class and isinstance(bench, dict):
@@ -277,14 +277,14 @@ def stored_benchmark_params(model_class: str = DENSE) -> BenchmarkParams:
             out.cohorts[eng] = float(bench.get("cohort_fraction", 1.0))
             out.held_slot = float(bench.get("held_padding_slot", 0.0))
             out.pool_load = float(bench.get("prefill_pool_load", 0.0))
-            out.modes[eng] = {k: float(v) for k, v in (bench.get("disagg_log") or {}).items()}
     return out
 
 
 def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(TTFT, TPOT, provenance) of every supported point from the stored calibration."""
     cls = prep.model_class()
-    effs = [efficiency_for(*r.key, c, r.model, engine_version=p.backend_version)
+    effs = [efficiency_for(*r.key, c, r.model, engine_version=p.backend_version,
+                           disagg=p.mode == "disagg")
             for r, c, p in zip(prep.resolved, cls, prep.sup, strict=True)]
     arrays = {f: np.array([float(getattr(e, f)) for e in effs]) for f in FIT_FIELDS}
     n = len(effs)
@@ -302,9 +302,6 @@ def predict_stored(prep: Prepared) -> tuple[np.ndarray, np.ndarray, list[str]]:
             coh[i] = value_or_mean(bp.cohorts, eng, 1.0)
             held[i] = bp.held_slot
             load[i] = bp.pool_load
-            if prep.levels.disagg[i]:
-                for f, off in bp.modes.get(eng, {}).items():
-                    arrays[f][i] *= float(np.exp(off))
     a, b = predict(prep.inputs, arrays, w, q, sp, ov, coh, held, load)
     return a, b, [e.provenance for e in effs]
 
@@ -478,14 +475,13 @@ def write_calibration(path: Path, prep: Prepared, fits: ClassFits, *, source: st
                     "cohort_fraction": round(float(res.cohort_frac_of([key[1]])[0]), 6),
                     "held_padding_slot": round(res.held_slot, 6),
                     "prefill_pool_load": round(res.pool_load, 6),
-                    "disagg_log": _disagg_log(params, res.group_params(*key, disagg=True)),
                     **_borrowed(res, key[1]),
                 },
             })
         factors[c] = {
             "global": _named(res.global_),
             **{level: {lab: _named(v) for lab, v in table.items()}
-               for level, table in res.offsets.items() if level != "group"},
+               for level, table in res.offsets.items()},
         }
     sel_m = m & np.isfinite(a)
     doc = {
@@ -516,13 +512,6 @@ def _borrowed(res: FitResult, engine: str) -> dict[str, list[str]]:
     model class's fit (`borrow_engine_params`), or nothing."""
     mine = [b for b in res.borrowed if f"[{engine}]" in b]
     return {"borrowed": mine} if mine else {}
-
-
-def _disagg_log(agg: dict[str, float], disagg: dict[str, float]) -> dict[str, float]:
-    """Log factors that turn a group's (capped) aggregated parameters into its (capped)
-    disaggregated ones."""
-    return {f: round(float(np.log(disagg[f] / agg[f])), 5) for f in FIT_FIELDS
-            if agg[f] > 0 and disagg[f] > 0}
 
 
 def _named(v: np.ndarray) -> dict[str, float]:

@@ -146,23 +146,11 @@ def benchmark_requests(concurrency: int, wave_weight: float,
     return max(2 * concurrency, min(want, max_requests))
 
 
-def _mode_efficiency(eff: Efficiency, logs: dict[str, float]) -> Efficiency:
-    """`eff` with the stored disaggregated-mode log factors applied."""
-    if not logs:
-        return eff
-    return replace(eff, **{f: getattr(eff, f) * math.exp(v) for f, v in logs.items()
-                           if hasattr(eff, f)})
-
-
-def row_efficiency(p: ServingPoint, r: Resolved, bench: BenchmarkParams) -> Efficiency:
-    """The calibrated efficiency a row is simulated with: its group's (with its model's and its
-    engine version's factors), times the stored disaggregated-mode factors for a disaggregated
-    row."""
-    eff = efficiency_for(*r.key, model_class_of(r.model), r.model,
-                         engine_version=p.backend_version)
-    if p.mode == "disagg":
-        eff = _mode_efficiency(eff, bench.modes.get(r.engine.name, {}))
-    return eff
+def row_efficiency(p: ServingPoint, r: Resolved) -> Efficiency:
+    """The calibrated efficiency a row is simulated with: its group's, with its model's and its
+    engine version's factors, in its serving mode (`efficiency_for`)."""
+    return efficiency_for(*r.key, model_class_of(r.model), r.model,
+                          engine_version=p.backend_version, disagg=p.mode == "disagg")
 
 
 def _replica(dep: Deployment, clients: int, isl: int,
@@ -191,7 +179,7 @@ def sim_fleet(p: ServingPoint, r: Resolved,
     """The simulated fleet of a resolved row (module docstring); raises `FleetplanError` when
     the simulator cannot build it."""
     bench = bench or stored_benchmark_params(model_class_of(r.model))
-    eff = row_efficiency(p, r, bench)
+    eff = row_efficiency(p, r)
     if p.mode == "agg":
         assert r.agg is not None
         n_rep = p.agg.workers if p.agg is not None else 1  # identical instances (points.py)
@@ -305,7 +293,7 @@ def predict_point(p: ServingPoint, *, bench: BenchmarkParams | None = None,
     df = res.requests
     wave = df["arrival_s"].to_numpy() <= 0.0
     ttft = (_weighted(df["ttft_s"].to_numpy(), wave, w)
-            + row_efficiency(p, r, bench).request_overhead_s
+            + row_efficiency(p, r).request_overhead_s
             + bench.disagg_overhead(r.engine.name, p.mode == "disagg"))
     tpot = _weighted(df["tpot_s"].to_numpy(), wave, w)
     if not (math.isfinite(ttft) and math.isfinite(tpot)):

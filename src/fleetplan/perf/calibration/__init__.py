@@ -108,90 +108,98 @@ def _scaled(base: Efficiency, logs: list[dict[str, float]]) -> dict[str, float]:
     return vals
 
 
-def _composed(gpu: str, engine: str, precision: str, model_class: str) -> Efficiency | None:
-    f = calibration_factors().get(model_class)
-    if f is None or gpu not in f.get("gpu", {}) or engine not in f.get("engine", {}):
-        return None
-    used = ["class-wide", f"GPU {gpu}", f"engine {engine}"]
-    tables = [f.get("global", {}), f["gpu"][gpu], f["engine"][engine],
-              f.get("mode", {}).get(f"{engine}/agg", {})]
-    if precision in f.get("precision", {}):
-        tables.append(f["precision"][precision])
-        used.append(f"precision {precision}")
-    pair = f.get("gpu_engine", {}).get(f"{gpu}/{engine}")
-    if pair is not None:
-        tables.append(pair)
-        used.append(f"GPU x engine {gpu}/{engine}")
-    return Efficiency(
-        **_scaled(DEFAULT_EFFICIENCY, tables),
-        provenance=(
-            f"calibration {f['file']} ({f.get('fit_date')}): no fit for "
-            f"{gpu}/{engine}/{precision}, {model_class} models; composed from the "
-            f"{', '.join(used)} factors"
-        ),
-    )
+def _level_tables(f: dict[str, Any], gpu: str, engine: str, precision: str, disagg: bool,
+                  group: bool) -> tuple[list[dict[str, float]], list[str]]:
+    """The log-factor tables of the hierarchy's fixed levels that apply to a (gpu, engine,
+    precision) group in one serving mode, as the fit composes them (class-wide, GPU, engine,
+    precision, group where `group`, engine x mode, GPU x engine; a label the fit never saw
+    contributes nothing), and the names of the levels used."""
+    mode = f"{engine}/{'disagg' if disagg else 'agg'}"
+    tables: list[dict[str, float]] = [f.get("global", {})]
+    used = ["class-wide"]
+    for level, label, name in (("gpu", gpu, f"GPU {gpu}"), ("engine", engine, f"engine {engine}"),
+                               ("precision", precision, f"precision {precision}"),
+                               ("group", f"{gpu}/{engine}/{precision}", "group") if group
+                               else ("", "", ""),
+                               ("mode", mode, f"mode {mode}"),
+                               ("gpu_engine", f"{gpu}/{engine}", f"GPU x engine {gpu}/{engine}")):
+        table = f.get(level, {}).get(label) if level else None
+        if table is not None:
+            tables.append(table)
+            used.append(name)
+    return tables, used
 
 
 def efficiency_for(gpu: str, engine: str, precision: str,
                    model_class: str = "dense", model: str | ModelSpec | None = None,
-                   engine_version: str | None = None) -> Efficiency:
+                   engine_version: str | None = None, disagg: bool = False) -> Efficiency:
     """Fitted efficiency for the group and model class, else defaults; `provenance` says
     which. With `model` (catalog name, or the spec itself: a model built from a config.json is
     in no catalog), a fitted or composed result also carries that model's factor, or that of a
-    fitted model of the same architecture, where the fit has one (`_with_model`). With
+    fitted model of the same architecture, where the fit has one (`_model_factor`). With
     `engine_version` (as a points file records it; "" for a row that recorded none), it also
-    carries the fitted factor of that engine release where the fit has one (`_with_version`);
-    None (a plan for an engine release the user does not name) leaves it out."""
+    carries the fitted factor of that engine release where the fit has one; None (a plan for an
+    engine release the user does not name) leaves it out. `disagg`: the efficiency of a
+    disaggregated pool (the fit's engine x disaggregated-mode factor instead of the aggregated
+    one).
+
+    A fit's levels are summed in log space and the fractions capped once (`FRACTION_CAPS`), as
+    the fit's own predictions do, so that the stored calibration predicts every row it was
+    fitted on exactly as the fit did."""
     if model_class not in MODEL_CLASSES:
         raise ValueError(f"model_class must be one of {MODEL_CLASSES}, got {model_class!r}")
     e = calibration_entries().get((gpu, engine, precision, model_class))
-    if e is None:
-        composed = _composed(gpu, engine, precision, model_class)
-        if composed is not None:
-            eff = _with_version(_with_model(composed, model_class, model), model_class, engine,
-                                engine_version)
-            return _with_held_out(eff, calibration_factors()[model_class]["file"], model_class)
+    f = calibration_factors().get(model_class)
+    if e is not None and (f is None or e["file"] != f["file"]):
+        # A fit from another file (measured step times of one engine, no serving modes) is
+        # used as it stands: model, version and mode factors belong to the fit that made them.
+        params = {k: float(v) for k, v in e["params"].items() if k in _FIELDS}
+        eff = Efficiency(**{**{k: getattr(DEFAULT_EFFICIENCY, k) for k in _FIELDS}, **params},
+                         provenance=_entry_provenance(e, gpu, engine, precision, model_class))
+        return _with_held_out(eff, e["file"], model_class)
+    if f is None or (e is None and (gpu not in f.get("gpu", {})
+                                    or engine not in f.get("engine", {}))):
         return Efficiency(
             provenance=f"defaults (no calibration fit for {gpu}/{engine}/{precision}, "
             f"{model_class} models)"
         )
-    params = {k: float(v) for k, v in e["params"].items() if k in _FIELDS}
-    # Model factors belong to the fit that made them: a fit from another file (measured step
-    # times of another engine) does not take them.
-    same_fit = e["file"] == calibration_factors().get(model_class, {}).get("file")
-    rows = e.get("rows", "?")
+    tables, used = _level_tables(f, gpu, engine, precision, disagg, group=e is not None)
+    if e is not None:
+        head = _entry_provenance(e, gpu, engine, precision, model_class)
+    else:
+        head = (f"calibration {f['file']} ({f.get('fit_date')}): no fit for "
+                f"{gpu}/{engine}/{precision}, {model_class} models; composed from the "
+                f"{', '.join(u for u in used if not u.startswith('mode '))} factors")
+    extra: list[str] = []
+    if disagg:
+        extra.append(f"disaggregated: the fitted factor of mode {engine}/disagg"
+                     if f.get("mode", {}).get(f"{engine}/disagg") is not None
+                     else f"disaggregated: no fitted {engine}/disagg factor (as aggregated)")
+    found = None if model is None else _model_factor(f.get("model", {}), model)
+    if found is not None and model is not None:
+        tables.append(found[1])
+        extra.append(f"x the fitted factor of {_model_how(found[0], model)}")
+    if engine_version is not None:
+        factor = f.get("version", {}).get(f"{engine}/{engine_version}")
+        if factor is not None:
+            tables.append(factor)
+            what = (f"engine version {engine} {engine_version}" if engine_version
+                    else f"{engine} rows of unrecorded version")
+            extra.append(f"x the fitted factor of {what}")
+    eff = Efficiency(**_scaled(DEFAULT_EFFICIENCY, tables),
+                     provenance="; ".join([head, *extra]))
+    return _with_held_out(eff, f["file"], model_class)
+
+
+def _entry_provenance(e: CalibrationEntry, gpu: str, engine: str, precision: str,
+                      model_class: str) -> str:
     err = e.get("mape", {})
-    loss = e.get("ttft_loss")
+    mape = (f"TTFT {err['ttft_pct']}%, TPOT {err['tpot_pct']}%"
+            if "ttft_pct" in err and "tpot_pct" in err else "not stated")
     caveat = ("; TTFT fitted on the relative error, predictions below the median "
-              "(docs/FIDELITY.md)") if loss == "relative" else ""
-    eff = _with_model(Efficiency(
-        **{**{k: getattr(DEFAULT_EFFICIENCY, k) for k in _FIELDS}, **params},
-        provenance=(
-            f"calibration {e['file']} ({e.get('fit_date')}): {gpu}/{engine}/{precision}, "
-            f"{model_class} models, {rows} rows, in-sample MAPE {err}{caveat}"
-        ),
-    ), model_class, model if same_fit else None)
-    if same_fit:
-        eff = _with_version(eff, model_class, engine, engine_version)
-    return _with_held_out(eff, e["file"], model_class)
-
-
-def _with_version(eff: Efficiency, model_class: str, engine: str, version: str | None
-                  ) -> Efficiency:
-    """`eff` times the fitted factor of the engine release `version` of `engine` (the
-    hierarchy's version level: what that release's points share across models and GPUs; ""
-    names the rows that recorded no version), capped as the step time caps it; `eff` unchanged
-    where `version` is None or the fit has no factor for it."""
-    if version is None:
-        return eff
-    table = calibration_factors().get(model_class, {}).get("version", {})
-    factor = table.get(f"{engine}/{version}")
-    if factor is None:
-        return eff
-    what = (f"engine version {engine} {version}" if version
-            else f"{engine} rows of unrecorded version")
-    return Efficiency(**_scaled(eff, [factor]),
-                      provenance=f"{eff.provenance}; x the fitted factor of {what}")
+              "(docs/FIDELITY.md)") if e.get("ttft_loss") == "relative" else ""
+    return (f"calibration {e['file']} ({e.get('fit_date')}): {gpu}/{engine}/{precision}, "
+            f"{model_class} models, {e.get('rows', '?')} rows, in-sample MAPE {mape}{caveat}")
 
 
 def _with_held_out(eff: Efficiency, file: str, model_class: str) -> Efficiency:
@@ -232,23 +240,12 @@ def _model_factor(table: dict[str, Any], model: str | ModelSpec
     return " + ".join(twins), mean
 
 
-def _with_model(eff: Efficiency, model_class: str, model: str | ModelSpec | None
-                ) -> Efficiency:
-    """`eff` times the fitted factor of `model` (the hierarchy's model level: what the model's
-    measured points, on any system, share beyond the class-wide fit), or of a fitted model of
-    the same architecture, capped as the step time caps it; `eff` unchanged for an
-    architecture the fit never saw."""
-    table = calibration_factors().get(model_class, {}).get("model", {})
-    found = None if model is None else _model_factor(table, model)
-    if found is None:
-        return eff
-    used, factor = found
+def _model_how(used: str, model: str | ModelSpec) -> str:
+    """How a model factor was found, for a provenance: the model's own, or that of the fitted
+    models of its architecture."""
     name = model.name if isinstance(model, ModelSpec) else model
     if used == name:
-        how = f"model {used}"
-    elif " + " in used:
-        how = f"models {used} (mean; same architecture as {name})"
-    else:
-        how = f"model {used} (same architecture as {name})"
-    return Efficiency(**_scaled(eff, [factor]),
-                      provenance=f"{eff.provenance}; x the fitted factor of {how}")
+        return f"model {used}"
+    if " + " in used:
+        return f"models {used} (mean; same architecture as {name})"
+    return f"model {used} (same architecture as {name})"
