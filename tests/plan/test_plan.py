@@ -8,11 +8,36 @@ import pytest
 
 from fleetplan.catalog import get_engine, get_gpu, get_model
 from fleetplan.errors import InfeasibleError, UsageError
-from fleetplan.perf import Deployment, Efficiency, RooflineStepModel
+from fleetplan.perf import Deployment, Efficiency, RooflineStepModel, StepBatch
 from fleetplan.plan import PlanFactors, make_plan, operating_point, parse_slo, resolve_demand
-from fleetplan.plan.operating import _mixed
 
 SLO = parse_slo("ttft_p95=1s,tpot_p95=50ms")
+
+
+def _hand_tpot(m: RooflineStepModel, b: int, isl: int, osl: int) -> float:
+    """By hand: b decodes at context isl + osl/2, plus b/osl prompts per step, each adding what
+    its budget-sized chunks add to the decode step (operating.py's docstring)."""
+    dec = StepBatch(decode_seqs=b, decode_ctx_tokens=round(b * (isl + osl / 2)))
+    t_d = m.step_time_s(dec)
+    budget = m.dep.engine.max_num_batched_tokens.value - b
+    x, done = 0.0, 0
+    while done < isl:
+        c = min(budget, isl - done)
+        x += m.step_time_s(StepBatch.prefill_chunk(c, done) + dec) - t_d
+        done += c
+    return t_d + b / osl * x
+
+
+def _hand_ttft(m: RooflineStepModel, b: int, isl: int, osl: int) -> float:
+    """By hand: overhead + half a decode step + the prompt's chunks beside b decodes."""
+    dec = StepBatch(decode_seqs=b, decode_ctx_tokens=round(b * (isl + osl / 2)))
+    budget = m.dep.engine.max_num_batched_tokens.value - b
+    t, done = m.dep.efficiency.request_overhead_s + 0.5 * m.step_time_s(dec), 0
+    while done < isl:
+        c = min(budget, isl - done)
+        t += m.step_time_s(StepBatch.prefill_chunk(c, done) + dec)
+        done += c
+    return t
 
 
 def _plan(gpus: list[str], **kw: float) -> object:
@@ -52,9 +77,10 @@ def test_operating_point_is_largest_batch_meeting_tpot() -> None:
     pt = operating_point(dep, d, SLO)
     m = RooflineStepModel(dep)
     assert pt.feasible
-    assert m.step_time_s(_mixed(pt.batch, 2000, 300)) <= 0.050
+    assert pt.tpot_mean_s == pytest.approx(_hand_tpot(m, pt.batch, 2000, 300), rel=1e-12)
+    assert _hand_tpot(m, pt.batch, 2000, 300) <= 0.050
     if pt.limit == "tpot":
-        assert m.step_time_s(_mixed(pt.batch + 1, 2000, 300)) > 0.050
+        assert _hand_tpot(m, pt.batch + 1, 2000, 300) > 0.050
     # Little's law: requests/s = batch / (osl x TPOT)
     assert pt.requests_per_s == pytest.approx(pt.batch / (300 * pt.tpot_mean_s))
 
@@ -165,8 +191,8 @@ def test_every_target_of_a_metric_binds_not_only_the_highest_percentile() -> Non
     both = operating_point(DEP70, d, parse_slo("tpot_p50=25ms,tpot_p99=200ms"))
     assert both.batch == alone.batch
     m = RooflineStepModel(DEP70)
-    assert m.step_time_s(_mixed(both.batch, 2000, 300)) <= 0.025 < m.step_time_s(
-        _mixed(both.batch + 1, 2000, 300))
+    assert _hand_tpot(m, both.batch, 2000, 300) <= 0.025 < _hand_tpot(m, both.batch + 1, 2000,
+                                                                        300)
 
 
 @pytest.mark.parametrize("workload", ["chat", "code"])
@@ -186,8 +212,7 @@ def test_e2e_target_binds_the_batch_and_its_floor_is_named() -> None:
     assert pt.feasible and pt.limit == "e2e"
 
     def e2e(b: int) -> float:  # hand formula: TTFT(b) + (osl - 1) x TPOT(b)
-        from fleetplan.plan.operating import _ttft
-        return _ttft(m, b, 2000) + 299 * m.step_time_s(_mixed(b, 2000, 300))
+        return _hand_ttft(m, b, 2000, 300) + 299 * _hand_tpot(m, b, 2000, 300)
 
     assert e2e(pt.batch) <= 10.0 < e2e(pt.batch + 1)
     low = operating_point(DEP70, d, parse_slo("e2e_p95=1s"))  # 300 tokens cannot take 1 s

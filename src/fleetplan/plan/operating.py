@@ -1,20 +1,41 @@
 """The operating point of one replica: the largest decode batch that keeps the SLO.
 
-Steady state under continuous batching with mixed chunked prefill (vLLM V1): a replica holding
-B sequences in decode finishes B / osl requests per step, so each step also prefills, on average,
-B x isl / osl prompt tokens. One step of that mixed batch is the time between a request's output
-tokens, i.e. its TPOT. TPOT(B), TTFT(B) and E2E(B) grow with B; the operating point is the
-largest B that keeps every target of the SLO (each target on its own, several per metric too):
+Steady state under continuous batching (vLLM V1, SGLang, TensorRT-LLM in-flight batching): a
+replica holding B sequences in decode finishes B / osl requests per step (Little's law), so B /
+osl prompts, on average, join the steps. A prompt joins the decode step that is running when it
+is admitted, whole where it fits the step's token budget beside the B decodes, else in chunks of
+that budget over consecutive steps; what it adds to those steps is
 
-  TPOT_p(B) <= target   the mixed step at the lengths of percentile p, and at those of every
+  x(B) = sum over its chunks of [t(B decodes + chunk) - t(B decodes)]
+
+(the weights are read once for both, so a prompt beside a memory-bound decode costs less than
+alone). The mean step, the time between a request's output tokens, is then
+
+  TPOT(B) = t_d(B) + (B / osl) x(B),    t_d(B) = t(B decodes at the mean context isl + osl/2),
+
+the form the calibration fits its efficiencies under (`fleetplan.calibrate.closedloop`: t_d +
+(B - c) x / (osl - 1) for a closed loop whose cohort of c prompts is counted in its TTFT; an open
+loop's arrivals are independent, B / osl per step). Spreading each prompt over every step as
+B x isl / osl tokens instead would charge a mixture-of-experts step the expert weights of those
+tokens at every step, which engines do not do. TPOT(B), TTFT(B) and E2E(B) grow with B; the
+operating point is the largest B that keeps every target of the SLO (each target on its own,
+several per metric too):
+
+  TPOT_p(B) <= target   the mean step at the lengths of percentile p, and at those of every
                         tabulated percentile below p (50, 90, 95, 99, max): a p99 TPOT is never
                         below the p50 one, so a stricter percentile never allows a larger batch;
-  TTFT_p(B) <= target   the percentile-p prompt prefilled in chunks beside B decodes;
+  TTFT_p(B) <= target   the request overhead, half a decode step (the step running when the
+                        prompt arrives), and the percentile-p prompt's chunks beside B decodes;
   E2E_p(B)  <= target   TTFT_q(B) + (osl_q - 1) TPOT_q(B), the largest over q <= p;
-  B x KV(isl + osl/2) <= KV pool,   B <= the engine's max_num_seqs.
+  B x KV(held context) <= KV pool,   B <= the engine's max_num_seqs,
+
+with the held context isl + osl/2 for engines that allocate KV as tokens are made (vLLM,
+SGLang) and isl + osl for those that reserve a request's blocks to completion when they admit it
+(`sim.scheduler.RESERVING`: TensorRT-LLM's default capacity scheduler, TGI, llama.cpp), as the
+calibration and the simulator hold it.
 
 Throughput then is B / (osl x TPOT_mean(B)) requests per second. The bottleneck is whichever limit
-binds, and for latency limits, the resource the step spends most of its time on.
+binds, and for latency limits, the resource the mean step spends most of its time on.
 """
 
 from __future__ import annotations
@@ -27,6 +48,7 @@ from fleetplan.perf import Deployment, MemoryBudget, RooflineStepModel, StepBatc
 from fleetplan.perf.memory import kv_bytes_for_sequence_per_gpu
 from fleetplan.plan.demand import Demand, TokenStats
 from fleetplan.plan.slo import SLOTargets
+from fleetplan.sim.scheduler import RESERVING
 
 __all__ = ["OperatingPoint", "operating_point", "percentile_tokens"]
 
@@ -45,7 +67,7 @@ class OperatingPoint:
     batch: int = 0
     tpot_s: float = math.inf  # at the SLO percentile's context
     tpot_mean_s: float = math.inf
-    ttft_s: float = math.inf  # request overhead + prefill of the SLO percentile's prompt (no queue)
+    ttft_s: float = math.inf  # overhead + half a step + the SLO percentile's prompt (no queue)
     requests_per_s: float = 0.0
     input_share: float = 0.0  # fraction of step time spent on prefill
     limit: str = ""
@@ -56,37 +78,63 @@ class OperatingPoint:
     ttft_floor_s: float = math.inf
 
 
-def _mixed(b: int, isl: float, osl: float) -> StepBatch:
-    """The average step at decode batch `b`: b decodes plus amortized chunked prefill."""
-    per_step_reqs = b / max(osl, 1.0)
-    prefill = round(per_step_reqs * isl)
-    return StepBatch(
-        prefill_tokens=prefill,
-        prefill_seqs=1 if prefill else 0,
-        prefill_attn_pairs=per_step_reqs * isl * (isl + 1) / 2,
-        prefill_kv_read_tokens=prefill,
-        decode_seqs=b,
-        decode_ctx_tokens=round(b * (isl + osl / 2)),
-    )
+def held_context(dep: Deployment, isl: float, osl: float) -> float:
+    """KV tokens one running sequence holds on average (module docstring): ISL + OSL for
+    engines that reserve to completion, else the mean context ISL + OSL / 2."""
+    return isl + osl if dep.engine.name in RESERVING else isl + osl / 2
 
 
-def _ttft(model: RooflineStepModel, b: int, isl: float) -> float:
-    """Prefill `isl` tokens in chunks of the step budget left after `b` decodes, plus the
-    request's fixed overhead before its first token (`Efficiency.request_overhead_s`)."""
+def _decodes(b: int, isl: float, osl: float) -> StepBatch:
+    """`b` decodes at the mean context isl + osl / 2."""
+    return StepBatch(decode_seqs=b, decode_ctx_tokens=round(b * (isl + osl / 2)))
+
+
+def _chunks(model: RooflineStepModel, b: int, isl: float) -> list[StepBatch]:
+    """The prefill chunks of one `isl`-token prompt beside `b` decodes: the step's token budget
+    left after the decodes, whole where the prompt fits; [] where no budget is left."""
     budget = int(model.dep.engine.max_num_batched_tokens.value - b)
     if budget <= 0:
-        return math.inf
-    t, done, n = model.dep.efficiency.request_overhead_s, 0, math.ceil(isl)
+        return []
+    out, done, n = [], 0, math.ceil(isl)
     while done < n:
         c = min(budget, n - done)
-        t += model.step_time_s(StepBatch.prefill_chunk(c, done) + StepBatch(decode_seqs=b))
+        out.append(StepBatch.prefill_chunk(c, done))
         done += c
-    return t
+    return out
 
 
-def _bottleneck(model: RooflineStepModel, batch: StepBatch) -> tuple[str, str]:
+def _prompt_extra(model: RooflineStepModel, b: int, isl: float, osl: float) -> float:
+    """x(B): what one prompt adds to the decode steps it joins (module docstring)."""
+    dec = _decodes(b, isl, osl)
+    chunks = _chunks(model, b, isl)
+    if not chunks:
+        return math.inf
+    t_d = model.step_time_s(dec)
+    return sum(max(model.step_time_s(c + dec) - t_d, 0.0) for c in chunks)
+
+
+def _tpot(model: RooflineStepModel, b: int, isl: float, osl: float) -> float:
+    """The mean step at decode batch `b`: t_d(B) + (B / osl) x(B) (module docstring)."""
+    return (model.step_time_s(_decodes(b, isl, osl))
+            + b / max(osl, 1.0) * _prompt_extra(model, b, isl, osl))
+
+
+def _ttft(model: RooflineStepModel, b: int, isl: float, osl: float) -> float:
+    """The request's fixed overhead before its first token (`Efficiency.request_overhead_s`),
+    the rest of the step running when it arrives (half a decode step), and its prompt's
+    chunks beside `b` decodes."""
+    dec = _decodes(b, isl, osl)
+    chunks = _chunks(model, b, isl)
+    if not chunks:
+        return math.inf
+    return (model.dep.efficiency.request_overhead_s + 0.5 * model.step_time_s(dec)
+            + sum(model.step_time_s(c + dec) for c in chunks))
+
+
+def _parts(model: RooflineStepModel, batch: StepBatch) -> dict[str, float]:
+    """Seconds of one step by the resource that bounds each part."""
     brk = model.breakdown(batch)
-    parts = {
+    return {
         "compute": (brk.linear_s if brk.linear_bound == "compute" else 0.0)
         + (brk.attention_s if brk.attention_bound == "compute" else 0.0),
         "memory bandwidth": (brk.linear_s if brk.linear_bound == "bandwidth" else 0.0)
@@ -94,9 +142,23 @@ def _bottleneck(model: RooflineStepModel, batch: StepBatch) -> tuple[str, str]:
         "interconnect": brk.comm_s,
         "step overhead": brk.overhead_s,
     }
+
+
+def _bottleneck(model: RooflineStepModel, b: int, isl: float, osl: float) -> tuple[str, str]:
+    """The resource the mean step at decode batch `b` spends most of its time on: the decode
+    step's parts plus B / osl times what a prompt's chunks add to each."""
+    dec = _decodes(b, isl, osl)
+    base = _parts(model, dec)
+    parts = dict(base)
+    w = b / max(osl, 1.0)
+    for c in _chunks(model, b, isl):
+        mixed = _parts(model, c + dec)
+        for k in parts:
+            parts[k] += w * (mixed[k] - base[k])
+    total = sum(parts.values())
     res = max(parts, key=lambda k: parts[k])
-    share = parts[res] / brk.total_s
-    return res, f"{res} takes {share:.0%} of the {brk.total_s * 1e3:.1f} ms step"
+    share = parts[res] / total if total > 0 else 0.0
+    return res, f"{res} takes {share:.0%} of the {total * 1e3:.1f} ms mean step"
 
 
 #: Percentiles `TokenStats` tabulates (99.9: its maximum).
@@ -125,7 +187,7 @@ class _Lengths:
 
 
 def _tpot_at(model: RooflineStepModel, b: int, shapes: tuple[tuple[float, float], ...]) -> float:
-    return max(model.step_time_s(_mixed(b, i, o)) for i, o in shapes)
+    return max(_tpot(model, b, i, o) for i, o in shapes)
 
 
 def _latency(model: RooflineStepModel, metric: str, b: int,
@@ -134,8 +196,8 @@ def _latency(model: RooflineStepModel, metric: str, b: int,
     if metric == "tpot":
         return _tpot_at(model, b, shapes)
     if metric == "ttft":
-        return max(_ttft(model, b, i) for i, _ in shapes)
-    return max(_ttft(model, b, i) + max(o - 1.0, 0.0) * model.step_time_s(_mixed(b, i, o))
+        return max(_ttft(model, b, i, o) for i, o in shapes)
+    return max(_ttft(model, b, i, o) + max(o - 1.0, 0.0) * _tpot(model, b, i, o)
                for i, o in shapes)
 
 
@@ -180,7 +242,7 @@ def _explain(
     slo: SLOTargets,
 ) -> tuple[str, str, str]:
     """(limit, bottleneck resource, why) at the operating batch `b`."""
-    ctx = lens.isl_mean + lens.osl_mean / 2
+    ctx = held_context(model.dep, lens.isl_mean, lens.osl_mean)
     if b == max_b and b == kv_seqs:
         why = (
             f"the KV pool ({budget.kv_pool_bytes / 1e9:.1f} GB/GPU) holds {kv_seqs} sequences "
@@ -193,7 +255,7 @@ def _explain(
     binds = next((t for t in slo.targets
                   if _latency(model, t.metric, b + 1, lens.shapes[t.key]) > t.seconds), None)
     limit = binds.metric if binds else "ttft"
-    res, detail = _bottleneck(model, _mixed(b, lens.isl_mean, lens.osl_mean))
+    res, detail = _bottleneck(model, b, lens.isl_mean, lens.osl_mean)
     what = f"{binds} target" if binds else f"{limit.upper()} target"
     return limit, res, f"{what} binds at batch {b + 1}; {detail}"
 
@@ -217,7 +279,8 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
     lens = _Lengths.of(demand, slo)
     tpot_shapes = _reported_shapes(slo, "tpot", lens)
     ttft_shapes = _reported_shapes(slo, "ttft", lens)
-    per_seq = kv_bytes_for_sequence_per_gpu(dep, int(lens.isl_mean + lens.osl_mean / 2))
+    per_seq = kv_bytes_for_sequence_per_gpu(dep, int(held_context(dep, lens.isl_mean,
+                                                                   lens.osl_mean)))
     kv_seqs = int(budget.kv_pool_bytes // per_seq) if per_seq > 0 else 10**9
     max_b = min(kv_seqs, int(dep.engine.max_num_seqs.value))
     base = OperatingPoint(
@@ -228,7 +291,7 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
         ttft_floor_s=_latency(model, "ttft", 1, ttft_shapes),
     )
     if max_b < 1:
-        ctx = lens.isl_mean + lens.osl_mean / 2
+        ctx = held_context(dep, lens.isl_mean, lens.osl_mean)
         return replace(base, reason=f"KV pool holds no sequence of {ctx:.0f} tokens")
     reason = _floor_reason(model, lens, slo)
     if reason:
@@ -239,11 +302,8 @@ def operating_point(dep: Deployment, demand: Demand, slo: SLOTargets) -> Operati
                    for t in slo.targets)
 
     b = _largest(ok, max_b)
-    mixed_mean = _mixed(b, lens.isl_mean, lens.osl_mean)
-    tpot_mean = model.step_time_s(mixed_mean)
-    decode_only = model.step_time_s(
-        StepBatch(decode_seqs=b, decode_ctx_tokens=mixed_mean.decode_ctx_tokens)
-    )
+    tpot_mean = _tpot(model, b, lens.isl_mean, lens.osl_mean)
+    decode_only = model.step_time_s(_decodes(b, lens.isl_mean, lens.osl_mean))
     limit, res, why = _explain(model, budget, b, max_b, kv_seqs, lens, slo)
     return replace(
         base,
@@ -271,10 +331,10 @@ def latency_at_rate(
     model = RooflineStepModel(dep)
     isl, osl = demand.input_tokens.mean, demand.output_tokens.mean
     b = 1.0
-    tpot = model.step_time_s(_mixed(1, isl, osl))
+    tpot = _tpot(model, 1, isl, osl)
     for _ in range(60):
         nb = max(1.0, rate_per_replica * osl * tpot)
-        tpot = model.step_time_s(_mixed(max(1, round(nb)), isl, osl))
+        tpot = _tpot(model, max(1, round(nb)), isl, osl)
         if abs(nb - b) < 0.5:
             break
         b = nb
