@@ -194,7 +194,7 @@ def test_table_shows_rejected_requests(cli: Any, tmp_path: Path) -> None:
     trace.write_text("arrival_s,input_tokens,output_tokens\n0,100,10\n1,200000,10\n2,100,10\n")
     r = cli("simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--workload", str(trace))
     assert r.code == 0, r.err
-    row = next(line for line in r.out.splitlines() if "requests_rejected" in line)
+    row = next(line for line in r.out.splitlines() if "requests refused" in line)
     assert row.split("│")[2].strip() == "1"
 
 
@@ -256,3 +256,31 @@ def test_counter_families_are_named_with_total() -> None:
         elif kind == "gauge":
             assert fam in samples
     assert typed["vllm:num_preemptions_total"] == "counter"
+
+
+def test_request_overhead_is_in_ttft_and_e2e_not_in_tpot(cli: Any) -> None:
+    """The calibrated request overhead (HTTP, tokenisation, admission, first-token streaming,
+    fitted into every measured TTFT) is in the TTFT and E2E `fleetplan simulate` reports, as
+    plan, verify and validate state them (it reported the bare prefill step: 70 ms for a
+    125 ms TTFT); TPOT is unchanged, and the summary says how much was added."""
+    from fleetplan.perf.calibration import efficiency_for
+    from fleetplan.sim import SLO, ClosedLoop, FleetConfig, simulate
+
+    args = ("--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--tp", "2", "--precision", "fp8",
+            "--engine", "trtllm", "--concurrency", "1", "--isl", "1024", "--osl", "16",
+            "--requests", "3", "--json")
+    r = cli("simulate", *args)
+    assert r.code == 0, r.err
+    out = r.json()
+    over = efficiency_for("h100-sxm", "trtllm", "fp8", "dense", "llama-3.1-70b").request_overhead_s
+    assert over > 0.01 and out["request_overhead_s"] == pytest.approx(over)
+    fleet = FleetConfig.build("llama-3.1-70b", "h100-sxm", tp=2, precision="fp8", engine="trtllm")
+    bare = simulate(fleet, ClosedLoop(concurrency=1, isl=1024, osl=16, requests=3))
+    for key in ("ttft_s", "e2e_s"):
+        assert out[key]["mean"] == pytest.approx(bare.summary()[key]["mean"] + over, rel=1e-12)
+    assert out["tpot_s"]["mean"] == pytest.approx(bare.summary()["tpot_s"]["mean"], rel=1e-12)
+    shifted = bare.with_request_overhead(0.25)
+    assert (shifted.requests["ttft_s"] - bare.requests["ttft_s"]).to_list() == pytest.approx(
+        [0.25] * 3)
+    assert shifted.requests["finish_s"].to_list() == bare.requests["finish_s"].to_list()
+    assert shifted.slo_attainment(SLO(ttft_s=float(bare.requests["ttft_s"].max()) + 0.1)) == 0.0

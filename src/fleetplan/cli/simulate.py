@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fleetplan.cli._app import app, check_writable, console
+from fleetplan.cli._app import app, check_writable, console, err_console
 from fleetplan.cli.workload import FormatOpt, MapOpt, parse_mapping
 from fleetplan.errors import UsageError
 from fleetplan.sim import (
@@ -98,6 +98,25 @@ def _clean(x: Any) -> Any:
     return x
 
 
+#: The summary's figures as the human table shows them: (key, label, format).
+_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("requests_completed", "requests completed", "{:,}"),
+    ("requests_rejected", "requests refused (longer than the context or KV pool)", "{:,}"),
+    ("duration_s", "duration, s", "{:,.1f}"),
+    ("throughput_requests_per_s", "throughput, requests/s", "{:,.2f}"),
+    ("throughput_input_tokens_per_s", "throughput, input tokens/s", "{:,.0f}"),
+    ("throughput_output_tokens_per_s", "throughput, output tokens/s", "{:,.0f}"),
+    ("throughput_output_tokens_per_s_per_gpu", "throughput, output tokens/s per GPU", "{:,.0f}"),
+    ("prefix_cache_hit_rate", "prefix-cache hit rate", "{:.1%}"),
+    ("preemptions", "preemptions", "{:,}"),
+    ("kv_cache_usage_mean", "KV cache usage, time average", "{:.1%}"),
+    ("kv_cache_usage_max", "KV cache usage, peak", "{:.1%}"),
+    ("waiting_max", "requests waiting, peak (one replica)", "{:,}"),
+    ("request_overhead_s", "request overhead in TTFT and E2E (calibrated), ms", "{:.1f}"),
+    ("slo_attainment", "SLO attainment (requests within every target)", "{:.1%}"),
+)
+
+
 def _print_table(s: dict[str, Any]) -> None:
     t = Table("metric", "p50", "p90", "p95", "p99", "mean", title="latency (ms)")
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
@@ -105,14 +124,10 @@ def _print_table(s: dict[str, Any]) -> None:
         t.add_row(key[:-2], *(f"{1e3 * v[q]:.1f}" for q in ("p50", "p90", "p95", "p99", "mean")))
     console.print(t)
     u = Table("figure", "value")
-    for key in ("requests_completed", "requests_rejected", "duration_s",
-                "throughput_requests_per_s",
-                "throughput_input_tokens_per_s", "throughput_output_tokens_per_s",
-                "throughput_output_tokens_per_s_per_gpu", "prefix_cache_hit_rate", "preemptions",
-                "kv_cache_usage_max", "slo_attainment"):
+    for key, label, fmt in _FIGURES:
         if key in s:
-            v = s[key]
-            u.add_row(key, f"{v:.4g}" if isinstance(v, float) else str(v))
+            v = s[key] * 1e3 if key == "request_overhead_s" else s[key]
+            u.add_row(label, fmt.format(v))
     console.print(u)
 
 
@@ -249,7 +264,10 @@ def simulate_cmd(
         fleet = _with_recv_interval(fleet, recv_interval)
     load = _load(workload, rate_scale, concurrency, rate, isl, osl, requests, burstiness, think,
                  range_ratio, fmt, mapping)
-    res = simulate(fleet, load, seed=seed)
+    # the calibrated time before the first token outside the engine's steps (the replica that
+    # makes the first token: a disaggregated fleet's prefill workers)
+    first = fleet.prefill[0] if isinstance(fleet, DisaggFleetConfig) else fleet.replicas[0]
+    res = simulate(fleet, load, seed=seed).with_request_overhead(first.request_overhead_s)
     has_slo = any(x is not None for x in (slo_ttft, slo_tpot, slo_e2e))
     summary = res.summary(SLO(slo_ttft, slo_tpot, slo_e2e) if has_slo else None)
     summary["config"] = {"model": model, "gpu": gpu, "tp": tp, "pp": pp, "precision": precision,
@@ -267,8 +285,10 @@ def simulate_cmd(
         summary["config"]["disaggregated"] = disagg
     if out is not None:
         write_result(res, out)
+        err_console.print(f"wrote {len(res.requests):,} request records to {out}", highlight=False)
     if prometheus is not None:
         prometheus.write_text(res.prometheus(model))
+        err_console.print(f"wrote vLLM /metrics text to {prometheus}", highlight=False)
     if as_json:
         print(json.dumps(_clean(summary), indent=2, sort_keys=True))
     else:

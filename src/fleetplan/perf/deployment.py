@@ -82,7 +82,11 @@ class Deployment:
         kv_precision: str | None = None,
         efficiency: Efficiency | None = None,
         attention_dp: int = 1,
+        disagg: bool = False,
     ) -> Deployment:
+        """Resolve the names through the catalog; without `efficiency`, the calibrated one of
+        the (GPU, engine, precision) group, model class and model (`efficiency_for`), of a
+        disaggregated prefill or decode pool where `disagg`."""
         m = model if isinstance(model, ModelSpec) else get_model(model)
         g = gpu if isinstance(gpu, GPU) else get_gpu(gpu)
         q = precision if isinstance(precision, Quant) else get_quant(precision)
@@ -91,7 +95,8 @@ class Deployment:
         if efficiency is None:
             from fleetplan.perf.calibration import efficiency_for, model_class_of
 
-            efficiency = efficiency_for(g.name, e.name, q.name, model_class_of(m), m)
+            efficiency = efficiency_for(g.name, e.name, q.name, model_class_of(m), m,
+                                        disagg=disagg)
         dep = cls(m, g, q, e, tp, pp, ep, kvq, efficiency, attention_dp)
         dep.check()
         return dep

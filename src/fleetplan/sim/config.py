@@ -73,6 +73,11 @@ class ReplicaConfig:
     # default): the scheduler polls for new requests once its counter (1 per decode step,
     # 1,000 per prefill step) reaches it, and at once when it has nothing to run.
     recv_interval: int = 1
+    # Fixed time per request before its first token outside the engine's steps (HTTP,
+    # tokenisation, admission, streaming the first token: `Efficiency.request_overhead_s`, fitted
+    # into every measured TTFT); the simulator's steps leave it out, results add it
+    # (`SimResult.with_request_overhead`).
+    request_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         for flag, v in (
@@ -171,6 +176,7 @@ class ReplicaConfig:
             chunked_prefill=chunks_prompts_by_default(eng.name),
             kv_bytes_per_token=kv_bytes_per_token(dep.model, dep.kv_bytes_per_element),
             link_bytes_per_s=dep.gpus * dep.gpu.interconnect.bytes_per_s.value,
+            request_overhead_s=dep.efficiency.request_overhead_s,
         )
 
 
@@ -317,13 +323,14 @@ class DisaggFleetConfig:
         prefix_caching: bool | None = None,
     ) -> DisaggFleetConfig:
         """`prefill_workers` x TP `prefill_tp` and `decode_workers` x TP `decode_tp` replicas of
-        one model, GPU and engine (the calibration rows' `prefill_num_workers` ...)."""
+        one model, GPU and engine (the calibration rows' `prefill_num_workers` ...), each with
+        the calibrated efficiency of a disaggregated pool (`efficiency_for(..., disagg=True)`)."""
         pools = []
         for n, tp, flag in ((prefill_workers, prefill_tp, "--disagg-prefill"),
                             (decode_workers, decode_tp, "--disagg-decode")):
             if n < 1 or tp < 1:
                 raise UsageError(f"workers and TP must be >= 1, got {n}:{tp}", where=flag)
-            dep = Deployment.build(model, gpu, precision, engine, tp=tp, pp=pp)
+            dep = Deployment.build(model, gpu, precision, engine, tp=tp, pp=pp, disagg=True)
             rep = ReplicaConfig.from_deployment(
                 dep, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 block_size=block_size, prefix_caching=prefix_caching,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -113,6 +113,10 @@ class SimResult:
     waiting_peak: int = 0  # most requests waiting at once on one replica (exact, not sampled)
     # per replica: time averages of (running, waiting, KV usage) over the run (Replica.gauge_means)
     gauges: tuple[tuple[float, float, float], ...] = ()
+    kv_usage_peak: float = 0.0  # highest KV usage of any replica (exact, not sampled)
+    #: fixed time per request before its first token added to `ttft_s` and `e2e_s`
+    #: (`with_request_overhead`); 0: engine time only
+    request_overhead_s: float = 0.0
 
     @classmethod
     def build(
@@ -162,7 +166,21 @@ class SimResult:
             rejected=rejected,
             waiting_peak=max((r.waiting_peak for r in reps), default=0),
             gauges=tuple(r.gauge_means(end) for r in reps),
+            kv_usage_peak=max((r.kv_peak / r.kv.num_blocks for r in reps if r.kv.num_blocks),
+                              default=0.0),
         )
+
+    def with_request_overhead(self, overhead_s: float) -> SimResult:
+        """This result with `overhead_s` of fixed time per request before its first token
+        (`Efficiency.request_overhead_s`: HTTP, tokenisation, admission, streaming the first
+        token; the calibration fits it into every measured TTFT) added to every TTFT and E2E;
+        TPOT, queueing and finish times unchanged."""
+        if overhead_s < 0:
+            raise ValueError(f"overhead_s must be >= 0, got {overhead_s}")
+        df = self.requests.with_columns(pl.col("ttft_s") + overhead_s,
+                                        pl.col("e2e_s") + overhead_s)
+        return replace(self, requests=df,
+                       request_overhead_s=self.request_overhead_s + overhead_s)
 
     # ---- figures -----------------------------------------------------------------------------
     def _col(self, name: str) -> np.ndarray:
@@ -234,8 +252,10 @@ class SimResult:
             "gpus": self.gpus,
             "kv_cache_usage_mean": (float(np.mean([g[2] for g in self.gauges]))
                                     if self.gauges else 0.0),  # time average, over replicas
-            "kv_cache_usage_max": _stat(ts["kv_cache_usage"].to_numpy(), np.max),
+            "kv_cache_usage_max": max(self.kv_usage_peak,
+                                      _stat(ts["kv_cache_usage"].to_numpy(), np.max)),
             "waiting_max": self.waiting_peak,
+            "request_overhead_s": self.request_overhead_s,
             "sim_steps": self.steps,
             "sim_wall_s": self.wall_s,
         }

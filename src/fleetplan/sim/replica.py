@@ -118,6 +118,7 @@ class Replica:
         self.int_t = 0.0  # time integrals of the state up to int_t (gauge_means)
         self.int_running = self.int_waiting = self.int_kv = 0.0
         self.waiting_peak = 0  # most requests waiting at once (after any arrival)
+        self.kv_peak = 0  # most KV blocks used at once, as the time integrals see the state
         self.ts_t = array("d")
         self.ts_kv = array("d")
         self.ts_running = array("l")
@@ -277,7 +278,10 @@ class Replica:
         if dt > 0.0:  # self._integrate(t), inlined for the hot path
             self.int_running += len(self.running) * dt
             self.int_waiting += (len(self.waiting) + len(self.inbox)) * dt
-            self.int_kv += self.kv.used * dt
+            used = self.kv.used
+            self.int_kv += used * dt
+            if used > self.kv_peak:  # noqa: PLR1730 - hot path
+                self.kv_peak = used
             self.int_t = t
         k = self.run_steps
         if not k and not self.batch_reqs:  # a wake-up, not a step
@@ -392,6 +396,7 @@ class Replica:
             self.int_running += len(self.running) * dt
             self.int_waiting += (len(self.waiting) + len(self.inbox)) * dt
             self.int_kv += self.kv.used * dt
+            self.kv_peak = max(self.kv_peak, self.kv.used)
             self.int_t = t
 
     def gauge_means(self, until_s: float) -> tuple[float, float, float]:
