@@ -1,7 +1,10 @@
 """Errors that reach the user: each says what was wrong and where.
 
 `UsageError` is a user's mistake (a flag, a file, a name); the CLI prints it and exits with
-status 2, never with a traceback. `InfeasibleError` is a request the physics cannot meet.
+status 2, never with a traceback. `InfeasibleError` is a well-formed request that no
+configuration can meet (a latency target below the physical floor, a model or request that
+does not fit the memory): exit status 1, as `fleetplan plan` exits when no candidate is
+feasible.
 """
 
 from __future__ import annotations
@@ -50,4 +53,4 @@ class InputFileError(UsageError):
 class InfeasibleError(FleetplanError):
     """The request cannot be met by any configuration; the message gives the physical floor."""
 
-    exit_code = 2
+    exit_code = 1

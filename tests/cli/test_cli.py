@@ -96,7 +96,6 @@ def test_catalog_list_all(cli: Any) -> None:
         (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--slo", "ttft=1"], "--slo"),
         (["plan", "--rate", "0", "--isl", "10", "--osl", "10"], "--rate"),
         (["plan", "--rate", "1", "--isl", "500000", "--osl", "10"], "--isl"),
-        (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--slo", "tpot_p99=0.1ms"], "floor"),
         (["plan", "--rate", "1"], "--isl"),
         (["plan", "--rate", "1", "--isl", "10", "--osl", "10", "--kv-precision", "int4-awq"],
          "--kv-precision: must be one of bf16, fp8"),
@@ -154,6 +153,16 @@ def test_bad_input_exit_2(cli: Any, args: list[str], needle: str) -> None:
     assert r.code == 2
     assert needle in r.err
     assert "Traceback" not in r.err
+
+
+def test_requests_nothing_can_meet_exit_1(cli: Any) -> None:
+    """A well-formed request no configuration meets is not a usage error: exit 1, as `plan`
+    exits when no candidate is feasible (a target below the physical floor exited 2)."""
+    r = cli("plan", "--rate", "1", "--isl", "10", "--osl", "10", "--slo", "tpot_p99=0.1ms")
+    assert r.code == 1 and "physical floor" in r.err and "Traceback" not in r.err
+    r = cli("simulate", "--model", "llama-3.1-405b", "--gpu", "l4", "--rate", "1", "--isl",
+            "10", "--osl", "10")
+    assert r.code == 1 and "does not fit" in r.err and "Traceback" not in r.err
 
 
 def test_plan_simulation_check_reports_attainment(cli: Any) -> None:

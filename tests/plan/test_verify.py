@@ -97,3 +97,28 @@ def test_trace_windows_take_the_isl_osl_scaling_of_the_demand() -> None:
     t = loads[0].table  # type: ignore[attr-defined]
     assert t["input_tokens"].to_list()[:2] == [2000, 6000] and t["input_tokens"].mean() == 4000
     assert t["output_tokens"].to_list()[0] == 100  # the output mean was kept
+
+
+def test_recommendation_is_the_size_the_check_needs(cli) -> None:  # type: ignore[no-untyped-def]
+    """When the simulation check raises the fleet, `recommended` (what a script reads) is the
+    raised size, priced at it, with the worksheet's size beside it; the worksheet's step 5 keeps
+    the planned size and step 7 the final one (`recommended.replicas` stayed at the planned 2
+    while the check needed 6: a 3x under-provisioned fleet)."""
+    r = cli("plan", "--workload", "azure-code-2023", "--model", "qwen3-32b", "--gpus", "mi300x",
+            "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    rec, sim, ws = d["recommended"], d["simulation"], d["worksheet"]
+    assert sim["recommended_replicas"] > sim["planned_replicas"]  # the check raised it
+    assert rec["replicas"] == sim["recommended_replicas"] == ws[6]["final_replicas"]
+    assert rec["planned_replicas"] == sim["planned_replicas"] == ws[4]["replicas"]
+    assert rec["gpus_total"] == rec["replicas"] * rec["gpus_per_replica"] == ws[6]["final_gpus"]
+    assert rec["usd_per_hour"] == pytest.approx(ws[6]["final_usd_per_hour"])
+    from fleetplan.catalog import get_gpu
+
+    assert rec["usd_per_hour"] == pytest.approx(
+        rec["gpus_total"] * get_gpu("mi300x").price_usd_per_hour.value)
+    assert d["candidates"][0] == rec
+    table = cli("plan", "--workload", "azure-code-2023", "--model", "qwen3-32b", "--gpus",
+                "mi300x")
+    assert table.code == 0 and "checked:" in table.out and "simulation check needs" in table.out

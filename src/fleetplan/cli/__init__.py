@@ -1,7 +1,9 @@
 """The `fleetplan` command line: a thin Typer layer over the library.
 
-Each command group lives in its own module and registers itself on `app`. User mistakes
-(`FleetplanError`) are printed as one clear message with exit status 2, never a traceback.
+Each command group lives in its own module and registers itself on `app`. Errors fleetplan
+raises on purpose (`FleetplanError`) are printed as one clear message, never a traceback, with
+exit status 2 for a user's mistake (`UsageError`) and 1 for a request no configuration can
+meet (`InfeasibleError`).
 """
 
 from __future__ import annotations

@@ -288,7 +288,10 @@ def _render_worksheet(result: Plan) -> None:
 
 
 def _render_table(result: Plan, top: int) -> None:
-    t = Table(title="Candidates (cheapest feasible first)")
+    best = result.best
+    checked = best is not None and best.planned_replicas != best.replicas
+    t = Table(title="Candidates (cheapest feasible first by the worksheet"
+              + ("; #1 at the size the simulation check needs)" if checked else ")"))
     for col in _COLUMNS:
         t.add_column(col, justify="left" if col in _LEFT else "right")
     for n, c in enumerate(result.candidates[:top], 1):
@@ -302,7 +305,8 @@ def _render_table(result: Plan, top: int) -> None:
             c.gpu,
             str(c.tp),
             c.precision,
-            "yes",
+            "yes" if c.planned_replicas == c.replicas else
+            f"yes; checked: {c.planned_replicas} -> {c.replicas} replicas",
             str(c.gpus_total),
             f"{c.usd_per_hour:,.0f}",
             f"{c.usd_per_month:,.0f}",

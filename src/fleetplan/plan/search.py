@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, load_catalog
@@ -92,6 +92,30 @@ class Candidate:
             return "defaults"
         return "composed" if "composed from" in src else "fitted"
 
+    @property
+    def planned_replicas(self) -> int:
+        """Replicas the worksheet's steps 3-5 give (before any simulation check)."""
+        return int(self.sizing.get("planned_replicas", self.replicas))
+
+    def resized(self, replicas: int, dep: Deployment, demand: Demand) -> Candidate:
+        """This candidate at `replicas` replicas (the simulation check's size): GPUs, prices
+        and the TPOT at mean load follow; `sizing` keeps the worksheet's figures and adds
+        `planned_replicas` (the size before the check) and `checked_replicas`."""
+        if replicas == self.replicas or not self.feasible or self.point is None:
+            return self
+        scale = replicas / self.replicas
+        tpot_load, _ = latency_at_rate(dep, demand, demand.rate_per_s / replicas)
+        sizing = {**self.sizing, "planned_replicas": float(self.planned_replicas),
+                  "checked_replicas": float(replicas), "replicas": float(replicas),
+                  "gpus_total": float(replicas * self.gpus_per_replica),
+                  "tpot_at_mean_load_s": tpot_load}
+        return replace(
+            self, replicas=replicas, gpus_total=replicas * self.gpus_per_replica,
+            usd_per_hour=self.usd_per_hour * scale, usd_per_month=self.usd_per_month * scale,
+            usd_per_million_input_tokens=self.usd_per_million_input_tokens * scale,
+            usd_per_million_output_tokens=self.usd_per_million_output_tokens * scale,
+            sizing=sizing)
+
     def to_dict(self) -> dict[str, object]:
         p = self.point
         return {
@@ -103,6 +127,7 @@ class Candidate:
             "reason": self.reason,
             "gpus_per_replica": self.gpus_per_replica,
             "replicas": self.replicas,
+            "planned_replicas": self.planned_replicas,
             "gpus_total": self.gpus_total,
             "theoretical_gpus": fin(self.theoretical_gpus),
             "usd_per_hour": fin(self.usd_per_hour),

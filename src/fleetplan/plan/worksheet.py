@@ -121,8 +121,8 @@ def _sizing_steps(best: Candidate, f: PlanFactors) -> list[dict[str, Any]]:
             "name": "headroom",
             "headroom": f.headroom,
             "after_headroom_gpus": s["after_headroom_gpus"],
-            "replicas": best.replicas,
-            "gpus_total": best.gpus_total,
+            "replicas": best.planned_replicas,
+            "gpus_total": best.planned_replicas * best.gpus_per_replica,
         },
         {"step": 6, "name": "bottleneck", "limit": p.limit, "resource": p.bottleneck, "why": p.why},
     ]
@@ -143,10 +143,7 @@ def _check_step(best: Candidate, v: Verification) -> dict[str, Any]:
         "attainment_at_planned": v.at_planned,
         "final_replicas": final,
         "final_gpus": final * best.gpus_per_replica,
-        "final_usd_per_hour": final
-        * best.gpus_per_replica
-        * best.usd_per_hour
-        / max(best.gpus_total, 1),
+        "final_usd_per_hour": final * best.usd_per_hour / max(best.replicas, 1),
         "notes": v.notes,
     }
 
@@ -211,4 +208,8 @@ def make_plan(
             1, math.floor(best.theoretical_gpus * factors.burst / best.gpus_per_replica)
         ),
     )
-    return replace(plan, verification=v)
+    # The recommendation is the checked size: the best candidate at the replicas the
+    # simulation needs (the worksheet's steps 3-5 keep the planned size; step 7 shows both).
+    sized = best.resized(v.recommended_replicas, dep, demand)
+    cands = [sized if c is best else c for c in cands]
+    return replace(plan, candidates=cands, verification=v)
