@@ -257,7 +257,8 @@ def _explain(
     limit = binds.metric if binds else "ttft"
     res, detail = _bottleneck(model, b, lens.isl_mean, lens.osl_mean)
     what = f"{binds} target" if binds else f"{limit.upper()} target"
-    return limit, res, f"{what} binds at batch {b + 1}; {detail}"
+    return limit, res, (f"{what} binds: batch {b} is the largest within it ({b + 1} would miss "
+                        f"it); at the mean lengths {detail}")
 
 
 def _reported_shapes(slo: SLOTargets, metric: str,
