@@ -59,6 +59,17 @@ def test_unsupported_row_has_reason(tmp_path: Path) -> None:
     assert last["pred_ttft_ms"] == "" and "NoSuchModel" in last["reason"]
 
 
+def test_summary_says_why_rows_were_not_supported_without_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --out the 'reason' column is nowhere to be seen: the summary lists the most
+    common reasons with their row counts and first line."""
+    src = _head(tmp_path, 3, edit={"model_path": "acme/NoSuchModel-1B"})
+    assert main(["validate", "--points", str(src)]) == 0
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert "2 of 3 rows predicted; 1 not supported" in out
+    assert "1 row(s), first at line 4: " in out and "NoSuchModel" in out
+
+
 @pytest.mark.parametrize(
     ("edit", "drop", "needle"),
     [

@@ -38,7 +38,7 @@ from rich.progress import (
 from rich.table import Table
 
 from fleetplan.calibrate import error_table, predict_stored, prepare, read_points
-from fleetplan.calibrate.points import bundled_points_path
+from fleetplan.calibrate.points import ServingPoint, bundled_points_path
 from fleetplan.calibrate.repeats import repeatability, same_run_other_name
 from fleetplan.calibrate.runner import point_readings, reading_notes, readings
 from fleetplan.calibrate.simpredict import predict_points
@@ -151,11 +151,15 @@ def validate(
     defaults = sum(p.startswith("defaults") for p in prov)
     composed = sum("composed from" in p for p in prov)
     console.print(
-        f"{predicted} of {len(pts)} rows predicted; {unsupported} not supported "
-        f"(see 'reason'); {composed} predicted with efficiencies composed from the fitted GPU, "
+        f"{predicted} of {len(pts)} rows predicted; {unsupported} not supported"
+        + (" (the 'reason' column of --out says why, row by row)" if unsupported else "")
+        + f"; {composed} predicted with efficiencies composed from the fitted GPU, "
         f"engine and precision levels (no fit for their group); {defaults} with default "
-        "efficiencies (no calibration fit for their GPU/engine)."
+        "efficiencies (no calibration fit for their GPU/engine).",
+        markup=False,
     )
+    for text, n, line in _top_reasons(pts, reasons):
+        console.print(f"  {n} row(s), first at line {line}: {text}", markup=False)
     counts = readings(prep)
     if any(counts.values()):
         console.print(
@@ -208,6 +212,17 @@ def validate(
         )
     if out is not None:
         console.print(f"wrote {out}")
+
+
+def _top_reasons(pts: list[ServingPoint], reasons: list[str | None], k: int = 5
+                 ) -> list[tuple[str, int, int]]:
+    """The `k` most common reasons rows were not supported: (reason, rows, first row's line)."""
+    seen: dict[str, list[int]] = {}
+    for p, why in zip(pts, reasons, strict=True):
+        if why:
+            seen.setdefault(why, []).append(p.line)
+    ranked = sorted(seen.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+    return [(why, len(lines), lines[0]) for why, lines in ranked[:k]]
 
 
 def _pct(v: object) -> str:
