@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from fleetplan.catalog import GPU, Engine, ModelSpec, Quant, find, load_catalog
+from fleetplan.catalog.hf_config import config_path, model_from_config
 from fleetplan.cli._app import app, console
 from fleetplan.errors import UsageError
 from fleetplan.perf import kv_bytes_per_token, weights_bytes
@@ -24,14 +26,18 @@ class Kind(str, Enum):
     gpus = "gpus"
     models = "models"
     engines = "engines"
-    quant = "quant"
+    quants = "quants"
+    quant = "quant"  # the singular, as earlier releases spelt it
+
+
+ALL_KINDS = [Kind.gpus, Kind.models, Kind.engines, Kind.quants]
 
 
 def _table_for(kind: Kind) -> Table:
     cat = load_catalog()
     if kind is Kind.gpus:
-        t = Table("name", "memory GiB", "HBM TB/s", "BF16 TFLOP/s", "FP8", "FP4", "link GB/s",
-                  "$/h")
+        t = Table("name", "memory GiB", "HBM TB/s", "BF16 TFLOP/s", "FP8 TFLOP/s",
+                  "FP4 TFLOP/s", "link GB/s", "$/h")
         for g in cat.gpus.values():
             f = g.flops_per_s
             t.add_row(
@@ -46,7 +52,8 @@ def _table_for(kind: Kind) -> Table:
             )
     elif kind is Kind.models:
         t = Table(
-            "name", "hf id", "params B", "active B", "layers", "attention", "KV B/token", "ctx"
+            "name", "hf id", "params (bn)", "active (bn)", "layers", "attention",
+            "KV bytes/token (bf16)", "ctx",
         )
         for m in cat.models.values():
             t.add_row(
@@ -67,12 +74,13 @@ def _table_for(kind: Kind) -> Table:
                 e.name,
                 feats,
                 ", ".join(e.quantizations),
-                f"{e.kv_block_tokens.value:.0f}",
-                f"{e.max_num_seqs.value:.0f}",
-                f"{e.max_num_batched_tokens.value:.0f}",
+                f"{e.kv_block_tokens.value:,.0f}",
+                f"{e.max_num_seqs.value:,.0f}",
+                f"{e.max_num_batched_tokens.value:,.0f}",
             )
     else:
-        t = Table("name", "weight B", "activation B", "KV B", "computes in", "quality cost")
+        t = Table("name", "bytes/weight", "bytes/activation", "KV bytes/value", "computes in",
+                  "quality cost")
         for q in cat.quants.values():
             t.add_row(
                 q.name,
@@ -87,16 +95,35 @@ def _table_for(kind: Kind) -> Table:
 
 @catalog_app.command("list")
 def list_(
-    kind: Annotated[Kind | None, typer.Argument(help="gpus, models, engines or quant")] = None,
+    kind: Annotated[Kind | None, typer.Argument(help="gpus, models, engines or quants")] = None,
 ) -> None:
     """List catalog entries (all kinds when none is given)."""
-    for k in [kind] if kind else list(Kind):
+    for k in [kind] if kind else ALL_KINDS:
         t = _table_for(k)
         t.title = k.value
         console.print(t)
 
 
+def _looks_like_path(name: str) -> bool:
+    """`./x`, `/x`, `~/x`, or an `org/name` that exists on disk (else it is an HF id)."""
+    return name.startswith(("/", ".", "~")) or ("/" in name and Path(name).exists())
+
+
 def _lookup(name: str) -> BaseModel:
+    """The catalog entry `name` names; a path to a config.json (or a folder holding one) is
+    the model converted from it."""
+    where = "catalog show"
+    if _looks_like_path(name):  # never a fuzzy catalog suggestion for a path
+        path = config_path(name)
+        if path is not None:
+            return model_from_config(path)
+        p = Path(name).expanduser()
+        why = "no such file or folder"
+        if p.is_dir():
+            why = "a folder with no config.json"
+        elif p.exists():
+            why = "not a config.json"
+        raise UsageError(f"unknown catalog entry '{name}' ({why})", where=where)
     cat = load_catalog()
     tables: list[tuple[str, dict[str, Any]]] = [
         ("model", cat.models),
@@ -106,11 +133,11 @@ def _lookup(name: str) -> BaseModel:
     ]
     for kind, table in tables:
         try:
-            return find(kind, name, table, where="NAME")  # type: ignore[no-any-return]
+            return find(kind, name, table, where=where)  # type: ignore[no-any-return]
         except UsageError:
             continue
     every = {**cat.models, **cat.gpus, **cat.engines, **cat.quants}
-    return find("catalog entry", name, every, where="NAME")
+    return find("catalog entry", name, every, where=where)
 
 
 def describe(entry: BaseModel) -> dict[str, Any]:
@@ -130,7 +157,9 @@ def describe(entry: BaseModel) -> dict[str, Any]:
 
 @catalog_app.command("show")
 def show(
-    name: Annotated[str, typer.Argument(help="a GPU, model, engine or precision name or alias")],
+    name: Annotated[str, typer.Argument(
+        help="a GPU, model, engine or precision name or alias, or a model's config.json "
+             "(or a folder holding one)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Show one catalog entry with every figure's source and date."""
@@ -141,21 +170,67 @@ def show(
         return
     kind = {GPU: "GPU", ModelSpec: "model", Engine: "engine", Quant: "precision"}[type(entry)]
     console.print(f"[bold]{data['name']}[/] ({kind})")
-    t = Table("field", "value", "source", "as of", show_lines=False)
+    t = Table("field", "value", "source", "as of")
+    t.columns[1].overflow = t.columns[2].overflow = "fold"  # sources and URLs in full
     _rows(t, "", data)
     console.print(t)
 
 
+def _size(v: float) -> str:
+    """Bytes with a binary unit beside: `79.6 GiB (85,520,809,984 bytes)`."""
+    exact = f"{_num(v)} byte{'' if v == 1 else 's'}"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if v >= size:
+            return f"{v / size:,.1f} {unit} ({exact})"
+    return exact
+
+
+def _num(v: float) -> str:
+    """`8,192` for whole numbers (no `.0`), else up to 6 significant digits."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.6g}"
+
+
+def _human(path: str, v: Any) -> str:
+    """A value as a person reads it: yes/no, comma-joined lists, numbers in units by the
+    field's name (the catalog holds raw SI numbers; `--json` prints those)."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    if not isinstance(v, int | float):
+        return str(v)
+    leaf = path.rsplit(".", 1)[-1]
+    if path.startswith("flops_per_s."):
+        return f"{_num(round(v / 1e12, 1))} {'TOP/s' if leaf.startswith('int') else 'TFLOP/s'}"
+    if leaf.endswith("bytes_per_s"):
+        return f"{_num(round(v / 1e12, 2))} TB/s" if v >= 1e12 else f"{_num(v / 1e9)} GB/s"
+    if "bytes" in leaf:
+        return _size(v)
+    if leaf.endswith("params"):  # published figures are rounded; derived counts are exact
+        exact = f" ({v:,})" if isinstance(v, int) else ""
+        return f"{_num(round(v / 1e9, 1))} B params{exact}"
+    if leaf.endswith("_s"):  # a latency
+        scale, unit = (1e6, "µs") if v < 1e-3 else (1e3, "ms") if v < 1 else (1, "s")
+        return f"{_num(v * scale)} {unit}"
+    if leaf.endswith("_w"):
+        return f"{_num(v)} W"
+    if leaf.endswith("usd_per_hour"):
+        return f"${v:,.2f}/h"
+    if leaf in {"quality_cost", "gpu_memory_utilization"}:
+        return f"{v:.1%}"
+    return _num(v)
+
+
 def _rows(t: Table, prefix: str, data: dict[str, Any]) -> None:
+    """One row per field; fields that do not apply (None or empty) are left out."""
     for key, val in data.items():
         path = f"{prefix}{key}"
-        if isinstance(val, dict) and "value" in val and "source" in val:
-            t.add_row(path, f"{val['value']:,.6g}", str(val["source"]), str(val["as_of"]))
-        elif isinstance(val, dict) and "supported" in val:
-            t.add_row(path, str(val["supported"]), str(val["source"]), str(val["as_of"]))
+        if val is None or val in ("", [], {}):
+            continue
+        if isinstance(val, dict) and "source" in val and ("value" in val or "supported" in val):
+            shown = val["value"] if "value" in val else val["supported"]
+            t.add_row(path, _human(path, shown), str(val["source"]), str(val["as_of"]))
         elif isinstance(val, dict):
             _rows(t, f"{path}.", val)
-        elif key not in {"source", "as_of"}:
-            t.add_row(path, f"{val:,}" if isinstance(val, int | float) else str(val), "", "")
         else:
-            t.add_row(path, str(val), "", "")
+            t.add_row(path, _human(path, val), "", "")
