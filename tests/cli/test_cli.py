@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,7 @@ def test_catalog_list_all(cli: Any) -> None:
          "--burst: must be a finite number >= 1"),
         (["plan", "--rate", "10", "--isl", "1000", "--osl", "200", "--top", "0"],
          "--top: must be >= 1"),
-        (["plan", "--rate", "10", "--isl", "1000", "--osl", "200", "--burst-bin", "abc"],
+        (["plan", "--workload", "azure-conv-2023", "--burst-bin", "abc"],
          "--burst-bin: unknown bin 'abc'"),
         (["plan", "--rate", "10", "--isl", "1000", "--osl", "200", "--mc-runs", "1000000000"],
          "--mc-runs: must be in [1, 1000]"),
@@ -368,3 +369,221 @@ def test_plan_and_simulate_read_any_trace_with_a_column_mapping(cli: Any, tmp_pa
     assert r.code == 2 and "describe a --workload trace file" in r.err
     r = cli("plan", "--workload", "chat", *mapping, "--no-check")
     assert r.code == 2 and "is a demand preset" in r.err
+
+
+SIM = ["simulate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm"]
+FLAGS_PLAN = ["plan", "--rate", "10", "--isl", "1000", "--osl", "200"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([*SIM, "--concurrency", "2", "--isl", "10", "--osl", "10", "--burstiness", "2"],
+         "--burstiness: --burstiness shapes --rate arrivals; in a closed loop (--concurrency)"),
+        ([*SIM, "--concurrency", "2", "--isl", "10", "--osl", "10", "--burstiness", "1"],
+         "--burstiness: --burstiness shapes --rate arrivals"),
+        ([*SIM, "--workload", "azure-conv-2023", "--burstiness", "1"],
+         "--burstiness: --burstiness shapes --rate arrivals; a --workload trace"),
+        ([*FLAGS_PLAN, "--burst-bin", "1s"],
+         "--burst-bin: --burst-bin applies to a burst factor measured from a trace; no "
+         "--workload given"),
+        (["plan", "--workload", "chat", "--burst-bin", "1s"],
+         "--burst-bin: --burst-bin applies to a burst factor measured from a trace; 'chat' is a "
+         "demand preset without arrival times"),
+        (["plan", "--workload", "azure-conv-2023", "--burst", "2", "--burst-bin", "1h"],
+         "--burst-bin: --burst-bin applies to a burst factor measured from a trace; with --burst "
+         "none is measured"),
+        ([*FLAGS_PLAN, "--no-check", "--mc-runs", "5"],
+         "--mc-runs: --mc-runs applies to the simulation check, which --no-check turns off"),
+        ([*FLAGS_PLAN, "--no-check", "--sim-requests", "500"],
+         "--sim-requests: --sim-requests applies to the simulation check, which --no-check"),
+        ([*FLAGS_PLAN, "--no-check", "--seed", "1"],
+         "--seed: --seed applies to the simulation check, which --no-check turns off"),
+    ],
+)
+def test_flags_that_would_be_ignored_are_refused(cli: Any, args: list[str], needle: str) -> None:
+    """Each of these flags was accepted and silently ignored: --burstiness in a closed loop,
+    --burst-bin where no burst factor is measured (no trace, a demand preset, or --burst
+    given), the simulation check's flags with --no-check."""
+    r = cli(*args)
+    assert r.code == 2, r.err
+    assert needle in " ".join(r.err.split())
+    assert "Traceback" not in r.err
+
+
+def test_flags_are_accepted_where_they_apply(cli: Any) -> None:
+    """The refusals above leave the flags working where they apply, and the defaults working
+    without them."""
+    r = cli(*SIM, "--rate", "5", "--isl", "10", "--osl", "10", "--requests", "20",
+            "--burstiness", "0.5", "--json")
+    assert r.code == 0, r.err
+    r = cli("plan", "--workload", "azure-conv-2023", "--gpus", "h100-sxm", "--burst-bin", "1s",
+            "--no-check", "--json")
+    assert r.code == 0, r.err
+    steps = {w["name"]: w for w in r.json()["worksheet"]}
+    assert steps["burst"]["burst_source"] == "measured from the trace (peak/mean at 1s bins)"
+    r = cli(*FLAGS_PLAN, "--gpus", "h100-sxm", "--no-check", "--json")
+    assert r.code == 0, r.err
+    steps = {w["name"]: w for w in r.json()["worksheet"]}
+    assert steps["burst"]["burst_factor"] == 3.0
+
+
+def _help(cli: Any, monkeypatch: pytest.MonkeyPatch, *command: str) -> str:
+    """`--help` of `command`, the panels' borders dropped and whitespace collapsed (a help
+    text wrapped in its cell reads as one line)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    r = cli(*command, "--help")
+    assert r.code == 0, r.err
+    return " ".join(r.out.replace("│", " ").split())
+
+
+@pytest.mark.parametrize(
+    ("command", "phrases"),
+    [
+        (["plan"], [
+            "--engine <str> serving engine: vllm, sglang, trtllm, tgi, llamacpp, transformers",
+            "--efficiency-tax <float> multiplicative tax on the theoretical minimum: GPUs "
+            "x(1 + tax); 0.2 = 20% more",
+            "--headroom <float> spare capacity above the burst peak: GPUs x(1 + headroom); "
+            "0.4 = 40% more",
+            "--burst <float> peak/mean arrival-rate factor the fleet is sized for (default: "
+            "measured from a trace --workload, else 3)",
+            "--burst-bin <str> bin of the burst factor measured from a trace --workload: 1s, "
+            "1min, 1h (default: 1min; not with --burst)",
+            "--seed <int> seed of the check's random draws",
+            "--mc-runs <int> Monte Carlo runs of the check: Poisson draws, or windows of a "
+            "trace (default: 3)",
+            "--sim-requests <int> requests per run of the check (default: 2,000)",
+            "--format <str> Trace reader, instead of detecting it: fleetplan, azure, burstgpt, "
+            "mooncake, litellm, otel, csv, jsonl, parquet.",
+            "--slo <str> latency targets: METRIC_pNN=DURATION[,...] with METRIC in ttft|tpot|e2e, "
+            "NN in 50|90|95|99|999 (99.9) and DURATION in s or ms",
+            "--isl <int> input tokens per request: without --workload every request has this "
+            "many; with it, the workload's input lengths are scaled so their mean is this",
+            "--osl <int> output tokens per request: without --workload every request has this "
+            "many; with it, the workload's output lengths are scaled so their mean is this",
+            "--rate <float> mean requests per second; with --workload it replaces the "
+            "workload's mean rate",
+            "--model <str> catalog name, alias, Hugging Face id, or a config.json",
+        ]),
+        (["simulate"], [
+            "--model <str> catalog name, alias, Hugging Face id, or a config.json (the file or "
+            "its folder)",
+            "--engine <str> serving engine: vllm, sglang, trtllm, tgi, llamacpp, transformers",
+            "--max-num-seqs <int> most requests a replica runs at once (default: the engine's "
+            "catalog value",
+            "--max-num-batched-tokens <int> token budget of one engine step (default: the "
+            "engine's catalog value)",
+            "--block-size <int> tokens per KV-cache block (default: the engine's catalog value)",
+            "--prefix-caching --no-prefix-caching reuse the KV of repeated prompt prefixes "
+            "(default: on where the engine's catalog entry supports it)",
+            "--requests <int> requests to send (default: 4 x --concurrency; 1,000 with --rate; "
+            "with --workload the whole trace, or its first N when given)",
+            "--burstiness <float> with --rate: gamma shape of the gaps between arrivals",
+            "--seed <int> seed of the run's random draws",
+        ]),
+        (["workload", "characterize"], [
+            "--cache-blocks <int> Also simulate an LRU prefix cache of N KV blocks; needs a "
+            "trace with hash_ids (e.g. Mooncake), one per block (Mooncake: 512 tokens; --map "
+            "block_tokens=N for other files).",
+            "--format <str> Trace reader, instead of detecting it: fleetplan, azure",
+        ]),
+    ],
+)
+def test_help_texts(cli: Any, monkeypatch: pytest.MonkeyPatch, command: list[str],
+                    phrases: list[str]) -> None:
+    """Every option says what it does, its default where the flag has no fixed one, and the
+    values it takes (several had no help at all: plan --engine, --efficiency-tax, --seed)."""
+    text = _help(cli, monkeypatch, *command)
+    for phrase in phrases:
+        assert phrase in text
+
+
+def test_help_lists_the_catalogs_engines_and_the_readers() -> None:
+    """The --engine and --format help lists are the catalog's engines and the readers' names."""
+    from fleetplan.catalog import load_catalog
+    from fleetplan.cli._app import ENGINES
+    from fleetplan.workload import FORMATS
+
+    assert sorted(ENGINES) == sorted(load_catalog().engines)
+    assert FORMATS == ("fleetplan", "azure", "burstgpt", "mooncake", "litellm", "otel", "csv",
+                       "jsonl", "parquet")
+
+
+@pytest.mark.parametrize(
+    ("command", "usage", "shown"),
+    [
+        ([], " [OPTIONS] COMMAND [ARGS]... ", ["--help Show this message"]),
+        (["plan"], " plan [OPTIONS] ",
+         ["--json print JSON only", "--check --no-check verify the best candidate",
+          "--top <int> rows", "--headroom <float>"]),
+        (["simulate"], " simulate [OPTIONS] ",
+         ["--json print the summary", "--out <path> per-request records"]),
+        (["workload", "characterize"], " workload characterize [OPTIONS] TRACE ",
+         ["* TRACE <str> Trace file or preset name.", "--json Print JSON only."]),
+        (["catalog", "show"], " catalog show [OPTIONS] NAME ", ["--json print"]),
+        (["catalog", "list"], " catalog list [OPTIONS] [KIND] ", []),
+        (["calibrate-steps"], " calibrate-steps [OPTIONS] [STEPS]... ", []),
+    ],
+)
+def test_help_shows_no_type_for_flags(cli: Any, monkeypatch: pytest.MonkeyPatch,
+                                      command: list[str], usage: str, shown: list[str]) -> None:
+    """A flag takes no value, so its help shows no type (was `--json <bool>`, `--help
+    <bool>`); options with a value keep theirs; arguments read NAME, [NAME], NAME... in usage
+    lines (was `{name}`)."""
+    text = _help(cli, monkeypatch, *command)
+    assert "<bool>" not in text
+    line = text.split("Usage:")[1].split("╭")[0]  # the usage line and the command's doc
+    assert usage in line and "{" not in line
+    for phrase in [*shown, "--help Show this message and exit."]:
+        assert phrase in text
+
+
+def test_missing_argument_is_named_as_in_the_usage_line(cli: Any) -> None:
+    r = cli("workload", "characterize")
+    assert r.code == 2 and "Missing argument 'TRACE'" in r.err
+
+
+def test_worksheet_counts_and_prices_read_as_written(cli: Any) -> None:
+    """"1 replica, 1 GPU" (was "1 replicas, 1 GPUs"); prices below $100 keep their cents (a
+    $2.25/hour fleet printed as "$2/h"); the burst line has no nested parentheses; the
+    footnote on defaults names the metric of its figures."""
+    r = cli("plan", "--model", "llama-3.1-8b", "--gpus", "l40s", "--tp", "1", "--precision",
+            "fp8", "--rate", "0.2", "--isl", "500", "--osl", "100", "--mc-runs", "1",
+            "--sim-requests", "50")
+    assert r.code == 0, r.err
+    out = " ".join(r.out.split())
+    assert "-> 1 replica, 1 GPU" in out and "final: 1 replica, 1 GPU, $" in out
+    assert "1 run x 50 requests" in out
+    assert re.search(r"final: 1 replica, 1 GPU, \$\d+\.\d\d/hour", out)
+    assert re.search(r"l40s TP1 fp8 \$\d+\.\d\d/h ", out)
+    assert re.search(r"│ yes │ 1 │ \d+\.\d\d │ [\d,]+ │", out)
+    assert "4. Burst x3.00 = 0.02 GPUs; assumed (default 3x; typical 2.5-4x)" in out
+    assert "((" not in out and "))" not in out
+    assert "the defaults' in-sample TPOT MAPE is ~18% for dense and ~94% for MoE models" in out
+    r = cli(*FLAGS_PLAN, "--gpus", "h100-sxm", "--burst", "2", "--no-check")
+    assert r.code == 0, r.err
+    assert "; set with --burst" in r.out
+
+
+def test_usd_and_count_formats() -> None:
+    from fleetplan.cli.plan import _count, _usd
+
+    assert [_usd(x) for x in (3.7, 0.004, 99.99, 99.996, 100.0, 1642.5, 139_810.2)] == [
+        "3.70", "0.00", "99.99", "100", "100", "1,642", "139,810"]
+    assert [_count(n, "GPU") for n in (0, 1, 2, 1000)] == ["0 GPUs", "1 GPU", "2 GPUs",
+                                                           "1,000 GPUs"]
+
+
+def test_plan_and_simulate_print_trace_warnings_as_messages(cli: Any, tmp_path: Path) -> None:
+    """A trace's ignored blank line was reported as a Python UserWarning with the source
+    line of fleetplan's loader (an error under -W error); it is a `warning:` line as in
+    `fleetplan workload`."""
+    f = tmp_path / "blank.csv"
+    f.write_text("arrival_s,input_tokens,output_tokens\n0,100,20\n,,\n1,120,30\n70,90,25\n")
+    for args in (["plan", "--workload", str(f), "--gpus", "h100-sxm", "--no-check", "--json"],
+                 [*SIM, "--workload", str(f), "--json"]):
+        r = cli(*args)
+        assert r.code == 0, r.err
+        assert r.err.startswith("warning: ") and "ignored 1 blank line" in r.err
+        assert "UserWarning" not in r.err and "_load.py" not in r.err

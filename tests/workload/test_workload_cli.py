@@ -89,7 +89,29 @@ def test_skip_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["workload", "characterize", str(bad), "--on-error", "skip", "--json"]) == 0
     cap = capsys.readouterr()
     assert json.loads(cap.out)["skipped_rows"] == 1
-    assert "skipped 1 bad rows" in cap.err and "lines 2" in cap.err
+    assert "skipped 1 bad row of" in cap.err and "(line 2: " in cap.err
+
+
+def test_skip_report_counts_read_as_written(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """One skipped row is "1 bad row (line 2: ...)", several "2 bad rows (lines 2, 3: ...)"
+    (one read "1 bad rows (lines 2: ...)")."""
+    bad = tmp_path / "b.csv"
+    bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.1,x,1\n"
+                   "2023-11-16 18:15:47.1,y,1\n2023-11-16 18:15:48.1,6,1\n")
+    assert main(["workload", "characterize", str(bad), "--on-error", "skip", "--json"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"warning: skipped 2 bad rows of {bad} (lines 2, 3: ContextTokens:" in err
+
+
+@pytest.mark.parametrize("args", [["azure-conv-2023", "--json"], ["no-such-trace.csv"]])
+def test_no_stray_blank_line_on_stderr(capsys: pytest.CaptureFixture[str],
+                                       args: list[str]) -> None:
+    """The progress display, off a terminal, ended with a blank line on stderr: after the
+    JSON of `characterize --json`, and before an error message."""
+    main(["workload", "characterize", *args])
+    err = capsys.readouterr().err
+    assert "\n\n" not in "\n" + err
 
 
 def test_synth_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

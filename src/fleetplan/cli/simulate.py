@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fleetplan.cli._app import app, check_writable, console, err_console
-from fleetplan.cli.workload import FormatOpt, MapOpt, parse_mapping
+from fleetplan.cli._app import ENGINES, app, check_writable, console, err_console
+from fleetplan.cli.workload import FormatOpt, MapOpt, parse_mapping, reported_warnings
 from fleetplan.errors import UsageError
 from fleetplan.sim import (
     SLO,
@@ -35,10 +35,12 @@ Opt = typer.Option
 
 #: Most requests one run may send (a guard against typos: ~0.3 GiB and ~40 s per million).
 MAX_REQUESTS = 10_000_000
+#: Requests an open loop (--rate) sends when --requests is not given.
+DEFAULT_RATE_REQUESTS = 1000
 
 
 def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate: float | None,
-          isl: int | None, osl: int | None, requests: int | None, burstiness: float,
+          isl: int | None, osl: int | None, requests: int | None, burstiness: float | None,
           think_s: float = 0.0, range_ratio: float = 1.0, fmt: str | None = None,
           mapping: str | None = None) -> Load:
     chosen = [x for x in (workload, concurrency, rate) if x is not None]
@@ -50,6 +52,10 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
     if concurrency is None and range_ratio != 1.0:
         raise UsageError("--range-ratio applies to a closed loop (--concurrency)",
                          where="--range-ratio")
+    if concurrency is not None and burstiness is not None:
+        raise UsageError("--burstiness shapes --rate arrivals; in a closed loop (--concurrency) "
+                         "each client sends its next request when the last one ends",
+                         where="--burstiness")
     if workload is None and (fmt or mapping):
         raise UsageError("--format and --map describe a --workload trace file; none given",
                          where="--format/--map")
@@ -62,10 +68,11 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
             if v is not None:
                 raise UsageError(f"{flag} applies to --concurrency or --rate; a --workload "
                                  "trace brings its own lengths", where=flag)
-        if burstiness != 1.0:
+        if burstiness is not None:
             raise UsageError("--burstiness shapes --rate arrivals; a --workload trace brings "
                              "its own (--rate-scale changes its rate)", where="--burstiness")
-        w = load(workload, format=fmt, mapping=parse_mapping(mapping))
+        with reported_warnings():
+            w = load(workload, format=fmt, mapping=parse_mapping(mapping))
         trace = TraceLoad.from_workload(w, rate_scale=rate_scale)
         if requests is not None:  # the first K requests of the trace, in arrival order
             trace = replace(trace, table=trace.table.sort("arrival_s").head(requests))
@@ -78,7 +85,8 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
     if concurrency is not None:
         return ClosedLoop(concurrency, isl, osl, requests, think_s, range_ratio)
     assert rate is not None
-    return PoissonLoad(rate, 1000 if requests is None else requests, isl, osl, burstiness)
+    return PoissonLoad(rate, DEFAULT_RATE_REQUESTS if requests is None else requests, isl, osl,
+                       1.0 if burstiness is None else burstiness)
 
 
 def _pool(spec: str, flag: str) -> tuple[int, int]:
@@ -167,17 +175,26 @@ def _with_recv_interval(fleet: FleetConfig | DisaggFleetConfig,
 
 @app.command("simulate")
 def simulate_cmd(
-    model: Annotated[str, Opt("--model", help="model name from the catalog")],
+    model: Annotated[str, Opt("--model", help="catalog name, alias, Hugging Face id, or a "
+                              "config.json (the file or its folder)")],
     gpu: Annotated[str, Opt("--gpu", help="GPU name from the catalog")],
     replicas: Annotated[int, Opt("--replicas", help="number of replicas")] = 1,
     tp: Annotated[int, Opt("--tp", help="tensor parallelism per replica")] = 1,
     pp: Annotated[int, Opt("--pp", help="pipeline parallelism per replica")] = 1,
     precision: Annotated[str, Opt("--precision", help="weight precision")] = "bf16",
-    engine: Annotated[str, Opt("--engine", help="serving engine")] = "vllm",
-    max_num_seqs: Annotated[int | None, Opt("--max-num-seqs")] = None,
-    max_num_batched_tokens: Annotated[int | None, Opt("--max-num-batched-tokens")] = None,
-    block_size: Annotated[int | None, Opt("--block-size", help="KV block tokens")] = None,
-    prefix_caching: Annotated[bool | None, Opt("--prefix-caching/--no-prefix-caching")] = None,
+    engine: Annotated[str, Opt("--engine", help=f"serving engine: {', '.join(ENGINES)}")] = "vllm",
+    max_num_seqs: Annotated[int | None, Opt(
+        "--max-num-seqs", help="most requests a replica runs at once (default: the engine's "
+        "catalog value, at most --max-num-batched-tokens)")] = None,
+    max_num_batched_tokens: Annotated[int | None, Opt(
+        "--max-num-batched-tokens", help="token budget of one engine step (default: the "
+        "engine's catalog value)")] = None,
+    block_size: Annotated[int | None, Opt(
+        "--block-size", help="tokens per KV-cache block (default: the engine's catalog "
+        "value)")] = None,
+    prefix_caching: Annotated[bool | None, Opt(
+        "--prefix-caching/--no-prefix-caching", help="reuse the KV of repeated prompt "
+        "prefixes (default: on where the engine's catalog entry supports it)")] = None,
     batch_wait_iters: Annotated[int, Opt(
         "--batch-wait-timeout-iters", help="TensorRT-LLM batch waiting: steps a new prompt may "
         "be held while others decode (0: off)")] = 0,
@@ -195,11 +212,15 @@ def simulate_cmd(
     rate_scale: Annotated[float, Opt("--rate-scale", help="multiply the trace's rate")] = 1.0,
     concurrency: Annotated[int | None, Opt("--concurrency", help="closed loop clients")] = None,
     rate: Annotated[float | None, Opt("--rate", help="open loop requests/s (gamma)")] = None,
-    burstiness: Annotated[float, Opt("--burstiness", help="gamma shape; 1 = Poisson")] = 1.0,
+    burstiness: Annotated[float | None, Opt(
+        "--burstiness", help="with --rate: gamma shape of the gaps between arrivals (1 = "
+        "Poisson, the default; below 1 burstier, above 1 more even)")] = None,
     isl: Annotated[int | None, Opt("--isl", help="input tokens per request")] = None,
     osl: Annotated[int | None, Opt("--osl", help="output tokens per request")] = None,
-    requests: Annotated[int | None, Opt("--requests", help="requests to send (with "
-                                        "--workload: the trace's first K)")] = None,
+    requests: Annotated[int | None, Opt(
+        "--requests", help="requests to send (default: 4 x --concurrency; "
+        f"{DEFAULT_RATE_REQUESTS:,} with --rate; with --workload the whole trace, or its first "
+        "N when given)")] = None,
     think: Annotated[float, Opt("--think", help="closed loop: mean think time between a "
                                 "response and the client's next request, seconds "
                                 "(exponential, seeded)")] = 0.0,
@@ -216,7 +237,8 @@ def simulate_cmd(
     kv_transfer_gb_s: Annotated[float | None, Opt(
         "--kv-transfer-gb-s", help="disaggregated: KV transfer GB/s (default: 0.8 x the "
         "catalog interconnect of the slower worker)")] = None,
-    seed: Annotated[int, Opt("--seed")] = 0,
+    seed: Annotated[int, Opt("--seed", help="seed of the run's random draws: --rate arrivals, "
+                             "--think times, --range-ratio lengths")] = 0,
     as_json: Annotated[bool, Opt("--json", help="print the summary as JSON only")] = False,
     out: Annotated[Path | None, Opt("--out", help="per-request records (.parquet/.duckdb)")] = None,
     prometheus: Annotated[Path | None, Opt("--prometheus", help="write vLLM /metrics text")] = None,

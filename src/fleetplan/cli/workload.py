@@ -16,7 +16,7 @@ from rich.table import Table
 
 from fleetplan.cli._app import app, check_writable, console, err_console
 from fleetplan.errors import UsageError
-from fleetplan.workload import Characterization, Workload, characterize, load
+from fleetplan.workload import FORMATS, Characterization, SkipReport, Workload, characterize, load
 from fleetplan.workload.report_html import render_html
 from fleetplan.workload.synthetic import (
     ARRIVALS,
@@ -31,7 +31,8 @@ app.add_typer(workload_app, name="workload")
 
 T = TypeVar("T")
 
-FormatOpt = Annotated[str | None, typer.Option("--format", help="Force the reader (see docs).")]
+FormatOpt = Annotated[str | None, typer.Option(
+    "--format", help=f"Trace reader, instead of detecting it: {', '.join(FORMATS)}.")]
 MapOpt = Annotated[str | None, typer.Option(
     "--map", help="Column mapping, e.g. timestamp=ts,input_tokens=prompt,output_tokens=completion")]
 OnErrorOpt = Annotated[str, typer.Option(
@@ -56,7 +57,9 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
 @contextmanager
 def _progress() -> Iterator[Callable[[str, Callable[[], T]], T]]:
     cols = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*cols, console=err_console, transient=True) as bar:
+    # a spinner only on a terminal: elsewhere Rich ends a progress display with a blank line
+    with Progress(*cols, console=err_console, transient=True,
+                  disable=not err_console.is_interactive) as bar:
 
         def step(what: str, fn: Callable[[], T]) -> T:
             task = bar.add_task(what, total=None)
@@ -68,16 +71,38 @@ def _progress() -> Iterator[Callable[[str, Callable[[], T]], T]]:
         yield step
 
 
-def _load(path: str, fmt: str | None, mapping: str | None, on_error: str) -> Workload:
+@contextmanager
+def reported_warnings() -> Iterator[None]:
+    """Print the warnings raised inside (a trace's ignored blank lines, ...) as `warning: ...`
+    lines, without Python's source location; also when the body raises."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warn in caught:
+                err_console.print(f"[yellow]warning:[/] {escape(str(warn.message))}",
+                                  highlight=False)
+
+
+def _load(path: str, fmt: str | None, mapping: str | None, on_error: str) -> Workload:
+    with reported_warnings():
         w = load(path, format=fmt, mapping=parse_mapping(mapping), on_error=on_error)
-    for warn in caught:
-        err_console.print(f"[yellow]warning:[/] {escape(str(warn.message))}", highlight=False)
     if w.skipped:
-        err_console.print(f"[yellow]warning:[/] {escape(w.skipped.describe(path))}",
+        err_console.print(f"[yellow]warning:[/] {escape(_skipped(w.skipped, path))}",
                           highlight=False)
     return w
+
+
+def _skipped(s: SkipReport, path: str) -> str:
+    """`skipped 1 bad row of f.csv (line 4: ...)`, `skipped 3 bad rows of f.csv (lines 4, 9,
+    12: ...)`: the report's count, first lines and reasons."""
+    rows = "row" if s.count == 1 else "rows"
+    lines = "line" if len(s.first_lines) == 1 and s.count == 1 else "lines"
+    where = ", ".join(str(n) for n in s.first_lines)
+    more = ", ..." if s.count > len(s.first_lines) else ""
+    why = "; ".join(s.reasons[:3])
+    return f"skipped {s.count:,} bad {rows} of {path} ({lines} {where}{more}: {why})"
 
 
 def _num(v: Any) -> str:
@@ -140,7 +165,9 @@ def characterize_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")] = None,
     cache_blocks: Annotated[int | None, typer.Option(
-        "--cache-blocks", help="Also simulate an LRU prefix cache of N blocks.")] = None,
+        "--cache-blocks", help="Also simulate an LRU prefix cache of N KV blocks; needs a trace "
+        "with hash_ids (e.g. Mooncake), one per block (Mooncake: 512 tokens; --map "
+        "block_tokens=N for other files).")] = None,
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
     on_error: OnErrorOpt = "raise",
