@@ -122,7 +122,7 @@ def test_cohort_fraction_scales_the_steady_state_cohort_only() -> None:
     wave-free, queue-free TTFT: the difference is (min(B, k) - 1) x, x = t_mix - t_dec; those
     cohort-mates' prefills leave the TPOT (a request's decode meets only the prefills outside its
     cohort): it falls by (min(B, k) - 1) x / (OSL - 1)."""
-    from fleetplan.calibrate.closedloop import step_time
+    from fleetplan.calibrate.closedloop import mixed_step_time, step_time
 
     _, _, pts = read_points(bundled_points_path())
     prep = prepare(pts[:300])
@@ -134,7 +134,7 @@ def test_cohort_fraction_scales_the_steady_state_cohort_only() -> None:
     ah, _ = predict(x, eff, 0.0, 1e-9, 1.0, 0.0, 0.5)
     # no slot wait; SGLang's receive interval sets a cohort of its own (its own test)
     agg = ~x.disagg & (x.running == x.clients) & (x.recv_iters <= 1)
-    extra = np.maximum(step_time(x.mix, eff) - step_time(x.dec, eff), 0.0)
+    extra = np.maximum(mixed_step_time(x.mix, x.p1, x.dec, eff) - step_time(x.dec, eff), 0.0)
     want = (np.minimum(x.running, x.k) - 1.0) * extra
     osl1 = np.maximum(x.osl - 1.0, 1.0)
     np.testing.assert_allclose((b0 - b1)[agg], want[agg] / osl1[agg], rtol=1e-6, atol=1e-12)
@@ -648,7 +648,7 @@ def test_receive_interval_waits_half_a_window_and_gathers_the_window_into_one_co
     other engines and disaggregated rows never carry it."""
     from dataclasses import replace
 
-    from fleetplan.calibrate.closedloop import recv_interval, step_time
+    from fleetplan.calibrate.closedloop import mixed_step_time, recv_interval, step_time
 
     _, _, pts = read_points(bundled_points_path())
     prep = prepare([p for p in pts if p.backend == "sglang" and p.mode == "agg"])
@@ -662,7 +662,7 @@ def test_receive_interval_waits_half_a_window_and_gathers_the_window_into_one_co
     on = (x.recv_iters > 1) & (x.running == x.clients)
     assert on.sum() > 200
     t_d = step_time(x.dec, eff)
-    extra = np.maximum(step_time(x.mix, eff) - t_d, 0.0)
+    extra = np.maximum(mixed_step_time(x.mix, x.p1, x.dec, eff) - t_d, 0.0)
     osl1 = np.maximum(x.osl - 1.0, 1.0)
     lam = x.running * t_d / (a0 + osl1 * b0)
     c = np.minimum(1.0 + lam * x.recv_iters, np.maximum(np.minimum(x.running, x.k), 1.0))

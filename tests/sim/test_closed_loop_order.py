@@ -101,10 +101,11 @@ LOAD = ClosedLoop(concurrency=16, isl=2000, osl=300, requests=160, think_s=1.0)
 
 def test_think_time_closed_loop_is_its_open_loop_replay() -> None:
     """The tester's case: one Llama-3.1-8B H100 replica, 16 clients thinking 1 s on average
-    (before the fix: mean TTFT 0.149 s against the replay's 0.093 s, 26 requests late)."""
+    (before the fix: mean TTFT 0.149 s against the replay's 0.093 s, 26 requests late; the
+    figures move a little with the calibration: 0.090 s since the eighth 2026-11-29 refit)."""
     fleet = FleetConfig.build("llama-3.1-8b", "h100-sxm")
     closed = check_closed_loop(fleet, LOAD, seed=3)
-    assert abs(float(closed["ttft_s"].mean()) - 0.0937) < 0.002  # type: ignore[arg-type]
+    assert abs(float(closed["ttft_s"].mean()) - 0.0901) < 0.003  # type: ignore[arg-type]
 
 
 def test_think_time_closed_loop_is_its_replay_on_replicas_and_disaggregated_pools() -> None:

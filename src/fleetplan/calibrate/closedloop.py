@@ -79,7 +79,7 @@ from fleetplan.sim.scheduler import RESERVING
 
 __all__ = ["FIT_FIELDS", "LoopInputs", "batch_wait", "batch_wait_iterations", "build_inputs",
            "dp_if_unsplit", "heads_unsplit", "held_context", "kv_capacity", "kv_held",
-           "predict", "recv_interval", "step_time"]
+           "mixed_step_time", "predict", "recv_interval", "step_time"]
 
 #: Efficiency fields the calibration fits (in this order in every parameter array).
 FIT_FIELDS = (
@@ -390,21 +390,42 @@ def batch_wait_iterations(iters: np.ndarray, tokens: np.ndarray, isl: np.ndarray
     return out
 
 
+def _attention(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
+    """The attention part of `step_time`: the larger of its compute and memory times."""
+    bw = np.minimum(eff["bandwidth"], _CAPS["bandwidth"])
+    out: np.ndarray = np.maximum(f[:, 3] / np.minimum(eff["attention"], _CAPS["attention"]),
+                                 f[:, 4] / bw)
+    return out
+
+
 def step_time(f: np.ndarray, eff: dict[str, np.ndarray]) -> np.ndarray:
     """Vectorised `RooflineStepModel.step_time_s` from features `f` (n, 11) and per-row
-    efficiency arrays (the fields of `FIT_FIELDS`)."""
-    Lc, Le, Lm, Ac, Am, Sm, Cb, Cn, tok, seqs, layers = (f[:, i] for i in range(f.shape[1]))
+    efficiency arrays (the fields of `FIT_FIELDS`), exact for a step of prefills only or of
+    decodes only (`mixed_step_time` for one of both)."""
+    Lc, Le, Lm, _, _, Sm, Cb, Cn, tok, seqs, layers = (f[:, i] for i in range(f.shape[1]))
     cm = np.minimum(eff["compute_max"], _CAPS["compute_max"])
     tok1 = np.maximum(tok, 1.0)
     c_at = cm * tok1 / (tok1 + eff["compute_half_tokens"])
     bw = np.minimum(eff["bandwidth"], _CAPS["bandwidth"])
     moe = np.minimum(eff["moe_compute"], _CAPS["moe_compute"])
     lin = np.maximum((Lc + Le * (1.0 / moe - 1.0)) / c_at, Lm / bw)
-    att = np.maximum(Ac / np.minimum(eff["attention"], _CAPS["attention"]), Am / bw) + Sm / bw
+    att = _attention(f, eff) + Sm / bw  # Ac, Am: columns 3 and 4
     comm = Cb / np.minimum(eff["comm"], _CAPS["comm"]) + Cn * eff["collective_latency_s"]
     over = (eff["step_overhead_s"] + eff["layer_overhead_s"] * layers
             + eff["seq_overhead_s"] * seqs)
     out: np.ndarray = lin + att + comm + np.where(tok > 0, over, 0.0)
+    return out
+
+
+def mixed_step_time(mix: np.ndarray, prefill: np.ndarray, dec: np.ndarray,
+                    eff: dict[str, np.ndarray]) -> np.ndarray:
+    """`RooflineStepModel.step_time_s` of a step of decodes and prefills together, from the
+    features of the whole step (`mix`) and of its prefill and decode parts alone: the linear
+    layers, communication and overheads run once over all its tokens, the prompts' attention
+    and the decodes' attention each at its own bound (compute-bound prefill, memory-bound
+    decode: the sum of the two, as the roofline charges them, not the bound of their sum)."""
+    out: np.ndarray = (step_time(mix, eff) - _attention(mix, eff)
+                       + _attention(prefill, eff) + _attention(dec, eff))
     return out
 
 
@@ -433,7 +454,7 @@ def predict(
     t_p1 = step_time(x.p1, eff)
     t_pw = step_time(x.pw, eff)
     # What one prompt adds to the decode step it joins (weights are read once for both).
-    extra = np.maximum(step_time(x.mix, eff) - t_dec, 0.0)
+    extra = np.maximum(mixed_step_time(x.mix, x.p1, x.dec, eff) - t_dec, 0.0)
     osl1 = np.maximum(x.osl - 1.0, 1.0)
     agg = ~x.disagg
     b = np.minimum(x.running, x.slot_limit - held_slot * x.slot_ranks)
