@@ -186,6 +186,12 @@ def test_simulate_random_range_ratio(cli: Any, tmp_path: Path) -> None:
     for flag, value in (("--range-ratio", "0.8"), ("--think", "0.1")):
         r = cli(*ARGS[:-8], "--workload", "azure-conv-2023", flag, value)
         assert r.code == 2 and flag in r.err and "closed loop" in r.err
+    # given at their default values they are still given, and still ignored: refused too
+    for flag, value in (("--range-ratio", "1"), ("--think", "0")):
+        r = cli(*ARGS[:-8], "--rate", "2", "--isl", "512", "--osl", "64", flag, value)
+        assert r.code == 2 and flag in r.err and "closed loop" in r.err
+    r = cli(*ARGS[:-8], "--rate", "2", "--isl", "512", "--osl", "64", "--rate-scale", "1")
+    assert r.code == 2 and "--rate-scale" in r.err
 
 
 def test_table_shows_rejected_requests(cli: Any, tmp_path: Path) -> None:

@@ -152,10 +152,12 @@ def test_blank_lines_are_ignored_with_a_warning_naming_them(tmp_path: Path) -> N
     line numbers of later bad rows stay right."""
     text = HEADER + GOOD + "\n" + ",,\n" + "2023-11-16 18:15:49.0,-4,1\n" + LATER + "\n"
     for streaming in (False, True):
-        with pytest.warns(UserWarning, match=r"ignored 3 blank line\(s\).*\(lines 4, 5, 9\)"):
+        with pytest.warns(UserWarning, match=r"ignored 3 blank lines .*\(lines 4, 5, 9\)"):
             w = load(_write(tmp_path, text), on_error="skip", streaming=streaming)
         assert w.requests == 4 and w.skipped.first_lines == (6,)
         assert any("blank" in n for n in w.warnings)
+    with pytest.warns(UserWarning, match=r"ignored 1 blank line without .*\(line 4\)"):
+        load(_write(tmp_path, HEADER + GOOD + "\n" + LATER), on_error="skip")
     with pytest.raises(InputFileError, match="every line is blank"):
         load(_write(tmp_path, HEADER + "\n\n"))
 

@@ -39,17 +39,20 @@ MAX_REQUESTS = 10_000_000
 DEFAULT_RATE_REQUESTS = 1000
 
 
-def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate: float | None,
-          isl: int | None, osl: int | None, requests: int | None, burstiness: float | None,
-          think_s: float = 0.0, range_ratio: float = 1.0, fmt: str | None = None,
+def _load(workload: str | None, rate_scale: float | None, concurrency: int | None,
+          rate: float | None, isl: int | None, osl: int | None, requests: int | None,
+          burstiness: float | None, think_s: float | None = None,
+          range_ratio: float | None = None, fmt: str | None = None,
           mapping: str | None = None) -> Load:
+    """The load the flags describe; a flag given where it would be ignored is refused (each
+    optional flag is None unless the user gave it)."""
     chosen = [x for x in (workload, concurrency, rate) if x is not None]
     if len(chosen) != 1:
         raise UsageError("give exactly one of --workload, --concurrency or --rate",
                          where="load")
-    if concurrency is None and think_s:
+    if concurrency is None and think_s is not None:
         raise UsageError("--think applies to a closed loop (--concurrency)", where="--think")
-    if concurrency is None and range_ratio != 1.0:
+    if concurrency is None and range_ratio is not None:
         raise UsageError("--range-ratio applies to a closed loop (--concurrency)",
                          where="--range-ratio")
     if concurrency is not None and burstiness is not None:
@@ -73,17 +76,18 @@ def _load(workload: str | None, rate_scale: float, concurrency: int | None, rate
                              "its own (--rate-scale changes its rate)", where="--burstiness")
         with reported_warnings():
             w = load(workload, format=fmt, mapping=parse_mapping(mapping))
-        trace = TraceLoad.from_workload(w, rate_scale=rate_scale)
+        trace = TraceLoad.from_workload(w, rate_scale=1.0 if rate_scale is None else rate_scale)
         if requests is not None:  # the first K requests of the trace, in arrival order
             trace = replace(trace, table=trace.table.sort("arrival_s").head(requests))
         return trace
-    if rate_scale != 1.0:
+    if rate_scale is not None:
         raise UsageError("--rate-scale multiplies a --workload trace's rate; with --rate give "
                          "the rate itself", where="--rate-scale")
     if isl is None or osl is None:
         raise UsageError("--isl and --osl are needed with --concurrency or --rate", where="load")
     if concurrency is not None:
-        return ClosedLoop(concurrency, isl, osl, requests, think_s, range_ratio)
+        return ClosedLoop(concurrency, isl, osl, requests, think_s or 0.0,
+                          1.0 if range_ratio is None else range_ratio)
     assert rate is not None
     return PoissonLoad(rate, DEFAULT_RATE_REQUESTS if requests is None else requests, isl, osl,
                        1.0 if burstiness is None else burstiness)
@@ -209,7 +213,8 @@ def simulate_cmd(
     workload: Annotated[str | None, Opt("--workload", help="trace file or preset")] = None,
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
-    rate_scale: Annotated[float, Opt("--rate-scale", help="multiply the trace's rate")] = 1.0,
+    rate_scale: Annotated[float | None, Opt("--rate-scale", help="with --workload: multiply "
+                                            "the trace's rate (default 1)")] = None,
     concurrency: Annotated[int | None, Opt("--concurrency", help="closed loop clients")] = None,
     rate: Annotated[float | None, Opt("--rate", help="open loop requests/s (gamma)")] = None,
     burstiness: Annotated[float | None, Opt(
@@ -221,12 +226,12 @@ def simulate_cmd(
         "--requests", help="requests to send (default: 4 x --concurrency; "
         f"{DEFAULT_RATE_REQUESTS:,} with --rate; with --workload the whole trace, or its first "
         "N when given)")] = None,
-    think: Annotated[float, Opt("--think", help="closed loop: mean think time between a "
-                                "response and the client's next request, seconds "
-                                "(exponential, seeded)")] = 0.0,
-    range_ratio: Annotated[float, Opt("--range-ratio", help="closed loop: draw each request's "
-                                      "ISL and OSL from \\[int(r x L), L] as benchmark_serving "
-                                      "--random-range-ratio r does (1: fixed)")] = 1.0,
+    think: Annotated[float | None, Opt("--think", help="closed loop: mean think time between a "
+                                       "response and the client's next request, seconds "
+                                       "(exponential, seeded; default 0)")] = None,
+    range_ratio: Annotated[float | None, Opt(
+        "--range-ratio", help="closed loop: draw each request's ISL and OSL from \\[int(r x L), "
+        "L] as benchmark_serving --random-range-ratio r does (default 1: fixed)")] = None,
     slo_ttft: Annotated[float | None, Opt("--slo-ttft", help="TTFT target, seconds")] = None,
     slo_tpot: Annotated[float | None, Opt("--slo-tpot", help="TPOT target, seconds")] = None,
     slo_e2e: Annotated[float | None, Opt("--slo-e2e", help="E2E target, seconds")] = None,

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from fleetplan.cli._app import app, check_writable, console, err_console
 from fleetplan.errors import UsageError
-from fleetplan.workload import FORMATS, Characterization, SkipReport, Workload, characterize, load
+from fleetplan.workload import FORMATS, Characterization, Workload, characterize, load
 from fleetplan.workload.report_html import render_html
 from fleetplan.workload.synthetic import (
     ARRIVALS,
@@ -89,20 +89,9 @@ def _load(path: str, fmt: str | None, mapping: str | None, on_error: str) -> Wor
     with reported_warnings():
         w = load(path, format=fmt, mapping=parse_mapping(mapping), on_error=on_error)
     if w.skipped:
-        err_console.print(f"[yellow]warning:[/] {escape(_skipped(w.skipped, path))}",
+        err_console.print(f"[yellow]warning:[/] {escape(w.skipped.describe(path))}",
                           highlight=False)
     return w
-
-
-def _skipped(s: SkipReport, path: str) -> str:
-    """`skipped 1 bad row of f.csv (line 4: ...)`, `skipped 3 bad rows of f.csv (lines 4, 9,
-    12: ...)`: the report's count, first lines and reasons."""
-    rows = "row" if s.count == 1 else "rows"
-    lines = "line" if len(s.first_lines) == 1 and s.count == 1 else "lines"
-    where = ", ".join(str(n) for n in s.first_lines)
-    more = ", ..." if s.count > len(s.first_lines) else ""
-    why = "; ".join(s.reasons[:3])
-    return f"skipped {s.count:,} bad {rows} of {path} ({lines} {where}{more}: {why})"
 
 
 def _num(v: Any) -> str:

@@ -32,11 +32,14 @@ class SkipReport:
         return self.count > 0
 
     def describe(self, path: str) -> str:
-        """One line for the user, e.g. `skipped 3 rows of f.csv (lines 4, 9, 12: ...)`."""
+        """One line for the user, e.g. `skipped 1 bad row of f.csv (line 4: ...)`, `skipped 3
+        bad rows of f.csv (lines 4, 9, 12: ...)`."""
         lines = ", ".join(str(n) for n in self.first_lines)
         more = ", ..." if self.count > len(self.first_lines) else ""
         why = "; ".join(self.reasons[:3])
-        return f"skipped {self.count} bad rows of {path} (lines {lines}{more}: {why})"
+        rows, label = ("1 bad row", "line") if self.count == 1 else (
+            f"{self.count:,} bad rows", "lines")
+        return f"skipped {rows} of {path} ({label} {lines}{more}: {why})"
 
 
 @dataclass(frozen=True)

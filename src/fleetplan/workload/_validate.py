@@ -133,8 +133,10 @@ def blank_note(path: Path, raw: RawTrace, rows: list[int], count: int) -> str:
     """The warning for `count` ignored blank rows (`rows`: the first few, 0-based)."""
     where = ", ".join(str(_location(raw, r, None)[0] or f"row {r + 1}") for r in rows)
     more = ", ..." if count > len(rows) else ""
-    return f"{path}: ignored {count} blank line(s) without a timestamp or token counts " \
-        f"(lines {where}{more})"
+    what = "1 blank line" if count == 1 else f"{count} blank lines"
+    label = "line" if count == 1 else "lines"
+    return f"{path}: ignored {what} without a timestamp or token counts " \
+        f"({label} {where}{more})"
 
 
 def bad_row_expr(ts_is_float: bool) -> pl.Expr:
