@@ -456,3 +456,20 @@ def test_latin1_bytes_name_line_and_offset(tmp_path: Path, where: str, line: int
             as e:
         load(str(path))
     assert e.value.line == line
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_token_count_beyond_any_context_is_a_bad_row_naming_line_and_field(
+        tmp_path: Path, streaming: bool) -> None:
+    """2^62 tokens in one request is a wrong column, not a request: it was read, wrapped the
+    64-bit per-tenant sums and fell out of the context histogram."""
+    huge = "2023-11-16 18:15:48.0,4611686018427387904,5\n"
+    with pytest.raises(InputFileError, match=r"4,611,686,018,427,387,904 tokens in one request, "
+                                             r"beyond 2,147,483,647") as e:
+        load(_write(tmp_path, HEADER + GOOD + huge + LATER), streaming=streaming)
+    assert e.value.line == 4 and e.value.field == "ContextTokens"
+    w = load(_write(tmp_path, HEADER + GOOD + huge + LATER), on_error="skip",
+             streaming=streaming)
+    assert w.requests == 4 and w.skipped.first_lines == (4,)
+    ok = "2023-11-16 18:15:48.0,2147483647,5\n"  # at the limit: a request
+    assert load(_write(tmp_path, HEADER + GOOD + ok + LATER), streaming=streaming).requests == 5

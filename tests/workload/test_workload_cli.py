@@ -235,3 +235,16 @@ def test_synth_refuses_flags_the_arrival_process_ignores(
                  *extra]) == 2
     assert needle in " ".join(capsys.readouterr().err.split())
     assert not out.exists()
+
+
+def test_figures_near_a_power_of_ten_print_as_numbers_not_exponents() -> None:
+    """`.3g` (terminal) and `.4g` (HTML) turn 999.7 and 9,999.7 into "1e+03" and "1e+04";
+    a missing tenant or model shows as "-" in both, as JSON's null."""
+    from fleetplan.cli.workload import _num
+    from fleetplan.workload.report_html import _fmt
+
+    assert _num(999.7) == "1,000" and _num(999.4) == "999" and _num(12.345) == "12.3"
+    assert _fmt(9999.7) == "10,000" and _fmt(9999.4) == "9,999" and _fmt(12.345) == "12.35"
+    assert _num(None) == "-" and _fmt(None) == "-"
+    for v in (999.5, 1000.0, 123456.7, 9999.5):
+        assert "e+" not in _num(v) and "e+" not in _fmt(v)

@@ -100,7 +100,8 @@ def _num(v: Any) -> str:
     if isinstance(v, float):
         if abs(v) < 1e-9:  # rounding noise of an exact zero (e.g. the CV of regular arrivals)
             return "0"
-        return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        # three significant digits below 1,000 (999.5 would round to "1e+03"), whole above
+        return f"{v:,.3g}" if abs(v) < 999.5 else f"{v:,.0f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
@@ -142,7 +143,7 @@ def _print_tables(c: Characterization) -> None:
         if rows:
             g = Table(key, "requests", "share", "input mean", "output mean")
             for r in rows[:15]:
-                g.add_row(escape(str(r[key])), _num(r["requests"]), f"{r['share']:.1%}",
+                g.add_row(escape(_num(r[key])), _num(r["requests"]), f"{r['share']:.1%}",
                           _num(r["input_tokens_mean"]), _num(r["output_tokens_mean"]))
             console.print(g)
 

@@ -19,8 +19,8 @@ from fleetplan.workload._model import SkipReport, Workload
 from fleetplan.workload._readers import RawTrace
 
 __all__ = [
-    "MAX_SPAN_S", "arrival_expr", "bad_outcome", "bad_row_expr", "blank_note", "diagnose",
-    "parse",
+    "MAX_SPAN_S", "MAX_TOKENS", "arrival_expr", "bad_outcome", "bad_row_expr", "blank_note",
+    "diagnose", "parse",
     "span_error", "start_epoch", "to_workload",
 ]
 
@@ -139,12 +139,20 @@ def blank_note(path: Path, raw: RawTrace, rows: list[int], count: int) -> str:
         f"({label} {where}{more})"
 
 
+#: Most tokens one request may hold, input or output: thousands of times any model's context,
+#: and small enough that sums over a trace's rows stay exact in 64 bits (a count beyond it is a
+#: wrong column or unit, not a request).
+MAX_TOKENS = 2**31 - 1
+
+
 def bad_row_expr(ts_is_float: bool) -> pl.Expr:
-    """True for a row that fails validation (null / negative / NaN fields)."""
+    """True for a row that fails validation (null / negative / NaN fields, a token count
+    beyond `MAX_TOKENS`)."""
     mask = (
         pl.col("ts").is_null() | pl.col("input_tokens").is_null()
         | pl.col("output_tokens").is_null() | (pl.col("input_tokens") < 0)
-        | (pl.col("output_tokens") < 0)
+        | (pl.col("output_tokens") < 0) | (pl.col("input_tokens") > MAX_TOKENS)
+        | (pl.col("output_tokens") > MAX_TOKENS)
     )
     if ts_is_float:
         mask = mask | pl.col("ts").is_nan() | pl.col("ts").is_infinite() | (pl.col("ts") < 0)
@@ -205,6 +213,9 @@ def _reason(raw_row: dict[str, object], parsed: dict[str, object], raw: RawTrace
             return name, f"{what}: {value!r}"
         if isinstance(got, int | float) and got < 0:
             return name, f"a negative {'time' if canon == 'timestamp' else 'token count'}: {got}"
+        if canon != "timestamp" and isinstance(got, int) and got > MAX_TOKENS:
+            return name, f"{got:,} tokens in one request, beyond {MAX_TOKENS:,} (thousands " \
+                "of times any model's context: a wrong column or unit?)"
     hashes, tokens = parsed.get("hash_ids"), parsed.get("input_tokens")
     if isinstance(hashes, list):
         name = raw.fields.get("hash_ids", "hash_ids")

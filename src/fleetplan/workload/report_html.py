@@ -21,7 +21,8 @@ def _fmt(v: object) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+        # four significant digits below 10,000 (9,999.5 would round to "1e+04"), whole above
+        return f"{v:,.4g}" if abs(v) < 9999.5 else f"{v:,.0f}"
     if isinstance(v, int):
         return f"{v:,}"
     return html.escape(str(v))
