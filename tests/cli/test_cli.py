@@ -453,7 +453,8 @@ def _help(cli: Any, monkeypatch: pytest.MonkeyPatch, *command: str) -> str:
             "--seed <int> seed of the check's random draws",
             "--mc-runs <int> Monte Carlo runs of the check: Poisson draws, or windows of a "
             "trace (default: 3)",
-            "--sim-requests <int> requests per run of the check (default: 2,000)",
+            "--sim-requests <int> requests per run of the check (default: at least 2,000, and "
+            "enough arrivals at the peak rate for 3 request lifetimes, at most 10,000)",
             "--format <str> Trace reader, instead of detecting it: fleetplan, azure, burstgpt, "
             "mooncake, litellm, otel, csv, jsonl, parquet.",
             "--slo <str> latency targets: METRIC_pNN=DURATION[,...] with METRIC in ttft|tpot|e2e, "

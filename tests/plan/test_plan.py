@@ -226,3 +226,21 @@ def test_trtllm_refuses_prompts_beyond_max_num_tokens_without_chunking() -> None
     assert not any(c.feasible for c in plan.candidates)
     assert all("exceeds trtllm's max_num_tokens 8,192 with chunked prefill off" in c.reason
                for c in plan.candidates if not c.reason.startswith("does not fit"))
+
+
+@pytest.mark.parametrize(("gpus", "rate"), [(["h100-sxm", "h200-sxm"], 20.0),
+                                            (["h100-sxm", "h200-sxm", "b200"], 0.01)])
+def test_the_recommendation_is_on_the_pareto_front(gpus: list[str], rate: float) -> None:
+    """Cheapest first, and at one price the faster at the planned load: h200 TP1 and TP2 FP8
+    cost the same for the README example and TP1 (24 ms at mean load, against 16) was
+    recommended, dominated and left out of the Pareto set."""
+    from fleetplan.plan import pareto
+
+    d = resolve_demand(None, rate, 2000, 300)
+    plan = make_plan(get_model("llama-3.1-70b"), [get_gpu(g) for g in gpus],
+                     get_engine("vllm"), d, SLO, PlanFactors())
+    best = plan.best
+    assert best is not None and best in pareto(plan.candidates)
+    same_price = [c for c in plan.candidates if c.feasible
+                  and c.usd_per_hour == pytest.approx(best.usd_per_hour)]
+    assert all(best.tpot_at_mean_load_s <= c.tpot_at_mean_load_s for c in same_price)

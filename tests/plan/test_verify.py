@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -122,3 +123,48 @@ def test_recommendation_is_the_size_the_check_needs(cli) -> None:  # type: ignor
     table = cli("plan", "--workload", "azure-code-2023", "--model", "qwen3-32b", "--gpus",
                 "mi300x")
     assert table.code == 0 and "checked:" in table.out and "simulation check needs" in table.out
+
+
+def test_runs_hold_enough_arrivals_for_the_steady_state() -> None:
+    """2,000 requests of 2,000-token answers at 180 req/s end before the first answer does (a
+    fleet starting empty never fills): the runs are sized from the lifetimes, capped, and say
+    when they are shorter than that."""
+    from fleetplan.plan.verify import (
+        DEFAULT_REQUESTS,
+        MAX_AUTO_REQUESTS,
+        STEADY_LIFETIMES,
+        run_requests,
+    )
+
+    assert run_requests(5.0, 6.0, None) == (DEFAULT_REQUESTS, None)  # 90 needed: the default
+    n, note = run_requests(20.0, 60.0, None)
+    assert n == math.ceil(STEADY_LIFETIMES * 20.0 * 60.0) == 3600 and note is None
+    n, note = run_requests(180.0, 90.0, None)
+    assert n == MAX_AUTO_REQUESTS and note is not None and "--sim-requests" in note
+    n, note = run_requests(180.0, 90.0, 500)  # given: kept, and said to be short
+    assert n == 500 and note is not None and "optimistic" in note
+    assert run_requests(1.0, 0.0, 100) == (100, None)
+
+
+def test_requests_arriving_while_the_fleet_fills_are_left_out() -> None:
+    """The first `warmup_s` of arrivals (at most half of them) leave the percentiles."""
+    from fleetplan.plan.verify import _evaluate
+
+    arr = np.arange(10.0)
+    ttft = np.where(arr < 3, 0.01, 0.5)  # the empty fleet answers its first arrivals at once
+    res = SimpleNamespace(requests=pl.DataFrame({"arrival_s": arr, "ttft_s": ttft}))
+    slo = parse_slo("ttft_p50=100ms")
+    assert _evaluate(res, slo)["targets"]["ttft_p50"]["attainment"] == pytest.approx(0.3)
+    warm = _evaluate(res, slo, warmup_s=3.0)["targets"]["ttft_p50"]
+    assert warm["attainment"] == 0.0 and warm["achieved_s"] == pytest.approx(0.5)
+    capped = _evaluate(res, slo, warmup_s=100.0)["targets"]["ttft_p50"]  # at most half out
+    assert capped["achieved_s"] == pytest.approx(0.5) and capped["attainment"] == 0.0
+
+
+def test_a_lower_bound_that_does_not_hold_is_searched_below() -> None:
+    """The bound from the theoretical minimum is checked once: where one replica fewer meets
+    the targets, the search goes down to one replica (it reported the bound itself)."""
+    demand = resolve_demand(None, 2.0, 500, 100)
+    v = verify(DEP, 4, demand, SLO, burst=1.0, runs=1, requests=200, seed=1, lower_bound=4)
+    free = verify(DEP, 4, demand, SLO, burst=1.0, runs=1, requests=200, seed=1)
+    assert v.replicas_needed == free.replicas_needed and v.replicas_needed[0] < 3

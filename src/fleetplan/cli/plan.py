@@ -22,6 +22,7 @@ from fleetplan.plan import (
     resolve_demand,
 )
 from fleetplan.plan.slo import SLO_FORM
+from fleetplan.plan.verify import DEFAULT_REQUESTS
 from fleetplan.plan.worksheet import Plan
 from fleetplan.workload import RATE_BINS_S, presets
 
@@ -33,7 +34,7 @@ MAX_MC_RUNS = 1000
 MAX_SIM_REQUESTS = 1_000_000
 #: The simulation check's settings when their flags are not given.
 DEFAULT_MC_RUNS = 3
-DEFAULT_SIM_REQUESTS = 2000
+DEFAULT_SIM_REQUESTS = DEFAULT_REQUESTS  # at least; more where the lifetimes need them
 DEFAULT_BURST_BIN = "1min"
 #: Exit status of a plan that ran but found no feasible candidate (bad input exits with 2).
 NO_FEASIBLE_EXIT = 1
@@ -134,7 +135,8 @@ def plan(
     ] = None,
     sim_requests: Annotated[int | None, typer.Option(
         "--sim-requests",
-        help=f"requests per run of the check (default: {DEFAULT_SIM_REQUESTS:,})")] = None,
+        help=f"requests per run of the check (default: at least {DEFAULT_SIM_REQUESTS:,}, and "
+        "enough arrivals at the peak rate for 3 request lifetimes, at most 10,000)")] = None,
     seed: Annotated[int | None, typer.Option(
         "--seed", help="seed of the check's random draws: lengths, trace windows, arrivals "
         "(default: 0)")] = None,
@@ -154,13 +156,12 @@ def plan(
     _refuse_ignored(workload, burst, burst_bin, check, mc_runs=mc_runs,
                     sim_requests=sim_requests, seed=seed)
     mc_runs = DEFAULT_MC_RUNS if mc_runs is None else mc_runs
-    sim_requests = DEFAULT_SIM_REQUESTS if sim_requests is None else sim_requests
     seed = 0 if seed is None else seed
     if not 1 <= mc_runs <= MAX_MC_RUNS:
         raise UsageError(f"must be in [1, {MAX_MC_RUNS}], got {mc_runs}", where="--mc-runs")
     if seed < 0:
         raise UsageError(f"must be >= 0, got {seed}", where="--seed")
-    if not 10 <= sim_requests <= MAX_SIM_REQUESTS:
+    if sim_requests is not None and not 10 <= sim_requests <= MAX_SIM_REQUESTS:
         raise UsageError(f"must be in [10, {MAX_SIM_REQUESTS:,}], got {sim_requests}",
                          where="--sim-requests")
     with (reported_warnings(),

@@ -295,7 +295,9 @@ def search(
                 out.append(evaluate(dep, demand, slo, factors))
     if not any(c.feasible for c in out):
         _raise_floor(out, slo)
-    out.sort(key=lambda c: (not c.feasible, c.usd_per_hour, c.point.tpot_s if c.point else 0.0))
+    # cheapest first; at one price the faster at the planned load (the TPOT at the SLO target
+    # is close to the target for every candidate, so it does not tell them apart)
+    out.sort(key=lambda c: (not c.feasible, c.usd_per_hour, c.tpot_at_mean_load_s))
     return out
 
 

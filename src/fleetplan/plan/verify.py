@@ -12,6 +12,13 @@ the recommended candidate this module simulates the workload on the planned flee
   absorb (mean x burst factor), lengths drawn from a lognormal matched to the mean and median
   (fixed when they are equal), capped at the observed maximum.
 
+Each run is long enough to reach and measure the steady state: at least `STEADY_LIFETIMES`
+request lifetimes (the plan's TTFT + mean output x TPOT) of arrivals at the peak rate (a fleet
+that starts empty fills its batches only after one lifetime; 2,000 requests of 2,000-token
+answers at 60 req/s ended before the first one did, and a 10x overloaded fleet looked fine),
+and the requests that arrive in its first lifetime (at most half the run), while the fleet
+fills, are left out of the percentiles.
+
 Each Monte Carlo run (its own seed) finds the fewest replicas whose simulated percentiles meet
 every SLO target (bisection below the planned count when the plan meets them, adding replicas
 one at a time when it falls short); the result reports those counts at P50/P90/P99 over the
@@ -35,9 +42,33 @@ from fleetplan.plan.slo import SLOTargets
 from fleetplan.sim import FleetConfig, PoissonLoad, ReplicaConfig, TraceLoad, simulate
 from fleetplan.sim.load import Load
 
-__all__ = ["Verification", "lognormal_lengths", "verify", "window_starts"]
+__all__ = ["DEFAULT_REQUESTS", "MAX_AUTO_REQUESTS", "STEADY_LIFETIMES", "Verification",
+           "lognormal_lengths", "run_requests", "verify", "window_starts"]
 
 _COLUMN = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s"}
+#: Requests per run when the load's lifetimes ask for no more.
+DEFAULT_REQUESTS = 2000
+#: Request lifetimes of arrivals each run holds at least (one fills the fleet, the rest are
+#: measured).
+STEADY_LIFETIMES = 3.0
+#: Most requests an automatically sized run sends (beyond, the runs are shorter and say so).
+MAX_AUTO_REQUESTS = 10_000
+
+
+def run_requests(rate_per_s: float, lifetime_s: float, requests: int | None
+                 ) -> tuple[int, str | None]:
+    """Requests per run for arrivals at `rate_per_s` whose requests live `lifetime_s`, and a
+    note when the run is shorter than `STEADY_LIFETIMES` lifetimes: `requests` as given, else
+    the most of `DEFAULT_REQUESTS` and what the lifetimes need (at most `MAX_AUTO_REQUESTS`)."""
+    need = math.ceil(STEADY_LIFETIMES * rate_per_s * lifetime_s) if lifetime_s > 0 else 0
+    n = requests if requests is not None else min(max(DEFAULT_REQUESTS, need), MAX_AUTO_REQUESTS)
+    if n >= need:
+        return n, None
+    return n, (f"each run holds {n:,} requests, {n / max(rate_per_s, 1e-12):,.0f} s of arrivals "
+               f"at {rate_per_s:.3g} req/s, under {STEADY_LIFETIMES:g} request lifetimes "
+               f"({lifetime_s:,.1f} s each; {need:,} requests): the fleet may not reach its "
+               "steady state and the check may be optimistic"
+               + (" (give --sim-requests)" if requests is None else ""))
 
 
 @dataclass(frozen=True)
@@ -95,11 +126,18 @@ def lognormal_lengths(stats: TokenStats, n: int, rng: np.random.Generator) -> np
     return np.clip(np.rint(x), 1, max(1.0, stats.max)).astype(np.int64)
 
 
-def _evaluate(res: Any, slo: SLOTargets, overhead_s: float = 0.0) -> dict[str, Any]:
-    """Each target's achieved percentile and attainment. The simulator models engine time;
-    `overhead_s`, the request's fixed time before its first token that every TTFT the plan
-    states includes (`Efficiency.request_overhead_s`), is added to TTFT and E2E alike."""
+def _evaluate(res: Any, slo: SLOTargets, overhead_s: float = 0.0,
+              warmup_s: float = 0.0) -> dict[str, Any]:
+    """Each target's achieved percentile and attainment over the requests that arrived after
+    the first `warmup_s` of the run (at most half the run's arrivals are left out). The
+    simulator models engine time; `overhead_s`, the request's fixed time before its first
+    token that every TTFT the plan states includes (`Efficiency.request_overhead_s`), is added
+    to TTFT and E2E alike."""
     req = res.requests
+    if warmup_s > 0 and req.height:
+        arr = req["arrival_s"].to_numpy()
+        cut = min(float(arr.min()) + warmup_s, float(np.median(arr)))
+        req = req.filter(req["arrival_s"] >= cut)
     out: dict[str, Any] = {"met": True, "targets": {}}
     for t in slo.targets:
         col = req[_COLUMN[t.metric]].to_numpy().astype(float)
@@ -186,30 +224,39 @@ def verify(
     burst: float,
     trace: Any | None = None,
     runs: int = 3,
-    requests: int = 2000,
+    requests: int | None = None,
     seed: int = 0,
     max_extra_replicas: int = 16,
     lower_bound: int = 1,
+    lifetime_s: float = 0.0,
 ) -> Verification:
-    """Simulate the planned fleet; see the module docstring."""
+    """Simulate the planned fleet; see the module docstring. `requests` per run: None sizes
+    the runs from `lifetime_s` (`run_requests`); `lower_bound`: a replica count below which
+    the fleet is expected to fail (checked once: where one fewer meets the targets, the search
+    goes down to one replica)."""
     replica = ReplicaConfig.from_deployment(dep)
+    rate = demand.rate_per_s * (1.0 if trace is not None else burst)
+    requests, short = run_requests(rate, lifetime_s, requests)
+    warmup_s = lifetime_s
     loads, desc = _loads(demand, trace, burst, runs, requests, seed)
     needed: list[int] = []
     at_planned: list[dict[str, Any]] = []
     top = planned_replicas + max_extra_replicas
-    notes: list[str] = []
+    notes: list[str] = [short] if short else []
     unmet = 0
     for i, load in enumerate(loads):
 
         def met(r: int, i: int = i, load: Load = load) -> dict[str, Any]:
             fleet = FleetConfig.homogeneous(replica, r, "least-outstanding")
             return _evaluate(simulate(fleet, load, seed=seed + i), slo,
-                             dep.efficiency.request_overhead_s)
+                             dep.efficiency.request_overhead_s, warmup_s)
 
         first = {"seed": seed + i, "replicas": planned_replicas, **met(planned_replicas)}
         at_planned.append(first)
         if first["met"]:  # fewest replicas that still meet every target (bisection)
             lo, hi = min(lower_bound, planned_replicas) - 1, planned_replicas
+            if lo >= 1 and met(lo)["met"]:  # the bound does not hold: search from one
+                lo, hi = 0, lo
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 lo, hi = (lo, mid) if met(mid)["met"] else (mid, hi)

@@ -162,10 +162,11 @@ def make_plan(
     kv_precision: Quant | None = None,
     check: bool = False,
     mc_runs: int = 3,
-    sim_requests: int = 2000,
+    sim_requests: int | None = None,
     seed: int = 0,
 ) -> Plan:
-    """Search, size and price; with `check`, verify the best candidate in the simulator."""
+    """Search, size and price; with `check`, verify the best candidate in the simulator
+    (`sim_requests` per run; None: enough for the steady state, `verify.run_requests`)."""
     cands = search(
         model,
         gpus,
@@ -180,7 +181,7 @@ def make_plan(
     )
     plan = Plan(model, demand, slo, factors, cands)
     best = plan.best
-    if not check or best is None:
+    if not check or best is None or best.point is None:
         return plan
     cat = load_catalog()
     dep = Deployment(
@@ -203,10 +204,13 @@ def make_plan(
         runs=mc_runs,
         requests=sim_requests,
         seed=seed,
-        # no fleet below the theoretical minimum at the simulated peak can meet the targets
+        # a fleet below the theoretical minimum at the simulated peak is expected to fail
+        # (verify checks it once and searches lower where it does not)
         lower_bound=max(
             1, math.floor(best.theoretical_gpus * factors.burst / best.gpus_per_replica)
         ),
+        # a request's life at the operating point: how long the runs must be
+        lifetime_s=best.point.ttft_s + demand.output_tokens.mean * best.point.tpot_mean_s,
     )
     # The recommendation is the checked size: the best candidate at the replicas the
     # simulation needs (the worksheet's steps 3-5 keep the planned size; step 7 shows both).
