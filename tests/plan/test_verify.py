@@ -168,3 +168,16 @@ def test_a_lower_bound_that_does_not_hold_is_searched_below() -> None:
     v = verify(DEP, 4, demand, SLO, burst=1.0, runs=1, requests=200, seed=1, lower_bound=4)
     free = verify(DEP, 4, demand, SLO, burst=1.0, runs=1, requests=200, seed=1)
     assert v.replicas_needed == free.replicas_needed and v.replicas_needed[0] < 3
+
+
+def test_a_given_burst_the_trace_replay_does_not_have_is_said(cli) -> None:  # type: ignore[no-untyped-def]
+    """--burst sizes the fleet; the check replays the trace's own arrivals: the plan says
+    that the two differ (it checked a 5x-sized fleet against a 1.53x trace silently)."""
+    base = ("plan", "--workload", "azure-conv-2023", "--model", "llama-3.1-8b", "--gpus",
+            "h100-sxm", "--json")
+    given = cli(*base, "--burst", "5")
+    assert given.code == 0, given.err
+    notes = given.json()["simulation"]["notes"]
+    assert any("sized for a burst of x5" in n and "x1.53" in n for n in notes)
+    measured = cli(*base)
+    assert not any("sized for a burst" in n for n in measured.json()["simulation"]["notes"])

@@ -212,6 +212,12 @@ def make_plan(
         # a request's life at the operating point: how long the runs must be
         lifetime_s=best.point.ttft_s + demand.output_tokens.mean * best.point.tpot_mean_s,
     )
+    if demand.trace is not None and demand.burst_factor is not None and not math.isclose(
+            factors.burst, demand.burst_factor, rel_tol=1e-9):
+        v = replace(v, notes=[*v.notes, (
+            f"the fleet is sized for a burst of x{factors.burst:g} ({factors.burst_source}); "
+            "the check replays the trace's own arrivals, whose peak over mean is "
+            f"x{demand.burst_factor:.3g} at {demand.burst_bin} bins")])
     # The recommendation is the checked size: the best candidate at the replicas the
     # simulation needs (the worksheet's steps 3-5 keep the planned size; step 7 shows both).
     sized = best.resized(v.recommended_replicas, dep, demand)
