@@ -181,3 +181,27 @@ def test_a_given_burst_the_trace_replay_does_not_have_is_said(cli) -> None:  # t
     assert any("sized for a burst of x5" in n and "x1.53" in n for n in notes)
     measured = cli(*base)
     assert not any("sized for a burst" in n for n in measured.json()["simulation"]["notes"])
+
+
+def test_a_presets_check_resamples_the_lengths_of_the_trace_it_characterizes() -> None:
+    """The chat preset's check drew lognormal lengths matched to the mean and median: an input
+    p95 of ~2,300 tokens where the preset states 4,083. The bundled trace it characterizes is
+    resampled: its percentiles and mean, scaled as --isl scales the preset."""
+    from fleetplan.plan.verify import _loads
+
+    d = resolve_demand("chat", None, None, None)
+    assert d.lengths_from == "azure-conv-2023"
+    loads, desc = _loads(d, None, 3.0, 2, 20_000, 0)
+    assert "resampled from azure-conv-2023" in desc
+    isl = np.asarray(loads[0].isl, dtype=float)  # type: ignore[attr-defined]
+    osl = np.asarray(loads[0].osl, dtype=float)  # type: ignore[attr-defined]
+    assert np.percentile(isl, 95) == pytest.approx(d.input_tokens.p95, rel=0.05)
+    assert isl.mean() == pytest.approx(d.input_tokens.mean, rel=0.03)
+    assert np.percentile(osl, 99) == pytest.approx(d.output_tokens.p99, rel=0.05)
+    scaled = resolve_demand("chat", None, 2000, None)
+    loads2, _ = _loads(scaled, None, 3.0, 1, 20_000, 0)
+    isl2 = np.asarray(loads2[0].isl, dtype=float)  # type: ignore[attr-defined]
+    assert isl2.mean() == pytest.approx(2000, rel=0.03)
+    flags = resolve_demand(None, 5.0, 1000, 100)  # no trace behind flags: fixed lengths
+    _, desc3 = _loads(flags, None, 3.0, 1, 100, 0)
+    assert "resampled" not in desc3

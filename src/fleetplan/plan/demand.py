@@ -55,6 +55,9 @@ class Demand:
     burst_factor: float | None = None  # measured peak-to-mean, when from a trace
     burst_bin: str | None = None
     trace: Any = field(default=None, compare=False, repr=False)  # the Workload, when from a trace
+    #: a bundled trace whose request lengths a preset characterizes (`fleetplan.workload`
+    #: preset name): the simulation check resamples its (input, output) pairs
+    lengths_from: str | None = None
 
     def with_rate(self, rate: float) -> Demand:
         return replace(self, rate_per_s=rate)
@@ -89,6 +92,7 @@ def demand_presets() -> dict[str, Demand]:
             input_tokens=TokenStats(**e["input_tokens"]),
             output_tokens=TokenStats(**e["output_tokens"]),
             source=f"preset '{e['name']}': {e['source']}",
+            lengths_from=e.get("lengths_from"),
         )
     return out
 

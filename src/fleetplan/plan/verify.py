@@ -9,8 +9,10 @@ the recommended candidate this module simulates the workload on the planned flee
   (`window_starts`), so the runs see the trace's quiet and busy stretches alike (a trace no
   longer than one window is one run);
 - a preset or flag workload becomes Poisson arrivals at the *peak* rate the plan promises to
-  absorb (mean x burst factor), lengths drawn from a lognormal matched to the mean and median
-  (fixed when they are equal), capped at the observed maximum.
+  absorb (mean x burst factor); a preset's (input, output) pairs are resampled from the bundled
+  trace it characterizes (`Demand.lengths_from`: its joint lengths, mean and tails; scaled as
+  `--isl`/`--osl` scaled the preset), other lengths drawn from a lognormal matched to the mean
+  and median (fixed when they are equal), capped at the observed maximum.
 
 Each run is long enough to reach and measure the steady state: at least `STEADY_LIFETIMES`
 request lifetimes (the plan's TTFT + mean output x TPOT) of arrivals at the peak rate (a fleet
@@ -167,12 +169,32 @@ def _loads(
     if trace is not None:
         return _trace_windows(demand, trace, runs, requests, rng)
     peak = demand.rate_per_s * burst
+    pairs = _preset_lengths(demand)
     loads: list[Load] = []
     for _ in range(runs):
-        isl = lognormal_lengths(demand.input_tokens, requests, rng).tolist()
-        osl = lognormal_lengths(demand.output_tokens, requests, rng).tolist()
+        if pairs is not None:
+            pick = rng.integers(0, len(pairs[0]), size=requests)
+            isl, osl = pairs[0][pick].tolist(), pairs[1][pick].tolist()
+        else:
+            isl = lognormal_lengths(demand.input_tokens, requests, rng).tolist()
+            osl = lognormal_lengths(demand.output_tokens, requests, rng).tolist()
         loads.append(PoissonLoad(peak, requests, isl, osl))
-    return loads, f"Poisson at the planned peak {peak:.3g} req/s (mean x burst {burst:g})"
+    lengths = (f"; lengths resampled from {demand.lengths_from}" if pairs is not None else "")
+    return loads, (f"Poisson at the planned peak {peak:.3g} req/s (mean x burst {burst:g})"
+                   + lengths)
+
+
+def _preset_lengths(demand: Demand) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (input, output) token counts of the bundled trace a preset characterizes, scaled as
+    the demand's means scale them; None for a demand without one."""
+    if demand.lengths_from is None:
+        return None
+    from fleetplan.workload import load
+
+    table = scaled_trace(load(demand.lengths_from).table, demand)
+    isl = np.maximum(table["input_tokens"].to_numpy(), 1)
+    osl = np.maximum(table["output_tokens"].to_numpy(), 1)
+    return isl.astype(np.int64), osl.astype(np.int64)
 
 
 def window_starts(n: int, size: int, runs: int, rng: np.random.Generator) -> list[int]:
