@@ -244,3 +244,19 @@ def test_the_recommendation_is_on_the_pareto_front(gpus: list[str], rate: float)
     same_price = [c for c in plan.candidates if c.feasible
                   and c.usd_per_hour == pytest.approx(best.usd_per_hour)]
     assert all(best.tpot_at_mean_load_s <= c.tpot_at_mean_load_s for c in same_price)
+
+
+def test_pareto_keeps_exact_twins_and_drops_the_dominated() -> None:
+    """Two candidates of one price and TPOT (int4-awq and int4-gptq) are both undominated;
+    the front held only the first."""
+    from fleetplan.plan import pareto
+    from fleetplan.plan.search import Candidate
+
+    def cand(prec: str, usd: float, tpot: float) -> Candidate:
+        return Candidate("h100-sxm", 1, prec, "vllm", True, "", 1, usd_per_hour=usd,
+                         sizing={"tpot_at_mean_load_s": tpot})
+
+    a, b = cand("int4-awq", 10.0, 0.02), cand("int4-gptq", 10.0, 0.02)
+    slow, fast = cand("fp8", 10.0, 0.03), cand("bf16", 20.0, 0.01)
+    worse = cand("int8", 30.0, 0.015)
+    assert pareto([worse, fast, slow, b, a]) == [b, a, fast]

@@ -362,7 +362,9 @@ def pareto(cands: list[Candidate]) -> list[Candidate]:
     front: list[Candidate] = []
     best = math.inf
     for c in feas:
-        if c.tpot_at_mean_load_s < best:
+        tie = bool(front) and (c.usd_per_hour, c.tpot_at_mean_load_s) == (
+            front[-1].usd_per_hour, front[-1].tpot_at_mean_load_s)
+        if c.tpot_at_mean_load_s < best or tie:  # an exact twin is not beaten either
             front.append(c)
             best = c.tpot_at_mean_load_s
     return front
