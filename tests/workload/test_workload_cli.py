@@ -53,6 +53,19 @@ def test_characterize_prefix_reuse_json(capsys: pytest.CaptureFixture[str]) -> N
     assert p["hit_rate_lru"] <= p["hit_rate_unbounded"]
 
 
+@pytest.mark.parametrize(("trace", "blocks", "needle"), [
+    ("azure-conv-2023", "100", "has no block hashes"),
+    ("mooncake-synthetic", "0", "must be >= 1 block"),
+])
+def test_cache_blocks_with_nothing_to_simulate_is_refused(
+        capsys: pytest.CaptureFixture[str], trace: str, blocks: str, needle: str) -> None:
+    """--cache-blocks on a trace without hash_ids only warned, then printed the figures as if
+    it had simulated a cache; a size below one block was accepted."""
+    assert main(["workload", "characterize", trace, "--cache-blocks", blocks]) == 2
+    err = capsys.readouterr().err
+    assert "--cache-blocks" in err and needle in err
+
+
 def test_characterize_table_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.html"
     assert main(["workload", "characterize", str(FIXTURES / "burstgpt.csv"),

@@ -164,12 +164,14 @@ def characterize_cmd(
 ) -> None:
     """Measure a trace: rates, burstiness, token percentiles, tails, prefix reuse."""
     check_writable(html_out, "--html", (".html", ".htm"))
+    if cache_blocks is not None and cache_blocks < 1:
+        raise UsageError(f"must be >= 1 block, got {cache_blocks}", where="--cache-blocks")
     with _progress() as step:
         w = step(f"reading {trace}", lambda: _load(trace, fmt, mapping, on_error))
+        if cache_blocks is not None and not w.has_hashes:
+            raise UsageError(f"{trace} has no block hashes (hash_ids, as Mooncake traces "
+                             "have): there is no prefix cache to simulate", where="--cache-blocks")
         c = step("characterizing", lambda: characterize(w, cache_blocks=cache_blocks))
-    if cache_blocks is not None and not w.has_hashes:
-        err_console.print("[yellow]warning:[/] the trace has no block hashes; --cache-blocks "
-                          "has nothing to simulate", highlight=False)
     if html_out is not None:
         html_out.write_text(render_html(c), encoding="utf-8")
         err_console.print(f"wrote {html_out}", highlight=False)
