@@ -34,7 +34,6 @@ MAX_MC_RUNS = 1000
 MAX_SIM_REQUESTS = 1_000_000
 #: The simulation check's settings when their flags are not given.
 DEFAULT_MC_RUNS = 3
-DEFAULT_SIM_REQUESTS = DEFAULT_REQUESTS  # at least; more where the lifetimes need them
 DEFAULT_BURST_BIN = "1min"
 #: Exit status of a plan that ran but found no feasible candidate (bad input exits with 2).
 NO_FEASIBLE_EXIT = 1
@@ -135,7 +134,7 @@ def plan(
     ] = None,
     sim_requests: Annotated[int | None, typer.Option(
         "--sim-requests",
-        help=f"requests per run of the check (default: at least {DEFAULT_SIM_REQUESTS:,}, and "
+        help=f"requests per run of the check (default: at least {DEFAULT_REQUESTS:,}, and "
         "enough arrivals at the peak rate for 3 request lifetimes, at most 10,000)")] = None,
     seed: Annotated[int | None, typer.Option(
         "--seed", help="seed of the check's random draws: lengths, trace windows, arrivals "

@@ -103,32 +103,36 @@ def _chunks(model: RooflineStepModel, b: int, isl: float) -> list[StepBatch]:
     return out
 
 
-def _prompt_extra(model: RooflineStepModel, b: int, isl: float, osl: float) -> float:
-    """x(B): what one prompt adds to the decode steps it joins (module docstring)."""
-    dec = _decodes(b, isl, osl)
+def _prompt_steps(model: RooflineStepModel, b: int, isl: float, osl: float
+                  ) -> tuple[float, list[float]] | None:
+    """(t_d, the times of the steps that carry one prompt's chunks beside `b` decodes at the
+    mean context); None where no budget is left for a prompt."""
     chunks = _chunks(model, b, isl)
     if not chunks:
-        return math.inf
-    t_d = model.step_time_s(dec)
-    return sum(max(model.step_time_s(c + dec) - t_d, 0.0) for c in chunks)
+        return None
+    dec = _decodes(b, isl, osl)
+    return model.step_time_s(dec), [model.step_time_s(c + dec) for c in chunks]
 
 
 def _tpot(model: RooflineStepModel, b: int, isl: float, osl: float) -> float:
-    """The mean step at decode batch `b`: t_d(B) + (B / osl) x(B) (module docstring)."""
-    return (model.step_time_s(_decodes(b, isl, osl))
-            + b / max(osl, 1.0) * _prompt_extra(model, b, isl, osl))
+    """The mean step at decode batch `b`: t_d(B) + (B / osl) x(B), x what one prompt adds to
+    the decode steps it joins (module docstring)."""
+    steps = _prompt_steps(model, b, isl, osl)
+    if steps is None:
+        return math.inf
+    t_d, mixed = steps
+    return t_d + b / max(osl, 1.0) * sum(max(t - t_d, 0.0) for t in mixed)
 
 
 def _ttft(model: RooflineStepModel, b: int, isl: float, osl: float) -> float:
     """The request's fixed overhead before its first token (`Efficiency.request_overhead_s`),
     the rest of the step running when it arrives (half a decode step), and its prompt's
     chunks beside `b` decodes."""
-    dec = _decodes(b, isl, osl)
-    chunks = _chunks(model, b, isl)
-    if not chunks:
+    steps = _prompt_steps(model, b, isl, osl)
+    if steps is None:
         return math.inf
-    return (model.dep.efficiency.request_overhead_s + 0.5 * model.step_time_s(dec)
-            + sum(model.step_time_s(c + dec) for c in chunks))
+    t_d, mixed = steps
+    return model.dep.efficiency.request_overhead_s + 0.5 * t_d + sum(mixed)
 
 
 def _parts(model: RooflineStepModel, batch: StepBatch) -> dict[str, float]:

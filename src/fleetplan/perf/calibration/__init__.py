@@ -117,13 +117,13 @@ def _level_tables(f: dict[str, Any], gpu: str, engine: str, precision: str, disa
     mode = f"{engine}/{'disagg' if disagg else 'agg'}"
     tables: list[dict[str, float]] = [f.get("global", {})]
     used = ["class-wide"]
-    for level, label, name in (("gpu", gpu, f"GPU {gpu}"), ("engine", engine, f"engine {engine}"),
-                               ("precision", precision, f"precision {precision}"),
-                               ("group", f"{gpu}/{engine}/{precision}", "group") if group
-                               else ("", "", ""),
-                               ("mode", mode, f"mode {mode}"),
-                               ("gpu_engine", f"{gpu}/{engine}", f"GPU x engine {gpu}/{engine}")):
-        table = f.get(level, {}).get(label) if level else None
+    levels = [("gpu", gpu, f"GPU {gpu}"), ("engine", engine, f"engine {engine}"),
+              ("precision", precision, f"precision {precision}"),
+              *([("group", f"{gpu}/{engine}/{precision}", "group")] if group else []),
+              ("mode", mode, f"mode {mode}"),
+              ("gpu_engine", f"{gpu}/{engine}", f"GPU x engine {gpu}/{engine}")]
+    for level, label, name in levels:
+        table = f.get(level, {}).get(label)
         if table is not None:
             tables.append(table)
             used.append(name)
