@@ -23,9 +23,10 @@ test: $(STAMP)
 # bench/nested_cv.py (~15 min) and bench/cv_repeats.py (~2 min per assignment) are run on
 # demand (docs/FIDELITY.md).
 bench: $(STAMP)
-	@for f in bench/*.py; do case $$f in bench/gpu_measure.py|bench/peer_aiconfigurator.py|bench/external_points.py|bench/nested_cv.py|bench/cv_repeats.py) continue;; esac; \
+	@for f in bench/*.py; do case $$f in bench/gpu_measure.py|bench/gpu_kernels.py|bench/peer_aiconfigurator.py|bench/external_points.py|bench/nested_cv.py|bench/cv_repeats.py) continue;; esac; \
 	  echo "== $$f"; $(BIN)/python $$f || exit 1; done
 	$(BIN)/fleetplan calibrate-steps
+	$(BIN)/fleetplan calibrate-kernels
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools

@@ -525,6 +525,8 @@ def test_help_lists_the_catalogs_engines_and_the_readers() -> None:
         (["catalog", "show"], " catalog show [OPTIONS] NAME ", ["--json print"]),
         (["catalog", "list"], " catalog list [OPTIONS] [KIND] ", []),
         (["calibrate-steps"], " calibrate-steps [OPTIONS] [STEPS]... ", []),
+        (["calibrate-kernels"], " calibrate-kernels [OPTIONS] [FILES]... ",
+         ["--out <path> write every layer"]),
     ],
 )
 def test_help_shows_no_type_for_flags(cli: Any, monkeypatch: pytest.MonkeyPatch,

@@ -30,6 +30,7 @@ import csv
 import io
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -45,6 +46,7 @@ __all__ = [
     "ServingPoint",
     "agg_layout",
     "bundled_points_path",
+    "csv_records",
     "mean_length",
     "read_points",
     "read_utf8_text",
@@ -375,6 +377,34 @@ def read_utf8_text(p: Path) -> str:
             f"not UTF-8 text: byte {e.object[e.start]:#04x} at byte offset {bom + e.start} (the "
             "file must be UTF-8; was it saved as Latin-1 or cp1252?)",
             path=str(p), line=e.object.count(b"\n", 0, e.start) + 1) from None
+
+
+def csv_records(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    """The non-blank records of a UTF-8 CSV as (file line, {stripped header: field}), checked:
+    each column named once, the `required` columns present, as many fields as the header, at
+    least one record; every problem an `InputFileError` naming the file and line."""
+    p = str(path)
+    reader = csv.reader(io.StringIO(read_utf8_text(path), newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
+    if dup is not None:  # the row's dict would keep the last column's value, silently
+        raise InputFileError(f"column {dup!r} appears more than once; each column must be "
+                             "named once", path=p, line=1, field=dup)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputFileError(f"missing column(s) {', '.join(missing)}", path=p, line=1)
+    out = []
+    line = reader.line_num + 1  # the file line where the next record starts
+    for rec in reader:
+        if any(f.strip() for f in rec):  # blank lines hold nothing
+            if len(rec) != len(header):
+                raise InputFileError(f"{len(rec)} fields where the header has {len(header)}",
+                                     path=p, line=line)
+            out.append((line, dict(zip(header, rec, strict=True))))
+        line = reader.line_num + 1
+    if not out:
+        raise InputFileError("no rows after the header", path=p, line=1)
+    return out
 
 
 def read_points(path: str | Path) -> tuple[list[str], list[dict[str, str]], list[ServingPoint]]:

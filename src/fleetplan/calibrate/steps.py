@@ -18,10 +18,8 @@ stores the fits as a calibration YAML beside the serving-point fits, which
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import functools
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +32,7 @@ import yaml
 from scipy.optimize import least_squares
 
 from fleetplan.calibrate.fit import mape
-from fleetplan.calibrate.points import read_utf8_text
+from fleetplan.calibrate.points import csv_records
 from fleetplan.catalog import ModelSpec, get_engine, get_gpu, get_model, get_quant
 from fleetplan.errors import InputFileError, UsageError
 from fleetplan.perf.deployment import Deployment
@@ -112,28 +110,7 @@ def bundled_steps_paths() -> list[Path]:
 def read_steps(path: Path) -> list[StepPoint]:
     """Read and check a step-time CSV; every problem names the file, line and field."""
     p = str(path)
-    text = read_utf8_text(path)  # names the line of bytes that are not UTF-8
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in next(reader, [])]
-    dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
-    if dup is not None:  # the row's dict would keep the last column's value, silently
-        raise InputFileError(f"column {dup!r} appears more than once; each column must be "
-                             "named once", path=p, line=1, field=dup)
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise InputFileError(f"missing column(s) {', '.join(missing)}", path=p, line=1)
-    out = []
-    line = reader.line_num + 1  # the file line where the next record starts
-    for rec in reader:
-        if any(f.strip() for f in rec):  # blank lines hold nothing
-            if len(rec) != len(header):
-                raise InputFileError(f"{len(rec)} fields where the header has {len(header)}",
-                                     path=p, line=line)
-            out.append(_point(dict(zip(header, rec, strict=True)), p, line))
-        line = reader.line_num + 1
-    if not out:
-        raise InputFileError("no rows after the header", path=p, line=1)
-    return out
+    return [_point(r, p, line) for line, r in csv_records(path, REQUIRED_COLUMNS)]
 
 
 def _point(r: dict[str, str], p: str, line: int) -> StepPoint:

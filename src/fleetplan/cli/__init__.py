@@ -15,6 +15,7 @@ from rich.markup import escape
 
 # Command modules register on `app` when imported (one import per command group).
 from fleetplan.cli import catalog as _catalog  # noqa: F401
+from fleetplan.cli import kernels as _kernels  # noqa: F401
 from fleetplan.cli import plan as _plan  # noqa: F401
 from fleetplan.cli import simulate as _simulate  # noqa: F401
 from fleetplan.cli import steps as _steps  # noqa: F401
