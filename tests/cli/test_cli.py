@@ -590,3 +590,16 @@ def test_plan_and_simulate_print_trace_warnings_as_messages(cli: Any, tmp_path: 
         assert r.code == 0, r.err
         assert r.err.startswith("warning: ") and "ignored 1 blank line" in r.err
         assert "UserWarning" not in r.err and "_load.py" not in r.err
+
+
+def test_help_lists_planning_commands_before_the_checks(cli: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fleetplan --help` lists plan and simulate first, then the commands that check the model
+    against measurements, then the groups (the modules register in import order, which put
+    calibrate-kernels first)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    r = cli("--help")
+    panel = r.out.split("Commands")[1]
+    listed = [ln.strip("│ ").split()[0] for ln in panel.splitlines()[1:] if ln.startswith("│")]
+    assert listed == ["plan", "simulate", "validate", "calibrate-steps", "calibrate-kernels",
+                      "catalog", "workload"]

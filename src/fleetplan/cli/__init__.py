@@ -26,6 +26,18 @@ from fleetplan.errors import FleetplanError
 
 __all__ = ["app", "main", "run"]
 
+#: The order `fleetplan --help` lists the commands in (the modules register in import order):
+#: the planning commands first, then those that check the model against measurements.
+COMMAND_ORDER = ("plan", "simulate", "validate", "calibrate-steps", "calibrate-kernels")
+
+
+def _command_rank(c: typer.models.CommandInfo) -> int:
+    name = c.name or getattr(c.callback, "__name__", "").replace("_", "-")
+    return COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER)
+
+
+app.registered_commands.sort(key=_command_rank)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fleetplan` script; returns the exit status."""
