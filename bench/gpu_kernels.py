@@ -18,7 +18,11 @@ Weights are cycled through enough copies to exceed twice the L2 cache, so every 
 its weight from HBM as a serving step does. The products are replayed from a CUDA graph (no host
 launch gaps, as in serving engines) and timed with CUDA events; each row gives the median, min
 and max over `--repeats` replays after warm-up, per product. `hbm` rows time a device-to-device
-copy of a 4 GiB buffer (bytes read plus written) and a sum over it (bytes read).
+copy of a 4 GiB buffer (bytes read plus written) and a sum over it (bytes read). `attn` rows
+time one layer's attention on one rank (PyTorch's scaled_dot_product_attention, bf16, GQA):
+causal prefill (`gemm` prefill; `m` prompts of `n` tokens, `k` query heads, `flops` of the causal
+half) and decode (`gemm` decode; one token for each of `m` sequences over `n` cached tokens,
+`bytes` the KV read).
 `fleetplan calibrate-kernels FILE.csv` fits the roofline's GEMM terms to them: the efficiency
 curve (compute_max, compute_half_tokens), the weight-streaming bandwidth and a fixed time per
 layer.
@@ -239,8 +243,68 @@ def measure(args: argparse.Namespace, emit: Any) -> int:
                     if device == "cuda":
                         torch.cuda.empty_cache()
             print(f"{name} TP {tp}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.attention:
+        for r in _attention(args, torch, timer, device):
+            row(**r)
     print(f"{n} rows measured in {time.perf_counter() - t0:.0f} s", flush=True)
     return n
+
+
+#: (sequences, tokens each) of the attention steps timed: prefill prompts from an empty cache
+#: (causal), and one decode token per sequence over a cache of that many tokens
+ATTN_PREFILL = [(1, 512), (1, 2048), (1, 8192), (1, 16384), (4, 2048), (16, 1024)]
+ATTN_DECODE = [(b, c) for c in (1024, 8192, 32768) for b in (1, 16, 64, 256) if b * c <= 2**21]
+SMOKE_ATTN = ([(1, 64)], [(2, 64)])
+
+
+def _attention(args: argparse.Namespace, torch: Any, timer: Timer,
+               device: str) -> list[dict[str, Any]]:
+    """Attention of one layer on one TP rank (bf16, PyTorch's scaled_dot_product_attention
+    with the KV heads shared by their query-head groups): causal prefill, and decode of one
+    token per sequence over a contiguous KV cache. Prefill rows count the FLOPs of the causal
+    half (4 x heads x head_dim per query-key pair), decode rows the KV bytes read."""
+    import torch.nn.functional as F  # noqa: N812
+
+    out = []
+    prefill, decode = SMOKE_ATTN if args.smoke else (ATTN_PREFILL, ATTN_DECODE)
+    for name in (x for x in args.attn_models.split(",") if x):
+        cfg: dict[str, Any] = json.loads((CONFIGS / MODEL_CONFIGS[name]).read_text())
+        nq, nkv = int(cfg["num_attention_heads"]), int(cfg["num_key_value_heads"])
+        hd = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // nq)
+        if args.smoke:
+            nq, nkv, hd = 4, 2, 16
+        for tp in (int(x) for x in args.attn_tp.split(",")):
+            hq, hk = nq // tp, max(nkv // tp, 1)
+            for phase, grid in (("prefill", prefill), ("decode", decode)):
+                for b, c in grid:
+                    ql = c if phase == "prefill" else 1
+                    try:
+                        q = torch.randn(b, hq, ql, hd, device=device, dtype=torch.bfloat16)
+                        k = torch.randn(b, hk, c, hd, device=device, dtype=torch.bfloat16)
+                        v = torch.randn_like(k)
+
+                        def fn(i: int, q: Any = q, k: Any = k, v: Any = v,
+                               causal: bool = phase == "prefill") -> Any:
+                            return F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                                  enable_gqa=True)
+                        ts = timer(fn, count=2)
+                    except RuntimeError as e:
+                        print(f"gpu_kernels: attention {name} TP {tp} {phase} {b} x {c}: {e}; "
+                              "not measured", flush=True)
+                        continue
+                    finally:
+                        if device == "cuda":
+                            torch.cuda.empty_cache()
+                    pairs = b * c * (c + 1) / 2 if phase == "prefill" else b * c
+                    kv_bytes = 2 * b * hk * c * hd * 2
+                    out.append({
+                        "kind": "attn", "model": name, "tp": tp, "gemm": phase,
+                        "precision": "bf16", "m": b, "n": c, "k": hq,
+                        "flops": int(4 * hq * hd * pairs), "bytes": kv_bytes,
+                        "time_ms": round(statistics.median(ts), 5),
+                        "time_ms_min": round(min(ts), 5), "time_ms_max": round(max(ts), 5)})
+            print(f"attention {name} TP {tp}: done", flush=True)
+    return out
 
 
 def main() -> None:
@@ -249,6 +313,10 @@ def main() -> None:
     p.add_argument("--models", default="llama-3.1-8b,qwen3-32b,llama-3.1-70b")
     p.add_argument("--tp", default="1,2,4,8", help="tensor-parallel sizes (ranks' shards)")
     p.add_argument("--precisions", default="bf16,fp8")
+    p.add_argument("--no-attention", dest="attention", action="store_false",
+                   help="skip the attention rows")
+    p.add_argument("--attn-models", default="llama-3.1-8b,llama-3.1-70b")
+    p.add_argument("--attn-tp", default="1,8", help="TP sizes of the attention rows")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)

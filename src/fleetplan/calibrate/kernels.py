@@ -34,16 +34,20 @@ from fleetplan.errors import InputFileError, UsageError
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
 
 __all__ = [
+    "ATTN_PHASES",
     "GEMMS",
     "KERNEL_FIELDS",
+    "AttentionFit",
     "KernelFit",
     "KernelRow",
     "LayerTime",
     "bundled_kernels_path",
+    "fit_attention",
     "fit_kernels",
     "hbm_fractions",
     "held_out_model",
     "layer_times",
+    "predict_attention",
     "predict_layers",
     "read_kernels",
 ]
@@ -51,20 +55,25 @@ __all__ = [
 #: The GEMMs of one transformer layer on one TP rank (fused QKV, attention output, fused
 #: gate/up, down projection).
 GEMMS = ("qkv", "o", "gate_up", "down")
-KINDS = ("gemm", "hbm")
+KINDS = ("gemm", "hbm", "attn")
+#: The phases of `attn` rows (in the `gemm` column).
+ATTN_PHASES = ("prefill", "decode")
 #: Efficiency fields the linear layers' time depends on, fitted as log factors over defaults.
 KERNEL_FIELDS = ("compute_max", "compute_half_tokens", "bandwidth", "layer_overhead_s")
 #: Ridge weight per log factor (as `steps.RIDGE`: a 2% miss on one layer).
 RIDGE = 0.02
-REQUIRED_COLUMNS = ("gpu", "kind", "model", "tp", "gemm", "precision", "m", "n", "k", "bytes",
-                    "time_ms")
+REQUIRED_COLUMNS = ("gpu", "kind", "model", "tp", "gemm", "precision", "m", "n", "k", "flops",
+                    "bytes", "time_ms")
 #: Bounds of a measured kernel time (ms): a kernel takes at least a microsecond, none an hour.
 TIME_MS_RANGE = (1e-3, 3.6e6)
 
 
 @dataclass(frozen=True, slots=True)
 class KernelRow:
-    """One measured kernel. Times in seconds; `m`, `n`, `k`, `tp` are 0 on `hbm` rows."""
+    """One measured kernel. Times in seconds; `m`, `n`, `k`, `tp` are 0 on `hbm` rows. A `gemm`
+    row is an (m, k) x (k, n) product; an `attn` row is one layer's attention on one rank
+    (`gemm` prefill or decode) of `m` sequences over `n` tokens each with `k` query heads, its
+    `bytes` the KV it reads."""
 
     path: str
     line: int  # 1-based line in the file (header = 1)
@@ -80,6 +89,7 @@ class KernelRow:
     bytes: int
     time_s: float
     run: str  # the measurement run (the file's name where it has no `run` column)
+    flops: int  # a GEMM's 2 M N K; an attention row's as measured (`flops` column)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +161,12 @@ def _row(r: dict[str, str], p: str, line: int) -> KernelRow:
         if gemm not in ("copy", "read"):
             raise InputFileError(f"an hbm row is a copy or a read, got {gemm!r}", path=p,
                                  line=line, field="gemm")
-        return KernelRow(p, line, gpu, kind, "", 0, gemm, "", 0, 0, 0, nbytes, ms / 1e3, run)
-    if gemm not in GEMMS:
+        return KernelRow(p, line, gpu, kind, "", 0, gemm, "", 0, 0, 0, nbytes, ms / 1e3, run,
+                         0)
+    if kind == "attn" and gemm not in ATTN_PHASES:
+        raise InputFileError(f"an attn row is a prefill or a decode, got {gemm!r}", path=p,
+                             line=line, field="gemm")
+    if kind == "gemm" and gemm not in GEMMS:
         raise InputFileError(f"must be one of {', '.join(GEMMS)}, got {gemm!r}", path=p,
                              line=line, field="gemm")
     try:
@@ -169,8 +183,13 @@ def _row(r: dict[str, str], p: str, line: int) -> KernelRow:
                              field="model")
     m, n, k = (_whole(r, c, p, line, 1) for c in ("m", "n", "k"))
     tp = _whole(r, "tp", p, line, 1)
+    flops = _whole(r, "flops", p, line, 1)
+    if kind == "gemm" and flops != 2 * m * n * k:
+        raise InputFileError(f"{flops:,} FLOPs for an ({m}, {k}) x ({k}, {n}) product, which "
+                             f"takes 2 M N K = {2 * m * n * k:,}", path=p, line=line,
+                             field="flops")
     return KernelRow(p, line, gpu, kind, model, tp, gemm, quant.name, m, n, k, nbytes, ms / 1e3,
-                     run)
+                     run, flops)
 
 
 def layer_times(rows: Sequence[KernelRow]) -> list[LayerTime]:
@@ -283,4 +302,51 @@ def hbm_fractions(rows: Sequence[KernelRow]) -> list[tuple[str, str, float, floa
         if r.kind == "hbm":
             rate = r.bytes / r.time_s
             out.append((r.gpu, r.gemm, rate, rate / get_gpu(r.gpu).hbm_bytes_per_s.value))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionFit:
+    """What one GPU's attention kernels reach: `attention` of the bf16 peak on causal prefill,
+    `kv_fraction` of the HBM peak reading KV in decode, and a fixed time per call."""
+
+    gpu: str
+    attention: float
+    kv_fraction: float
+    fixed_s: float
+    rows: int
+    mape_pct: float
+
+
+def predict_attention(rows: Sequence[KernelRow], attention: float, kv_fraction: float,
+                      fixed_s: float) -> np.ndarray:
+    """The roofline's attention time (s) of each `attn` row: the slower of its FLOPs at
+    `attention` of the bf16 peak and its KV bytes at `kv_fraction` of the HBM peak (as
+    `perf.roofline` prices a step's attention), plus a fixed time per call."""
+    out = np.empty(len(rows))
+    for i, r in enumerate(rows):
+        g = get_gpu(r.gpu)
+        out[i] = max(r.flops / (g.flops_per_s["bf16"].value * attention),
+                     r.bytes / (g.hbm_bytes_per_s.value * kv_fraction)) + fixed_s
+    return out
+
+
+def fit_attention(rows: Sequence[KernelRow]) -> dict[str, AttentionFit]:
+    """One fit of (attention, kv_fraction, fixed time) per GPU over its `attn` rows, by least
+    squares on log(predicted / measured), fractions in (0, 1]."""
+    out = {}
+    for gpu in sorted({r.gpu for r in rows if r.kind == "attn"}):
+        sel = [r for r in rows if r.kind == "attn" and r.gpu == gpu]
+        log_meas = np.log([r.time_s for r in sel])
+
+        def resid(x: np.ndarray, sel: list[KernelRow] = sel,
+                  log_meas: np.ndarray = log_meas) -> np.ndarray:
+            r: np.ndarray = np.log(predict_attention(sel, *np.exp(x))) - log_meas
+            return r
+
+        x0 = np.log([DEFAULT_EFFICIENCY.attention, DEFAULT_EFFICIENCY.bandwidth, 10e-6])
+        res = least_squares(resid, x0, bounds=([-6.0, -6.0, -20.0], [0.0, 0.0, -4.0]))
+        a, kv, c = (float(v) for v in np.exp(res.x))
+        pred = predict_attention(sel, a, kv, c)
+        out[gpu] = AttentionFit(gpu, a, kv, c, len(sel), mape(pred, np.exp(log_meas)))
     return out

@@ -24,11 +24,15 @@ from rich.table import Table
 
 from fleetplan.calibrate.fit import mape
 from fleetplan.calibrate.kernels import (
+    ATTN_PHASES,
+    KernelRow,
     bundled_kernels_path,
+    fit_attention,
     fit_kernels,
     hbm_fractions,
     held_out_model,
     layer_times,
+    predict_attention,
     predict_layers,
     read_kernels,
 )
@@ -61,7 +65,7 @@ def calibrate_kernels(
     rows = [r for p in paths for r in read_kernels(p)]
     layers = layer_times(rows)
     if not layers:
-        raise InputFileError("no gemm rows: nothing to fit (the file holds only hbm rows)",
+        raise InputFileError("no gemm rows: nothing to fit (the file holds no GEMM times)",
                              path=str(paths[0]), line=1, field="kind")
     fits = fit_kernels(layers)
     meas = np.array([x.time_s for x in layers])
@@ -118,6 +122,7 @@ def calibrate_kernels(
                   "norms too, and its bandwidth every byte a step streams; \"GEMM terms\": its "
                   "compute curve and bandwidth with the fixed time per layer of the GEMMs' fit)",
                   highlight=False)
+    _attention(rows)
     if out is not None:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -132,3 +137,28 @@ def calibrate_kernels(
         except OSError as e:
             raise InputFileError(f"cannot write: {e.strerror or e}", path=str(out)) from e
         console.print(f"wrote {out}")
+
+
+def _attention(rows: list[KernelRow]) -> None:
+    """The attention rows' fit per GPU, and the serving fit's attention terms on them."""
+    fits = fit_attention(rows)
+    for gpu, f in fits.items():
+        sel = [r for r in rows if r.kind == "attn" and r.gpu == gpu]
+        meas = np.array([r.time_s for r in sel])
+        console.print(escape(
+            f"{gpu} attention ({f.rows} calls, one layer on one rank): prefill reaches "
+            f"{f.attention:.3f} of the bf16 peak, decode reads KV at {f.kv_fraction:.3f} of the "
+            f"HBM peak, {f.fixed_s * 1e6:.1f} us per call; MAPE {f.mape_pct:.1f}%"),
+            highlight=False)
+        for engine in SERVING_ENGINES:
+            e = efficiency_for(gpu, engine, "fp8", "dense")
+            pred = predict_attention(sel, e.attention, e.bandwidth * e.kv_read, f.fixed_s)
+            parts = []
+            for phase in ATTN_PHASES:
+                s = np.array([r.gemm == phase for r in sel])
+                if s.any():
+                    parts.append(f"{phase} MAPE {mape(pred[s], meas[s]):.1f}% (median "
+                                 f"{float(np.median(pred[s] / meas[s])):.2f}x)")
+            console.print(escape(
+                f"  serving fit, {engine} fp8 dense: attention {e.attention:.3f}, KV read "
+                f"{e.bandwidth * e.kv_read:.3f}: " + ", ".join(parts)), highlight=False)
