@@ -22,6 +22,7 @@ from fleetplan.catalog import (
 )
 from fleetplan.errors import UsageError
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from fleetplan.perf.engine_defaults import on_gpu
 
 __all__ = ["LAYOUT_FLAGS", "Deployment"]
 
@@ -45,6 +46,14 @@ class Deployment:
     # `attention_dp` ranks of `tp` GPUs each run attention on their own sequences, while MoE
     # experts are sharded over all tp x attention_dp GPUs. 1 = plain tensor parallelism.
     attention_dp: int = 1
+
+    def __post_init__(self) -> None:
+        # the engine's defaults that depend on the GPU and the layout (vLLM's batch limits,
+        # SGLang's chunk and memory fraction), evaluated here so that every consumer (memory
+        # budget, step model, simulator, planner, calibration) sees the same ones
+        eng = on_gpu(self.engine, self.gpu, self.tp * self.attention_dp, self.pp)
+        if eng is not self.engine:
+            object.__setattr__(self, "engine", eng)
 
     @property
     def gpus(self) -> int:
