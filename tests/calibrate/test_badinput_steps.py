@@ -80,7 +80,7 @@ def test_duplicated_header_column_is_an_error(tmp_path: Path) -> None:
     p = tmp_path / "steps.csv"
     with p.open("w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows([*r, r[j]] for r in recs)
-    with pytest.raises(InputFileError, match="appears more than once") as e:
+    with pytest.raises(InputFileError, match="appears twice") as e:
         read_steps(p)
     assert e.value.line == 1 and e.value.field == "step_ms"
 

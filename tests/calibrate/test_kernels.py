@@ -248,3 +248,17 @@ def test_attention_rows_by_hand_and_fit(bundled: tuple[list[Any], list[LayerTime
     assert e.attention < f.attention
     pred = predict_attention(attn, e.attention, e.bandwidth * e.kv_read, f.fixed_s)
     assert mape(pred[dec], meas[dec]) <= 12.0
+
+
+def test_implausible_rates_and_unknown_models_are_errors(tmp_path: Path) -> None:
+    lines = bundled_kernels_path().read_text().splitlines()
+    hbm = next(x for x in lines if ",hbm," in x)
+    fields = hbm.split(",")
+    fields[11] = str(10**15)  # a petabyte copied in 3 ms
+    with pytest.raises(InputFileError) as e:
+        read_kernels(_write(tmp_path, [",".join(fields)]))
+    assert e.value.field == "bytes" and "beyond the 4.80 TB/s HBM peak" in str(e.value)
+    body = [r.replace("llama-3.1-8b", "acme-9b") for r in _layer(lines, 2)]
+    with pytest.raises(InputFileError) as e:
+        read_kernels(_write(tmp_path, body))
+    assert e.value.field == "model" and e.value.line == 2

@@ -159,6 +159,17 @@ def _dep(r: Resolved, lay: Layout) -> Deployment:
     probs = serving_problems(dep)
     if probs:
         raise FleetplanError("; ".join(probs))
+    from fleetplan.calibrate.closedloop import attention_dp_variant  # (it imports this module)
+
+    if not dep.splits_heads and (r.model.moe is None or attention_dp_variant(dep) is None):
+        # a TP that cannot split the heads is read as an attention-DP world size only for MoE
+        # models whose KV every rank replicates (`closedloop.attention_dp_variant`)
+        raise FleetplanError(
+            f"{POINT_FIELDS['tp']} {dep.tp} does not divide {r.model.name}'s "
+            f"{r.model.attention.num_heads} attention heads (engines shard attention by whole "
+            "heads), and no attention-data-parallel reading applies ("
+            + ("a dense model" if r.model.moe is None else
+               "its KV heads split over the TP ranks") + ")")
     # A layout whose weights exceed the GPU's whole memory cannot have run as recorded (the
     # source writes 0 or nothing for layout fields it did not record, read as 1).
     w = memory_budget(dep).weights_bytes
@@ -167,13 +178,15 @@ def _dep(r: Resolved, lay: Layout) -> Deployment:
             f"the recorded layout (TP {dep.tp}, PP {dep.pp}, EP {dep.ep}, attention DP "
             f"{dep.attention_dp}) puts {w / 2**30:.0f} GiB of {r.model.name} weights on each "
             f"{r.gpu.name} of {dep.gpu.memory_bytes.value / 2**30:.1f} GiB: it cannot have run as "
-            "recorded (layout fields missing?)"
+            "recorded (layout or precision fields missing?)"
         )
     return dep
 
 
 def resolve(p: ServingPoint) -> Resolved:
     """Catalog entries and deployments of a point; `FleetplanError` says why it is unsupported."""
+    if p.precision_note:
+        raise FleetplanError(p.precision_note)
     model = get_model(p.model, where="model_path")
     if p.isl + p.osl > model.max_context_tokens:
         raise FleetplanError(

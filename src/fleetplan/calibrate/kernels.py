@@ -29,7 +29,7 @@ from scipy.optimize import least_squares
 
 from fleetplan.calibrate.fit import mape
 from fleetplan.calibrate.points import csv_records
-from fleetplan.catalog import get_gpu, get_quant
+from fleetplan.catalog import get_gpu, get_model, get_quant
 from fleetplan.errors import InputFileError, UsageError
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY, Efficiency
 
@@ -161,6 +161,12 @@ def _row(r: dict[str, str], p: str, line: int) -> KernelRow:
         if gemm not in ("copy", "read"):
             raise InputFileError(f"an hbm row is a copy or a read, got {gemm!r}", path=p,
                                  line=line, field="gemm")
+        peak = get_gpu(gpu).hbm_bytes_per_s.value
+        if nbytes / (ms / 1e3) > peak:
+            raise InputFileError(
+                f"{nbytes:,} bytes in {ms:g} ms is {nbytes / ms / 1e9:,.2f} TB/s, beyond the "
+                f"{peak / 1e12:.2f} TB/s HBM peak of {gpu}: not a measured rate", path=p,
+                line=line, field="bytes")
         return KernelRow(p, line, gpu, kind, "", 0, gemm, "", 0, 0, 0, nbytes, ms / 1e3, run,
                          0)
     if kind == "attn" and gemm not in ATTN_PHASES:
@@ -177,10 +183,11 @@ def _row(r: dict[str, str], p: str, line: int) -> KernelRow:
     if quant.compute_dtype not in get_gpu(gpu).flops_per_s:
         raise InputFileError(f"{gpu} has no {quant.compute_dtype} peak in the catalog", path=p,
                              line=line, field="precision")
-    model = (r.get("model") or "").strip()
-    if not model:
-        raise InputFileError("a gemm row names the model whose layer it is", path=p, line=line,
-                             field="model")
+    try:
+        model = get_model((r.get("model") or "").strip()).name
+    except UsageError as e:
+        raise InputFileError(str(e).split(": ", 1)[-1] + " (a row names the catalog model "
+                             "whose layer it is)", path=p, line=line, field="model") from None
     m, n, k = (_whole(r, c, p, line, 1) for c in ("m", "n", "k"))
     tp = _whole(r, "tp", p, line, 1)
     flops = _whole(r, "flops", p, line, 1)
@@ -213,7 +220,9 @@ def layer_times(rows: Sequence[KernelRow]) -> list[LayerTime]:
         if lack:
             raise InputFileError(
                 f"the layer of {key[2]} TP {key[3]} {key[1]} at M {key[4]} lacks its "
-                f"{', '.join(lack)} GEMM(s): a layer is timed as its four GEMMs",
+                f"{', '.join(lack)} GEMM(s): a layer is timed as its four GEMMs, the rows that "
+                "share gpu, model, tp, precision, m and run (a typo in one of those splits a "
+                "layer)",
                 path=first.path, line=first.line, field="gemm")
         wb = get_quant(key[1]).weight_bytes
         rs = g.values()

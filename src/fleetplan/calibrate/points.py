@@ -126,6 +126,8 @@ class ServingPoint:
     recv_interval: int = 0
     #: the recipe rule(s) (`recipes.yaml`) that filled settings the row left empty; "" none
     recipe: str = ""
+    # why the row's precision cannot be read from its empty columns (`unrecorded_precision`)
+    precision_note: str = ""
 
     @property
     def mean_isl(self) -> int:
@@ -174,6 +176,10 @@ def _number(row: dict[str, str], key: str, where: tuple[str, int]) -> float | No
     return v
 
 
+#: The largest whole number a count of the format may hold (tokens, clients, GPUs).
+MAX_INT = 2**31 - 1
+
+
 def _int(row: dict[str, str], key: str, where: tuple[str, int], default: int | None = None) -> int:
     v = _number(row, key, where)
     if v is None:
@@ -183,6 +189,9 @@ def _int(row: dict[str, str], key: str, where: tuple[str, int], default: int | N
     if v != int(v):
         raise InputFileError(f"not an integer: {row[key].strip()!r}", path=where[0],
                              line=where[1], field=key)
+    if abs(v) > MAX_INT:
+        raise InputFileError(f"{row[key].strip()!r} is out of range (at most {MAX_INT:,})",
+                             path=where[0], line=where[1], field=key)
     return int(v)
 
 
@@ -280,6 +289,24 @@ def _precision(row: dict[str, str]) -> str:
     return QUANT_MODES.get(gemm, gemm)
 
 
+#: A quantization format in a checkpoint's name (`Qwen3-32B-FP8`, `...-AWQ`, `..._w4a16`).
+_NAME_QUANT = re.compile(
+    r"(?:^|[-_.])(fp8|fp4|nvfp4|mxfp4|int8|int4|w4a16|w8a8|w4a8|awq|gptq)(?:$|[-_.])", re.I)
+
+
+def unrecorded_precision(row: dict[str, str]) -> str:
+    """Why a row cannot be read as bf16 (empty where it can): the empty precision columns mean
+    an unquantized checkpoint, which a checkpoint named for a quantized format is not."""
+    if (row.get("precision") or "").strip() or (row.get("gemm_quant_mode") or "").strip():
+        return ""
+    name = (row.get("model_path") or "").strip().rsplit("/", 1)[-1]
+    m = _NAME_QUANT.search(name)
+    if m is None:
+        return ""
+    return (f"no precision recorded (precision and gemm_quant_mode are empty, which reads as "
+            f"bf16), but the checkpoint {name!r} is named for {m.group(1)}: record its precision")
+
+
 def _concurrency(row: dict[str, str], where: tuple[str, int]) -> int:
     m = _CONC.search(row.get("silicon_data_source") or "")
     if m:
@@ -335,6 +362,7 @@ def _row(row: dict[str, str], where: tuple[str, int]) -> ServingPoint:
         system=row["system"].strip(),
         backend=row["backend"].strip().lower(),
         precision=_precision(row),
+        precision_note=unrecorded_precision(row),
         mode=mode,
         isl=isl,
         osl=osl,
@@ -379,20 +407,24 @@ def read_utf8_text(p: Path) -> str:
             path=str(p), line=e.object.count(b"\n", 0, e.start) + 1) from None
 
 
-def csv_records(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
-    """The non-blank records of a UTF-8 CSV as (file line, {stripped header: field}), checked:
-    each column named once, the `required` columns present, as many fields as the header, at
-    least one record; every problem an `InputFileError` naming the file and line."""
+def csv_records(path: Path, required: Sequence[str],
+                expected: str = "") -> list[tuple[int, dict[str, str]]]:
+    """The non-blank records of a UTF-8 CSV as (first file line of the record, {stripped header:
+    field}), checked: each column named once, the `required` columns present (`expected`, when
+    given, describes the format in that error), as many fields as the header, at least one
+    record; every problem an `InputFileError` naming the file and line."""
     p = str(path)
     reader = csv.reader(io.StringIO(read_utf8_text(path), newline=""))
     header = [h.strip() for h in next(reader, [])]
-    dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
-    if dup is not None:  # the row's dict would keep the last column's value, silently
-        raise InputFileError(f"column {dup!r} appears more than once; each column must be "
-                             "named once", path=p, line=1, field=dup)
+    for j, name in enumerate(header):
+        if name in header[:j]:  # the row's dict would keep the last column's value, silently
+            raise InputFileError(
+                f"column {name!r} appears twice (columns {header.index(name) + 1} and {j + 1}); "
+                "each column must be named once", path=p, line=1, field=name)
     missing = [c for c in required if c not in header]
     if missing:
-        raise InputFileError(f"missing column(s) {', '.join(missing)}", path=p, line=1)
+        raise InputFileError(f"missing column(s) {', '.join(missing)}"
+                             + (f"; expected {expected}" if expected else ""), path=p, line=1)
     out = []
     line = reader.line_num + 1  # the file line where the next record starts
     for rec in reader:
@@ -411,37 +443,9 @@ def read_points(path: str | Path) -> tuple[list[str], list[dict[str, str]], list
     """Read a points CSV: (header, raw rows, parsed points). Raises `InputFileError` naming the
     file, line and field of the first problem."""
     p = Path(path)
-    text = read_utf8_text(p)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = list(reader.fieldnames or [])
-    seen: dict[str, int] = {}
-    for j, name in enumerate(header, start=1):
-        if name in seen:  # csv.DictReader would keep the last column's value, silently
-            raise InputFileError(
-                f"column {name!r} appears twice (columns {seen[name]} and {j}); each column "
-                "must be named once", path=str(p), line=1, field=name)
-        seen[name] = j
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise InputFileError(
-            f"missing column(s) {', '.join(missing)}; expected the calibration CSV format "
-            f"({', '.join(REQUIRED_COLUMNS)}, ...)",
-            path=str(p),
-            line=1,
-        )
-    raws: list[dict[str, str]] = []
-    points: list[ServingPoint] = []
-    for row in reader:
-        i = reader.line_num  # the row's last physical line (quoted fields may span lines)
-        if None in row:
-            raise InputFileError("more fields than the header", path=str(p), line=i)
-        if None in row.values():  # csv.DictReader pads a short row with None
-            n = sum(v is not None for v in row.values())
-            raise InputFileError(f"{n} fields where the header has {len(header)}",
-                                 path=str(p), line=i)
-        clean = {k: (v or "") for k, v in row.items()}
-        raws.append(clean)
-        points.append(_row(clean, (str(p), i)))
-    if not points:
-        raise InputFileError("no data rows", path=str(p))
+    records = csv_records(p, REQUIRED_COLUMNS, expected=(
+        f"the calibration CSV format ({', '.join(REQUIRED_COLUMNS)}, ...)"))
+    header = list(records[0][1])
+    raws = [row for _, row in records]
+    points = [_row(row, (str(p), line)) for line, row in records]
     return header, raws, points

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -61,6 +62,21 @@ app = typer.Typer(
 )
 console = Console(width=140)
 err_console = Console(stderr=True, width=140)
+
+
+def writing(path: Path, flag: str, write: Callable[[], object]) -> None:
+    """Run `write` (which writes `path`); an operating-system error (a full disk, a read-only
+    or special file system, permissions `check_writable` could not foresee) is a `UsageError`
+    naming the flag and the path, not a traceback."""
+    try:
+        write()
+    except OSError as e:
+        raise UsageError(f"cannot write '{path}': {e.strerror or e}", where=flag) from e
+
+
+def write_text(path: Path, text: str, flag: str) -> None:
+    """Write `text` (UTF-8) to the output file `path` given by `flag` (see `writing`)."""
+    writing(path, flag, lambda: path.write_text(text, encoding="utf-8"))
 
 
 def check_writable(path: Path | None, flag: str, suffixes: tuple[str, ...] = ()) -> None:

@@ -36,7 +36,7 @@ from fleetplan.calibrate.kernels import (
     predict_layers,
     read_kernels,
 )
-from fleetplan.cli._app import app, check_writable, console
+from fleetplan.cli._app import app, check_writable, console, write_text
 from fleetplan.errors import InputFileError
 from fleetplan.perf.calibration import efficiency_for
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY
@@ -132,10 +132,7 @@ def calibrate_kernels(
             w.writerow([x.gpu, x.precision, x.model, x.tp, x.m, x.run, f"{x.flops:.0f}",
                         f"{x.weight_bytes:.0f}", f"{x.time_s * 1e3:.5f}", f"{fi * 1e3:.5f}",
                         f"{he * 1e3:.5f}" if np.isfinite(he) else ""])
-        try:
-            out.write_text(buf.getvalue())
-        except OSError as e:
-            raise InputFileError(f"cannot write: {e.strerror or e}", path=str(out)) from e
+        write_text(out, buf.getvalue(), "--out")
         console.print(f"wrote {out}")
 
 

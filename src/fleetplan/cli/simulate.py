@@ -15,7 +15,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fleetplan.cli._app import ENGINES, app, check_writable, console, err_console
+from fleetplan.cli._app import (
+    ENGINES,
+    app,
+    check_writable,
+    console,
+    err_console,
+    write_text,
+    writing,
+)
 from fleetplan.cli.workload import FormatOpt, MapOpt, parse_mapping, reported_warnings
 from fleetplan.errors import UsageError
 from fleetplan.sim import (
@@ -311,10 +319,10 @@ def simulate_cmd(
     if disagg is not None:
         summary["config"]["disaggregated"] = disagg
     if out is not None:
-        write_result(res, out)
+        writing(out, "--out", lambda: write_result(res, out))
         err_console.print(f"wrote {len(res.requests):,} request records to {out}", highlight=False)
     if prometheus is not None:
-        prometheus.write_text(res.prometheus(model))
+        write_text(prometheus, res.prometheus(model), "--prometheus")
         err_console.print(f"wrote vLLM /metrics text to {prometheus}", highlight=False)
     if as_json:
         print(json.dumps(_clean(summary), indent=2, sort_keys=True))

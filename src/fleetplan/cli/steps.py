@@ -32,7 +32,7 @@ from fleetplan.calibrate.steps import (
     step_error_table,
     write_step_calibration,
 )
-from fleetplan.cli._app import app, check_writable, console
+from fleetplan.cli._app import app, check_writable, console, write_text, writing
 from fleetplan.errors import InputFileError
 from fleetplan.perf.efficiency import DEFAULT_EFFICIENCY
 
@@ -66,6 +66,13 @@ def calibrate_steps(
     check_writable(out, "--out")
     paths = steps or bundled_steps_paths()
     points = [p for path in paths for p in read_steps(path)]
+    if out is not None:
+        for path in paths:
+            if "pred_step_ms" in _rows(path)[0]:  # --out would overwrite the input's values
+                raise InputFileError(
+                    "column 'pred_step_ms' is the one --out writes: it would overwrite the "
+                    "input's values; rename or drop it", path=str(path), line=1,
+                    field="pred_step_ms")
     names = ", ".join(p.name for p in paths)
     fits = fit_steps(points)
     fitted = predict_steps(points, {g: f.efficiency for g, f in fits.items()})
@@ -97,11 +104,9 @@ def calibrate_steps(
                 "both phases over batch sizes and contexts (bench/gpu_measure.py's grid)",
                 highlight=False)
     if yaml_out is not None:
-        try:
-            write_step_calibration(yaml_out, points, fits, source=(f"{names} (measured step times, "
-                                   "bench/gpu_measure.py)"), held=held)
-        except OSError as e:
-            raise InputFileError(f"cannot write: {e.strerror or e}", path=str(yaml_out)) from e
+        writing(yaml_out, "--yaml", lambda: write_step_calibration(
+            yaml_out, points, fits, source=f"{names} (measured step times, bench/gpu_measure.py)",
+            held=held))
         console.print(f"wrote {yaml_out}")
     if out is not None:
         rows = [r for path in paths for r in _rows(path)]
@@ -111,10 +116,7 @@ def calibrate_steps(
         w.writeheader()
         for raw, pred in zip(rows, fitted, strict=True):
             w.writerow({**raw, "pred_step_ms": f"{pred * 1e3:.4f}" if np.isfinite(pred) else ""})
-        try:
-            out.write_text(buf.getvalue())
-        except OSError as e:
-            raise InputFileError(f"cannot write: {e.strerror or e}", path=str(out)) from e
+        write_text(out, buf.getvalue(), "--out")
         console.print(f"wrote {out}")
 
 

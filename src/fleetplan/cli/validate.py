@@ -42,11 +42,13 @@ from fleetplan.calibrate.points import ServingPoint, bundled_points_path
 from fleetplan.calibrate.repeats import repeatability, same_run_other_name
 from fleetplan.calibrate.runner import point_readings, reading_notes, readings
 from fleetplan.calibrate.simpredict import predict_points
-from fleetplan.cli._app import app, check_writable, console, err_console
-from fleetplan.errors import UsageError
+from fleetplan.cli._app import app, check_writable, console, err_console, write_text
+from fleetplan.errors import InputFileError, UsageError
 
-__all__ = ["GROUP_KEYS", "validate"]
+__all__ = ["GROUP_KEYS", "OUTPUT_COLUMNS", "validate"]
 
+#: Columns `--out` adds to every input row.
+OUTPUT_COLUMNS = ("pred_ttft_ms", "pred_tpot_ms", "reason", "provenance")
 #: Columns the error table can be grouped by (`--by`).
 GROUP_KEYS = ("class", "model", "system", "backend", "precision", "mode")
 
@@ -85,6 +87,13 @@ def validate(
                          f"{', '.join(GROUP_KEYS)}", where="--by")
     path = points or bundled_points_path()
     header, raws, pts = read_points(path)
+    clash = [c for c in OUTPUT_COLUMNS if c in header]
+    if out is not None and clash:  # the input's values would be overwritten in --out
+        raise InputFileError(
+            f"column {clash[0]!r} is one that validate writes ({', '.join(OUTPUT_COLUMNS)}): "
+            "--out would overwrite the input's values; rename or drop it (to validate an "
+            "earlier --out file again, drop its prediction columns)", path=str(path), line=1,
+            field=clash[0])
     prep = prepare(pts)
     ttft, tpot, prov = predict_stored(prep)
     reasons = list(prep.reasons)
@@ -113,16 +122,17 @@ def validate(
     how = ("simulator (fleetplan.sim through calibrate.simpredict)" if predictor == "sim"
            else "analytic closed-loop model (calibrate.closedloop)")
     per = point_readings(prep)
+    sup = prep.sup  # a list built on each access
     for j, i in enumerate(prep.ok):
         if not (np.isfinite(ttft[j]) and np.isfinite(tpot[j])):
             continue
         pred_t[i] = f"{ttft[j] * 1e3:.4f}"
         pred_o[i] = f"{tpot[j] * 1e3:.4f}"
-        notes = reading_notes(prep.sup[j], per[j])
+        notes = reading_notes(sup[j], per[j])
         source[i] = f"{how}; efficiency: {prov[j]}" + (f"; readings: {notes}" if notes else "")
     if out is not None:
         buf = io.StringIO()
-        cols = [*header, "pred_ttft_ms", "pred_tpot_ms", "reason", "provenance"]
+        cols = [*header, *OUTPUT_COLUMNS]
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for i, raw in enumerate(raws):
@@ -135,7 +145,7 @@ def validate(
                     "provenance": source[i],
                 }
             )
-        out.write_text(buf.getvalue())
+        write_text(out, buf.getvalue(), "--out")
     table = Table(title=f"Prediction error on {path.name} ({predictor}, MAPE, %)")
     for col in (*keys, "rows", "TTFT", "TPOT"):
         table.add_column(col, justify="right" if col in ("rows", "TTFT", "TPOT") else "left")

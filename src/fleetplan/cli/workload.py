@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetplan.cli._app import app, check_writable, console, err_console
+from fleetplan.cli._app import app, check_writable, console, err_console, write_text, writing
 from fleetplan.errors import UsageError
 from fleetplan.workload import FORMATS, Characterization, Workload, characterize, load
 from fleetplan.workload.report_html import render_html
@@ -173,7 +173,7 @@ def characterize_cmd(
                              "have): there is no prefix cache to simulate", where="--cache-blocks")
         c = step("characterizing", lambda: characterize(w, cache_blocks=cache_blocks))
     if html_out is not None:
-        html_out.write_text(render_html(c), encoding="utf-8")
+        write_text(html_out, render_html(c), "--html")
         err_console.print(f"wrote {html_out}", highlight=False)
     if as_json:
         print(json.dumps(c.to_dict(), indent=2))
@@ -215,7 +215,7 @@ def synth_cmd(
         s = step("generating", lambda: generate(
             w, seed=seed, duration_s=duration, rate_scale=rate_scale, time_stretch=time_stretch,
             arrivals=arrivals, cv=cv, burst=burst, lengths=lengths))
-        step(f"writing {out}", lambda: write(s, out))
+        step(f"writing {out}", lambda: writing(out, "--out", lambda: write(s, out)))
     span = float(s.table["arrival_s"][-1]) if s.requests else 0.0
     err_console.print(f"wrote {s.requests:,} requests over {span:,.1f} s to {out}",
                       highlight=False)
