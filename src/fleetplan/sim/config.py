@@ -8,6 +8,7 @@ runs here, before any simulation: a model that does not fit, zero replicas, bad 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fleetplan.errors import InfeasibleError, UsageError
@@ -78,6 +79,30 @@ class ReplicaConfig:
     # into every measured TTFT); the simulator's steps leave it out, results add it
     # (`SimResult.with_request_overhead`).
     request_overhead_s: float = 0.0
+    # KV that does not grow with the context, held per sequence beside its blocks
+    # (`KVCache.extra_for`): sliding-window layers' KV over min(length, window) tokens at
+    # `kv_window_ratio` blocks per block of the full layers' KV, and the recurrent state of
+    # linear-attention layers, `kv_state_blocks` blocks; `kv_blocks` counts full-layer KV.
+    kv_window_tokens: int = 0
+    kv_window_ratio: float = 0.0
+    kv_state_blocks: int = 0
+
+    def blocks_for(self, tokens: int) -> int:
+        """Blocks one sequence of `tokens` tokens holds at its longest."""
+        n = -(-tokens // self.block_size) + self.kv_state_blocks
+        if self.kv_window_ratio:
+            n += -(-int(self.kv_window_ratio * min(tokens, self.kv_window_tokens))
+                   // self.block_size)
+        return n
+
+    @property
+    def longest_fitting(self) -> int:
+        """The longest sequence (tokens) whose blocks fit the whole pool."""
+        lo, hi = 0, self.kv_capacity_tokens
+        while lo < hi:  # blocks_for is non-decreasing in the tokens
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if self.blocks_for(mid) <= self.kv_blocks else (lo, mid - 1)
+        return lo
 
     def __post_init__(self) -> None:
         for flag, v in (
@@ -162,9 +187,20 @@ class ReplicaConfig:
         policy = ENGINE_POLICY.get(eng.name, eng.name)
         feature = eng.features.get("prefix_caching")
         pc = prefix_caching if prefix_caching is not None else bool(feature and feature.supported)
+        # The pool in blocks of the full-attention layers' KV; windowed layers and linear
+        # state are held per sequence (`KVCache.extra_for`).
+        a = dep.model.attention
+        attn_layers = a.full_layers + a.sliding_layers
+        full_share = a.full_layers / attn_layers if attn_layers and a.full_layers else 1.0
+        block_bytes = budget.kv_bytes_per_token * full_share * bs
+        windowed = bool(a.sliding_layers and a.sliding_window and a.full_layers)
+        state = a.linear_layers * (a.linear_state_bytes_per_layer or 0) / dep.tp / dep.pp
         return cls(
             step_model=step_model or RooflineStepModel(dep),
-            kv_blocks=budget.kv_capacity_tokens // bs,
+            kv_blocks=int(budget.kv_pool_bytes // block_bytes) if block_bytes > 0 else 0,
+            kv_window_tokens=int(a.sliding_window or 0) if windowed else 0,
+            kv_window_ratio=a.sliding_layers / a.full_layers if windowed else 0.0,
+            kv_state_blocks=math.ceil(state / block_bytes) if state and block_bytes > 0 else 0,
             block_size=bs,
             max_num_seqs=mns,
             max_num_batched_tokens=mbt,

@@ -34,7 +34,9 @@ Route = Callable[[Request, Sequence[Replica]], int]
 
 
 def _replica(i: int, cfg: ReplicaConfig, sample_interval_s: float, decode_runs: bool) -> Replica:
-    kv = KVCache(cfg.kv_blocks, cfg.block_size, prefix_caching=cfg.prefix_caching)
+    kv = KVCache(cfg.kv_blocks, cfg.block_size, prefix_caching=cfg.prefix_caching,
+                 window_tokens=cfg.kv_window_tokens, window_ratio=cfg.kv_window_ratio,
+                 state_blocks=cfg.kv_state_blocks)
     return Replica(
         i,
         cfg.step_model,
@@ -76,10 +78,12 @@ def check_lengths(fleet: AnyFleet, isl: np.ndarray, osl: np.ndarray) -> None:
                 f"{cfg.max_num_batched_tokens} with chunked prefill off (TensorRT-LLM refuses it)",
                 where="--max-num-batched-tokens",
             )
-        if longest > cfg.kv_capacity_tokens:
+        if longest > cfg.longest_fitting:
+            held = ("" if cfg.longest_fitting == cfg.kv_capacity_tokens else
+                    " with its sliding-window and linear-attention state")
             raise InfeasibleError(
-                f"{cfg.name}: a request of {longest} tokens does not fit the KV cache of "
-                f"{cfg.kv_capacity_tokens} tokens"
+                f"{cfg.name}: a request of {longest} tokens{held} does not fit the KV cache "
+                f"of {cfg.kv_capacity_tokens} tokens"
             )
 
 
@@ -134,7 +138,7 @@ def simulate(
 
 
 def _reject_too_long(fleet: AnyFleet, arr: Arrivals) -> tuple[Arrivals, int]:
-    limit = min(min(c.max_model_len or c.kv_capacity_tokens, c.kv_capacity_tokens)
+    limit = min(min(c.max_model_len or c.longest_fitting, c.longest_fitting)
                 for c in fleet.replicas)
     total = np.maximum(arr.input_tokens, 1) + np.maximum(arr.output_tokens, 1)
     ok = total <= limit

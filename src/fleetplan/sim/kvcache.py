@@ -13,6 +13,14 @@ cache"):
 - identical blocks are not deduplicated: a block computed while its key is already cached stays
   anonymous.
 
+Models whose KV does not all grow with the context (sliding-window layers, the recurrent state of
+linear-attention layers) are counted in blocks of the growing (full-attention) layers' KV: a
+request also holds, from its first allocation to its release, `extra_for(req)` anonymous blocks
+for the rest: the linear state (`state_blocks`) and its sliding-window layers' KV over
+min(prompt + output, window) tokens (`window_ratio` blocks per block of full-layer KV). vLLM's
+hybrid allocator frees the blocks a window has passed as decoding goes on; holding the window
+from admission is the same peak, reached earlier.
+
 Anonymous free blocks are kept as runs (one queue entry per freed request) so that freeing and
 allocating cost O(1) per request, not per block, when no keys are involved.
 """
@@ -40,9 +48,14 @@ class KVCache:
         "hit_tokens",
         "num_blocks",
         "query_tokens",
+        "state_blocks",
+        "window_ratio",
+        "window_tokens",
     )
 
-    def __init__(self, num_blocks: int, block_size: int, *, prefix_caching: bool = True) -> None:
+    def __init__(self, num_blocks: int, block_size: int, *, prefix_caching: bool = True,
+                 window_tokens: int = 0, window_ratio: float = 0.0,
+                 state_blocks: int = 0) -> None:
         if num_blocks < 1:
             raise ValueError(f'"num_blocks" must be >= 1, got {num_blocks}')
         if block_size < 1:
@@ -58,6 +71,9 @@ class KVCache:
         # The queue is built when the first request with keys arrives: until then every block
         # is anonymous, order does not matter, and a counter is enough.
         self._keyed = False
+        self.window_tokens = window_tokens  # sliding window of the windowed layers (0: none)
+        self.window_ratio = window_ratio  # their KV per token / the full layers' KV per token
+        self.state_blocks = state_blocks  # per-sequence recurrent state, in blocks
         self.query_tokens = 0  # vLLM prefix_cache_queries (tokens looked up)
         self.hit_tokens = 0  # vLLM prefix_cache_hits
 
@@ -88,6 +104,14 @@ class KVCache:
             raise RuntimeError(f"cannot take {n} anonymous blocks ({self.free} free)")
         self.free -= n
 
+    def extra_for(self, req: Request) -> int:
+        """Blocks `req` holds beside its growing KV: linear state and sliding windows."""
+        n = self.state_blocks
+        if self.window_ratio:
+            span = min(req.prompt + req.output, self.window_tokens)
+            n += -(-int(self.window_ratio * span) // self.block_size)
+        return n
+
     def lookup(self, req: Request) -> int:
         """Leading prompt blocks of `req` found in the cache (not yet claimed)."""
         keys = req.keys
@@ -111,6 +135,8 @@ class KVCache:
     def fits(self, req: Request, tokens: int, hits: int = 0) -> bool:
         """Whether `allocate(req, tokens, hits)` would succeed (nothing changes)."""
         new = -(-tokens // self.block_size) - req.held - hits
+        if not req.held and not req.extra and tokens > 0:
+            new += self.extra_for(req)
         return new <= self.free - (self._unreferenced(req, hits) if hits else 0)
 
     def allocate(self, req: Request, tokens: int, hits: int = 0) -> bool:
@@ -118,6 +144,8 @@ class KVCache:
         fresh lookup. Returns False, changing nothing, when the free blocks do not suffice."""
         bs = self.block_size
         new = -(-tokens // bs) - req.held - hits
+        extra = self.extra_for(req) if not req.held and not req.extra and tokens > 0 else 0
+        new += extra
         if hits:
             touched = self._unreferenced(req, hits)
             if new > self.free - touched:
@@ -143,7 +171,9 @@ class KVCache:
             if self._keyed:
                 self._take(new)
             self.free -= new
-            req.held += new
+            req.held += new - extra
+            if extra:
+                req.extra = extra
         if self._keyed and req.keys is not None:
             self._register(req, tokens)
         return True
@@ -180,10 +210,10 @@ class KVCache:
     def release(self, req: Request) -> None:
         """Free all of `req`'s blocks (on finish or preemption), tail first."""
         if not self._keyed:
-            self.free += req.held
-            req.held = 0
+            self.free += req.held + req.extra
+            req.held = req.extra = 0
             return
-        anon = req.held - len(req.cached)
+        anon = req.held - len(req.cached) + req.extra
         freed = anon
         queue = self._queue
         if anon:
@@ -197,6 +227,6 @@ class KVCache:
                 queue[key] = 1
                 freed += 1
         self.free += freed
-        req.held = 0
+        req.held = req.extra = 0
         req.cached = []
         req.reg = 0

@@ -21,6 +21,7 @@ class Request:
         "cached",
         "cached_tokens",
         "computed",
+        "extra",
         "first_sched_s",
         "first_token_s",
         "generated",
@@ -44,6 +45,7 @@ class Request:
         self.computed = 0  # tokens with KV in the cache (vLLM num_computed_tokens)
         self.generated = 0  # output tokens sampled so far
         self.held = 0  # KV blocks held (shared cached blocks included)
+        self.extra = 0  # blocks held for per-sequence state (sliding windows, linear state)
         self.cached: list[int] = []  # prefix-cache keys of the blocks this request references
         self.reg = 0  # next block index to register in the prefix cache
         self.first_sched_s = -1.0

@@ -420,6 +420,8 @@ def _sglang_admit(rep: Replica, chunk: int, now_s: float) -> None:
         extend = r.prompt + r.generated - c
         left = r.output - r.generated
         want = extend + (left if left < clip else clip)
+        if not r.held:  # its state and window blocks (`KVCache.extra_for`), in tokens
+            want += kv.extra_for(r) * bs
         if want >= rem and running:
             break
         if pre:  # transferred KV (disaggregated decode worker): joins the running batch
