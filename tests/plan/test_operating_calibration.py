@@ -63,3 +63,28 @@ def test_kv_capacity_holds_what_the_engine_holds_per_running_sequence(engine: st
     assert pt.kv_capacity_seqs == kv_capacity(dep, held_context(dep, isl, osl))
     if engine == "trtllm":
         assert by_hand == 53
+
+
+def test_short_outputs_share_their_prompts_steps(cli: object) -> None:
+    """Where more than one prompt joins every step (B / osl > 1), the step that carries a
+    prompt carries the others' too: TTFT is at least the mean step. With one output token a
+    plan reported a batch of 1,024 and a TTFT of 0.3 s (the simulator's p95 at the same load:
+    0.6 s), and a TPOT target is refused: TPOT needs two output tokens."""
+    from fleetplan.plan.demand import demand_from_flags
+    from fleetplan.plan.operating import _prompt_steps, _ttft
+
+    dep = Deployment.build("llama-3.1-70b", "h200-sxm", "fp8", "vllm", tp=2)
+    op = operating_point(dep, demand_from_flags(10.0, 1000, 1), parse_slo("ttft_p95=1s"))
+    assert op.feasible and op.batch < 64 and op.ttft_s <= 1.0
+    model = RooflineStepModel(dep)
+    t_d, mixed = _prompt_steps(model, op.batch, 1000, 1)
+    mean_step = t_d + op.batch * sum(t - t_d for t in mixed)
+    assert _ttft(model, op.batch, 1000, 1) >= mean_step
+    assert op.requests_per_s == pytest.approx(op.batch / mean_step, rel=1e-9)
+    # long outputs are unchanged: one prompt's chunks beside the decodes
+    t_d, mixed = _prompt_steps(model, 8, 1000, 200)
+    assert _ttft(model, 8, 1000, 200) == pytest.approx(
+        dep.efficiency.request_overhead_s + 0.5 * t_d + sum(mixed), rel=1e-12)
+    r = cli("plan", "--model", "llama-3.1-70b", "--gpus", "h200-sxm", "--tp", "2",  # type: ignore[operator]
+            "--precision", "fp8", "--rate", "10", "--isl", "1000", "--osl", "1", "--no-check")
+    assert r.code == 2 and "has no TPOT" in " ".join(r.err.split())

@@ -284,6 +284,12 @@ def search(
         raise UsageError(f"must be one of {', '.join(KV_PRECISIONS)}, got {kv_precision.name!r}",
                          where="--kv-precision")
     _check_context(model, demand)
+    tpot_t = slo.get("tpot")
+    if tpot_t is not None and demand.output_tokens.max < 2:
+        raise UsageError(
+            f"{tpot_t}: every request generates one token, so it has no TPOT ((E2E - TTFT) / "
+            "(output tokens - 1)); give TTFT (and E2E) targets only, e.g. --slo ttft_p95=2s "
+            "(the default also sets tpot_p95=50ms)", where="--slo")
     out: list[Candidate] = []
     for gpu in gpus:
         for q in _precisions(engine, gpu, precisions, max_quality_cost):
