@@ -74,3 +74,18 @@ def test_a_figure_the_caller_set_is_kept() -> None:
     again = on_gpu(on_gpu(eng, get_gpu("h100-sxm"), tp=1), get_gpu("h100-sxm"), tp=8)
     assert again.gpu_memory_utilization.value == pytest.approx(
         sglang_defaults(get_gpu("h100-sxm"), tp=8)[1], abs=1e-4)
+
+
+def test_sglang_max_running_requests_by_hand() -> None:
+    """min(max_total_tokens // 2, clamp(max_total_tokens / context_len x 512, 2048, 4096))
+    (ENGINES.md): Llama-3.1-8B on an H100 holds 392,890 tokens of 131,072-token context ->
+    1,534 -> 2,048 (was the catalog's cap, 4,096, everywhere); a small pool halves."""
+    from fleetplan.sim.config import sglang_max_running
+
+    assert sglang_max_running(392_890, 131_072) == 2048
+    assert sglang_max_running(1_099_276, 131_072) == 4096
+    assert sglang_max_running(3000, 131_072) == 1500
+    dep = Deployment.build("llama-3.1-8b", "h100-sxm", "bf16", "sglang")
+    cfg = ReplicaConfig.from_deployment(dep)
+    assert cfg.max_num_seqs == sglang_max_running(cfg.kv_capacity_tokens, 131_072) == 2048
+    assert ReplicaConfig.from_deployment(dep, max_num_seqs=300).max_num_seqs == 300

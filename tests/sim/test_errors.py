@@ -25,7 +25,7 @@ def no_sim(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_model_that_does_not_fit() -> None:
-    with pytest.raises(InfeasibleError, match=r"does not fit: weights .* GiB"):
+    with pytest.raises(InfeasibleError, match=r"does not fit: weights .* GB"):
         FleetConfig.build("llama-3.1-405b", "h100-sxm", tp=1)
 
 

@@ -28,6 +28,13 @@ GIB = 2**30
 #: transformers' continuous batching: FIFO admission under a token budget with chunked prefill
 #: into a paged cache, evicting to recompute when it fills (transformers v5.17.0 docs,
 #: continuous_batching_architecture), which is vLLM V1's policy)
+def sglang_max_running(kv_tokens: int, context_len: int) -> int:
+    """SGLang's default `max_running_requests`: min(max_total_tokens // 2, request pool), the
+    pool clamp(max_total_tokens / context_len x 512, 2048, 4096) (ENGINES.md, model_runner.py)."""
+    pool = min(max(int(kv_tokens / max(context_len, 1) * 512), 2048), 4096)
+    return max(1, min(kv_tokens // 2, pool))
+
+
 def chunks_prompts_by_default(engine: str) -> bool:
     """Whether the engine's server splits a prompt over steps as it ships: every engine but
     TensorRT-LLM, whose trtllm-serve runs with enable_chunked_prefill=False (ENGINES.md,
@@ -170,6 +177,8 @@ class ReplicaConfig:
         if max_num_seqs is None:  # vLLM: max_num_seqs = min(default, max_num_batched_tokens)
             mns = min(mns, mbt)
         budget = memory_budget(dep, mbt)
+        if max_num_seqs is None and ENGINE_POLICY.get(eng.name) == "sglang":
+            mns = sglang_max_running(budget.kv_capacity_tokens, dep.model.max_context_tokens)
         name = f"{dep.model.name} on {dep.tp * dep.pp}x {dep.gpu.name} TP{dep.tp} PP{dep.pp}"
         if budget.fits and budget.kv_capacity_tokens < bs:
             raise UsageError(
@@ -178,10 +187,11 @@ class ReplicaConfig:
                 where="--block-size")
         if not budget.fits:
             raise InfeasibleError(
-                f"{name}: the model does not fit: weights {budget.weights_bytes / GIB:.1f} GiB + "
-                f"activations {budget.activation_bytes / GIB:.1f} GiB + overhead "
-                f"{budget.overhead_bytes / GIB:.1f} GiB per GPU exceed the usable "
-                f"{budget.usable_bytes / GIB:.1f} GiB; use more GPUs (--tp/--pp) or a smaller "
+                f"{name}: the model does not fit: weights {budget.weights_bytes / 1e9:.1f} GB + "
+                f"activations {budget.activation_bytes / 1e9:.1f} GB + overhead "
+                f"{budget.overhead_bytes / 1e9:.1f} GB per GPU exceed the usable "
+                f"{budget.usable_bytes / 1e9:.1f} GB; use more GPUs "
+                "(--tp/--pp) or a smaller "
                 "precision"
             )
         policy = ENGINE_POLICY.get(eng.name, eng.name)
