@@ -100,15 +100,33 @@ def _keys(entry: BaseModel) -> list[str]:
     return [normalize(n) for n in names]
 
 
+#: Normalized name -> entry of each table looked up, keyed by the table's identity (the table
+#: is kept with it, so an id is never reused while cached); built once per table.
+_INDEXES: dict[int, tuple[dict[str, Any], int, dict[str, Any]]] = {}
+
+
+def _index(table: dict[str, T]) -> dict[str, T]:
+    """Every normalized key of `table`'s entries -> the first entry (in table order) with it."""
+    got = _INDEXES.get(id(table))
+    if got is None or got[0] is not table or got[1] != len(table):
+        idx: dict[str, Any] = {}
+        for entry in table.values():
+            for k in _keys(entry):
+                idx.setdefault(k, entry)
+        got = (table, len(table), idx)
+        _INDEXES[id(table)] = got
+    return got[2]
+
+
 def find(kind: str, name: str, table: dict[str, T], *, where: str | None = None) -> T:
     """Look `name` up in `table`; on a miss, raise with the closest names. An empty (or
     blank) name is an error of its own, never a lookup."""
     if not name.strip():
         raise UsageError(f"{kind} name is empty", where=where or f"--{kind}")
     want = normalize(name)
-    for entry in table.values():
-        if want in _keys(entry):
-            return entry
+    hit = _index(table).get(want)
+    if hit is not None:
+        return hit
     if kind == "model":  # "nvidia/Qwen3-30B-A3B-Instruct-2507-FP8" -> "Qwen3-30B-A3B"
         base = normalize(strip_checkpoint_suffixes(name))
         for entry in table.values():
