@@ -89,3 +89,21 @@ def test_sglang_max_running_requests_by_hand() -> None:
     cfg = ReplicaConfig.from_deployment(dep)
     assert cfg.max_num_seqs == sglang_max_running(cfg.kv_capacity_tokens, 131_072) == 2048
     assert ReplicaConfig.from_deployment(dep, max_num_seqs=300).max_num_seqs == 300
+
+
+def test_sglang_memory_follows_a_given_chunk_size() -> None:
+    """SGLang derives mem_fraction_static from the chunk size it runs with: an explicit
+    --max-num-batched-tokens of 16,384 on an H200 reserves 1.5 x 16,384 MiB more than the
+    default 8,192 (0.821, not 0.9065): about 12 GiB less KV per GPU."""
+    dep = Deployment.build("llama-3.1-8b", "h200-sxm", "bf16", "sglang")
+    default = ReplicaConfig.from_deployment(dep)
+    given = ReplicaConfig.from_deployment(dep, max_num_batched_tokens=16384)
+    frac = sglang_defaults(get_gpu("h200-sxm"), chunk=16384)[1]
+    assert frac == pytest.approx((143771 - (512 + 24576 + 512 + 128)) / 143771, rel=1e-4)
+    assert given.max_num_batched_tokens == 16384
+    kv_token = memory_budget(dep).kv_bytes_per_token
+    lost = (default.kv_blocks - given.kv_blocks) * default.block_size * kv_token
+    # the pool loses the usable memory and the larger step's activations
+    assert lost == pytest.approx((0.9065 - frac) * get_gpu("h200-sxm").memory_bytes.value
+                                 + (memory_budget(dep, 16384).activation_bytes
+                                    - memory_budget(dep).activation_bytes), rel=0.01)

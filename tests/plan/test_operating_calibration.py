@@ -88,3 +88,16 @@ def test_short_outputs_share_their_prompts_steps(cli: object) -> None:
     r = cli("plan", "--model", "llama-3.1-70b", "--gpus", "h200-sxm", "--tp", "2",  # type: ignore[operator]
             "--precision", "fp8", "--rate", "10", "--isl", "1000", "--osl", "1", "--no-check")
     assert r.code == 2 and "has no TPOT" in " ".join(r.err.split())
+
+
+def test_ttft_is_continuous_where_a_second_prompt_starts_joining_each_step() -> None:
+    """At B = osl one prompt joins each step; the short-output form (B / osl > 1) meets the
+    long-output one there (it jumped by half a prompt: 685 -> 945 ms for 20,000-token prompts
+    between B = 64 and 65 at osl 64)."""
+    from fleetplan.plan.operating import _ttft
+
+    model = RooflineStepModel(Deployment.build("llama-3.1-8b", "h100-sxm", "fp8", "vllm"))
+    for isl in (8000, 20000):
+        at = _ttft(model, 64, isl, 64)
+        above = _ttft(model, 65, isl, 64)
+        assert at < above < at * 1.05, (isl, at, above)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,21 +101,28 @@ def _keys(entry: BaseModel) -> list[str]:
     return [normalize(n) for n in names]
 
 
-#: Normalized name -> entry of each table looked up, keyed by the table's identity (the table
-#: is kept with it, so an id is never reused while cached); built once per table.
-_INDEXES: dict[int, tuple[dict[str, Any], int, dict[str, Any]]] = {}
+#: Normalized name -> entry of the tables looked up most recently (at most `_MAX_INDEXES`),
+#: keyed by the table's identity and checked against its current keys and entries.
+_INDEXES: OrderedDict[int, tuple[dict[str, Any], tuple[Any, ...], dict[str, Any]]] = (
+    OrderedDict())
+_MAX_INDEXES = 16
 
 
 def _index(table: dict[str, T]) -> dict[str, T]:
-    """Every normalized key of `table`'s entries -> the first entry (in table order) with it."""
+    """Every normalized key of `table`'s entries -> the first entry (in table order) with it;
+    rebuilt when the table's keys or entries change (entries are frozen)."""
+    fingerprint = (*table, *map(id, table.values()))
     got = _INDEXES.get(id(table))
-    if got is None or got[0] is not table or got[1] != len(table):
+    if got is None or got[0] is not table or got[1] != fingerprint:
         idx: dict[str, Any] = {}
         for entry in table.values():
             for k in _keys(entry):
                 idx.setdefault(k, entry)
-        got = (table, len(table), idx)
+        got = (table, fingerprint, idx)
         _INDEXES[id(table)] = got
+        while len(_INDEXES) > _MAX_INDEXES:
+            _INDEXES.popitem(last=False)
+    _INDEXES.move_to_end(id(table))
     return got[2]
 
 

@@ -42,12 +42,14 @@ def vllm_defaults(gpu: GPU) -> tuple[int, int]:
     return (8192, 1024) if large else (2048, 256)
 
 
-def sglang_defaults(gpu: GPU, tp: int = 1, pp: int = 1) -> tuple[int, float]:
+def sglang_defaults(gpu: GPU, tp: int = 1, pp: int = 1,
+                    chunk: int | None = None) -> tuple[int, float]:
     """(chunked_prefill_size, mem_fraction_static) of SGLang on `gpu` with `tp` x `pp` GPUs
-    per instance."""
+    per instance; with `chunk`, the fraction SGLang derives for that chunk size."""
     mem_mib = gpu.memory_bytes.value / MIB
-    chunk, bs_small, bs_large = next(
+    tier_chunk, bs_small, bs_large = next(
         ((c, s, b) for gib, c, s, b in SGLANG_TIERS if mem_mib < gib * 1024), SGLANG_LARGE)
+    chunk = chunk or tier_chunk
     bs = bs_large if tp >= 4 else bs_small
     reserved = 512 + 1.5 * max(chunk, 2048) + 2 * bs + tp * pp / 8 * 1024
     if mem_mib > 60 * 1024:
@@ -82,8 +84,10 @@ def on_gpu(engine: Engine, gpu: GPU, tp: int = 1, pp: int = 1) -> Engine:
         for field, v in (("max_num_batched_tokens", mbt), ("max_num_seqs", mns)):
             if free(field):
                 upd[field] = fig(field, v, f"vLLM server defaults on {why}")
-    else:
-        chunk, frac = sglang_defaults(gpu, tp, pp)
+    else:  # a chunk size the caller set is the one SGLang sizes its memory for
+        given = None if free("max_num_batched_tokens") else int(
+            engine.max_num_batched_tokens.value)
+        chunk, frac = sglang_defaults(gpu, tp, pp, given)
         if free("max_num_batched_tokens"):
             upd["max_num_batched_tokens"] = fig(
                 "max_num_batched_tokens", chunk,
@@ -91,6 +95,7 @@ def on_gpu(engine: Engine, gpu: GPU, tp: int = 1, pp: int = 1) -> Engine:
         if free("gpu_memory_utilization"):
             upd["gpu_memory_utilization"] = fig(
                 "gpu_memory_utilization", round(frac, 4),
-                f"SGLang mem_fraction_static (mem - reserved) / mem = {frac:.4f}")
+                f"SGLang mem_fraction_static (mem - reserved) / mem = {frac:.4f} for "
+                f"chunked_prefill_size {chunk}")
     changed = {k: v for k, v in upd.items() if v != getattr(engine, k)}
     return engine.model_copy(update=changed) if changed else engine

@@ -136,10 +136,12 @@ def _ttft(model: RooflineStepModel, b: int, isl: float, osl: float) -> float:
     joins = b / max(osl, 1.0)  # prompts joining each step at the operating point
     if joins <= 1.0:
         return model.dep.efficiency.request_overhead_s + 0.5 * t_d + own
-    # Short outputs: more than one prompt joins every step, and the step that carries this
-    # prompt carries the others' chunks too: the running step and its own are mean steps.
-    mean_step = t_d + joins * sum(max(t - t_d, 0.0) for t in mixed)
-    return model.dep.efficiency.request_overhead_s + 0.5 * mean_step + max(own, mean_step)
+    # Short outputs: more than one prompt joins every step, so the running step and the step
+    # that carries this prompt also carry the others' prompts, joins - 1 of them (the same
+    # formula as above at one join).
+    x = sum(max(t - t_d, 0.0) for t in mixed)
+    others = (joins - 1.0) * x
+    return model.dep.efficiency.request_overhead_s + 0.5 * (t_d + others) + own + others
 
 
 def _parts(model: RooflineStepModel, batch: StepBatch) -> dict[str, float]:

@@ -8,6 +8,7 @@ runs here, before any simulation: a model that does not fit, zero replicas, bad 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -176,6 +177,13 @@ class ReplicaConfig:
         mns = int(max_num_seqs if max_num_seqs is not None else eng.max_num_seqs.value)
         if max_num_seqs is None:  # vLLM: max_num_seqs = min(default, max_num_batched_tokens)
             mns = min(mns, mbt)
+        if max_num_batched_tokens is not None and eng.name == "sglang":
+            # the engine as run with this chunk size (SGLang sizes its memory for it)
+            fig = eng.max_num_batched_tokens.model_copy(update={
+                "value": float(mbt), "source": "given (--max-num-batched-tokens)"})
+            dep = dataclasses.replace(dep, engine=eng.model_copy(
+                update={"max_num_batched_tokens": fig}))
+            eng = dep.engine
         budget = memory_budget(dep, mbt)
         if max_num_seqs is None and ENGINE_POLICY.get(eng.name) == "sglang":
             mns = sglang_max_running(budget.kv_capacity_tokens, dep.model.max_context_tokens)
