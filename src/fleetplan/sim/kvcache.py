@@ -19,7 +19,8 @@ request also holds, from its first allocation to its release, `extra_for(req)` a
 for the rest: the linear state (`state_blocks`) and its sliding-window layers' KV over
 min(prompt + output, window) tokens (`window_ratio` blocks per block of full-layer KV). vLLM's
 hybrid allocator frees the blocks a window has passed as decoding goes on; holding the window
-from admission is the same peak, reached earlier.
+from admission reaches about the same peak earlier (vLLM also holds a prompt's chunk beyond the
+window while prefilling it, a brief peak not modelled).
 
 Anonymous free blocks are kept as runs (one queue entry per freed request) so that freeing and
 allocating cost O(1) per request, not per block, when no keys are involved.
