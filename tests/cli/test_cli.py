@@ -472,9 +472,10 @@ def _help(cli: Any, monkeypatch: pytest.MonkeyPatch, *command: str) -> str:
             "its folder)",
             "--engine <str> serving engine: vllm, sglang, trtllm, tgi, llamacpp, transformers",
             "--max-num-seqs <int> most requests a replica runs at once (default: the engine's "
-            "catalog value",
+            "default on this GPU, e.g. vLLM 256 under 70 GiB or on an A100, SGLang's from its KV "
+            "pool; at most --max-num-batched-tokens)",
             "--max-num-batched-tokens <int> token budget of one engine step (default: the "
-            "engine's catalog value)",
+            "engine's default on this GPU)",
             "--block-size <int> tokens per KV-cache block (default: the engine's catalog value)",
             "--prefix-caching --no-prefix-caching reuse the KV of repeated prompt prefixes "
             "(default: on where the engine's catalog entry supports it)",

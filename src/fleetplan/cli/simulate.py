@@ -197,10 +197,11 @@ def simulate_cmd(
     engine: Annotated[str, Opt("--engine", help=f"serving engine: {', '.join(ENGINES)}")] = "vllm",
     max_num_seqs: Annotated[int | None, Opt(
         "--max-num-seqs", help="most requests a replica runs at once (default: the engine's "
-        "catalog value, at most --max-num-batched-tokens)")] = None,
+        "default on this GPU, e.g. vLLM 256 under 70 GiB or on an A100, SGLang's from its KV "
+        "pool; at most --max-num-batched-tokens)")] = None,
     max_num_batched_tokens: Annotated[int | None, Opt(
         "--max-num-batched-tokens", help="token budget of one engine step (default: the "
-        "engine's catalog value)")] = None,
+        "engine's default on this GPU)")] = None,
     block_size: Annotated[int | None, Opt(
         "--block-size", help="tokens per KV-cache block (default: the engine's catalog "
         "value)")] = None,

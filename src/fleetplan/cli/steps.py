@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetplan.calibrate.points import read_utf8_text
+from fleetplan.calibrate.points import csv_records
 from fleetplan.calibrate.steps import (
     bundled_steps_paths,
     fit_steps,
@@ -66,13 +66,14 @@ def calibrate_steps(
     check_writable(out, "--out")
     paths = steps or bundled_steps_paths()
     points = [p for path in paths for p in read_steps(path)]
-    if out is not None:
-        for path in paths:
-            if "pred_step_ms" in _rows(path)[0]:  # --out would overwrite the input's values
-                raise InputFileError(
-                    "column 'pred_step_ms' is the one --out writes: it would overwrite the "
-                    "input's values; rename or drop it", path=str(path), line=1,
-                    field="pred_step_ms")
+    raws = [(path, [row for _, row in csv_records(path, ())]) for path in paths
+            ] if out is not None else []  # every row as read_steps read it, for --out
+    for path, rows in raws:
+        if "pred_step_ms" in rows[0]:  # --out would overwrite the input's values
+            raise InputFileError(
+                "column 'pred_step_ms' is the one --out writes: it would overwrite the "
+                "input's values; rename or drop it", path=str(path), line=1,
+                field="pred_step_ms")
     names = ", ".join(p.name for p in paths)
     fits = fit_steps(points)
     fitted = predict_steps(points, {g: f.efficiency for g, f in fits.items()})
@@ -109,7 +110,7 @@ def calibrate_steps(
             held=held))
         console.print(f"wrote {yaml_out}")
     if out is not None:
-        rows = [r for path in paths for r in _rows(path)]
+        rows = [r for _, file_rows in raws for r in file_rows]
         buf = io.StringIO()
         cols = [*dict.fromkeys(k for r in rows for k in r), "pred_step_ms"]
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
@@ -119,10 +120,3 @@ def calibrate_steps(
         write_text(out, buf.getvalue(), "--out")
         console.print(f"wrote {out}")
 
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a step-time file as `read_steps` reads them: its byte-order mark dropped,
-    header names stripped, rows whose fields are all blank skipped (one per `StepPoint`)."""
-    reader = csv.reader(io.StringIO(read_utf8_text(path), newline=""))
-    header = [h.strip() for h in next(reader, [])]
-    return [dict(zip(header, rec, strict=True)) for rec in reader if any(f.strip() for f in rec)]

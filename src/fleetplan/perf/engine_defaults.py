@@ -2,7 +2,7 @@
 
 The engine catalog (`catalog/data/engines.yaml`) holds each scheduler default as one figure,
 the value on an 80 GB data-centre GPU. Some engines choose theirs from the device instead
-(facts from `../shared/ENGINES.md`, each with the engine source it cites):
+(facts from `docs/ENGINES.md`, each with the engine source it cites):
 
 - vLLM: unset `max_num_batched_tokens` / `max_num_seqs` are 8192 / 1024 for the OpenAI server
   on a GPU with at least 70 GiB that is not an A100, else 2048 / 256

@@ -20,11 +20,11 @@ from fleetplan.perf import (
     kv_bytes_per_token,
     memory_budget,
 )
+from fleetplan.sim.kvcache import extra_blocks
 from fleetplan.sim.router import make_router
 
 __all__ = ["KV_TRANSFER_EFFICIENCY", "DisaggFleetConfig", "FleetConfig", "ReplicaConfig"]
 
-GIB = 2**30
 #: catalog engine name -> scheduling policy (llama.cpp: FCFS slots, see `scheduler.py`;
 #: transformers' continuous batching: FIFO admission under a token budget with chunked prefill
 #: into a paged cache, evicting to recompute when it fills (transformers v5.17.0 docs,
@@ -97,11 +97,9 @@ class ReplicaConfig:
 
     def blocks_for(self, tokens: int) -> int:
         """Blocks one sequence of `tokens` tokens holds at its longest."""
-        n = -(-tokens // self.block_size) + self.kv_state_blocks
-        if self.kv_window_ratio:
-            n += -(-int(self.kv_window_ratio * min(tokens, self.kv_window_tokens))
-                   // self.block_size)
-        return n
+        return -(-tokens // self.block_size) + extra_blocks(
+            tokens, self.block_size, self.kv_window_tokens, self.kv_window_ratio,
+            self.kv_state_blocks)
 
     @property
     def longest_fitting(self) -> int:

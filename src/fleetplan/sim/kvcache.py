@@ -32,7 +32,17 @@ from collections import OrderedDict
 
 from fleetplan.sim.request import Request
 
-__all__ = ["KVCache"]
+__all__ = ["KVCache", "extra_blocks"]
+
+
+def extra_blocks(tokens: int, block_size: int, window_tokens: int, window_ratio: float,
+                 state_blocks: int) -> int:
+    """Blocks a sequence of `tokens` tokens holds beside its growing KV (module docstring):
+    its linear state and its windowed layers' KV over min(tokens, window) tokens."""
+    n = state_blocks
+    if window_ratio:
+        n += -(-int(window_ratio * min(tokens, window_tokens)) // block_size)
+    return n
 
 
 class KVCache:
@@ -107,11 +117,13 @@ class KVCache:
 
     def extra_for(self, req: Request) -> int:
         """Blocks `req` holds beside its growing KV: linear state and sliding windows."""
-        n = self.state_blocks
-        if self.window_ratio:
-            span = min(req.prompt + req.output, self.window_tokens)
-            n += -(-int(self.window_ratio * span) // self.block_size)
-        return n
+        return extra_blocks(req.prompt + req.output, self.block_size, self.window_tokens,
+                            self.window_ratio, self.state_blocks)
+
+    def _first_extra(self, req: Request, tokens: int) -> int:
+        """The extra blocks an allocation of `tokens` takes: all of them on `req`'s first
+        allocation, none after."""
+        return self.extra_for(req) if not req.held and not req.extra and tokens > 0 else 0
 
     def lookup(self, req: Request) -> int:
         """Leading prompt blocks of `req` found in the cache (not yet claimed)."""
@@ -135,9 +147,7 @@ class KVCache:
 
     def fits(self, req: Request, tokens: int, hits: int = 0) -> bool:
         """Whether `allocate(req, tokens, hits)` would succeed (nothing changes)."""
-        new = -(-tokens // self.block_size) - req.held - hits
-        if not req.held and not req.extra and tokens > 0:
-            new += self.extra_for(req)
+        new = -(-tokens // self.block_size) - req.held - hits + self._first_extra(req, tokens)
         return new <= self.free - (self._unreferenced(req, hits) if hits else 0)
 
     def allocate(self, req: Request, tokens: int, hits: int = 0) -> bool:
@@ -145,7 +155,7 @@ class KVCache:
         fresh lookup. Returns False, changing nothing, when the free blocks do not suffice."""
         bs = self.block_size
         new = -(-tokens // bs) - req.held - hits
-        extra = self.extra_for(req) if not req.held and not req.extra and tokens > 0 else 0
+        extra = self._first_extra(req, tokens)
         new += extra
         if hits:
             touched = self._unreferenced(req, hits)
